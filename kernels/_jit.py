@@ -1,0 +1,57 @@
+"""The one decorator every kernel wears: ``@jit`` is ``numba.njit(cache=True)``, made safe.
+
+Two things go wrong with a bare ``njit(cache=True)`` in an installed library:
+
+* Numba raises ``RuntimeError`` at decoration time when it finds no writable cache directory (a
+  read-only installation with no ``NUMBA_CACHE_DIR``), so ``import fastcnn`` would fail. We then
+  compile without a cache instead.
+* Numba invalidates a cached function only when *its own* source file changes. A kernel that calls a
+  kernel from another module would keep running the callee's old machine code after the callee is
+  edited. We stamp every kernel's cache with a digest of all of ``kernels/``, so any edit there
+  invalidates every kernel's cache.
+"""
+
+import hashlib
+from pathlib import Path
+
+import numba
+
+_HERE = Path(__file__).resolve().parent
+
+
+def _package_digest() -> str:
+    sha = hashlib.sha256()
+    for source in sorted(_HERE.glob("*.py")):
+        sha.update(source.name.encode())
+        sha.update(source.read_bytes())
+    return sha.hexdigest()
+
+
+_STAMP = ("fastcnn.kernels", _package_digest())
+
+
+# The only fast-math flag any kernel may use, and only on a sum whose order does not matter to us:
+# it lets LLVM split a dot product across vector lanes (4x faster) at the price of a different but
+# equally accurate rounding. Never "nnan"/"ninf": those would let LLVM assume away the NaN that
+# reveals a diverged run. tests/test_layout.py rejects any other `fastmath=` in kernels/.
+REASSOCIATE = {"reassoc"}
+
+
+def jit(function=None, *, reassociate=False):
+    """``numba.njit(cache=True)`` with a package-wide cache stamp; no cache where none can be written.
+
+    ``reassociate=True`` adds the :data:`REASSOCIATE` flag, for kernels whose hot loop is a sum.
+    """
+    if function is None:
+        return lambda f: jit(f, reassociate=reassociate)
+    options = {"fastmath": set(REASSOCIATE)} if reassociate else {}
+    try:
+        dispatcher = numba.njit(cache=True, **options)(function)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(**options)(function)
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    if cache_file is None or not hasattr(cache_file, "_source_stamp"):
+        # A Numba whose cache layout we don't know: stale code is worse than a slow first call.
+        return numba.njit(**options)(function)
+    cache_file._source_stamp = _STAMP
+    return dispatcher
