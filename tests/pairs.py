@@ -1,0 +1,227 @@
+"""One table of (reference, numba) implementation pairs, shared by the equivalence tests and the
+benchmarks (numbagg's COMPARISONS): ``PAIRS[op][impl](shape, dtype)`` does all setup and returns a
+zero-argument callable, so a benchmark times only the operation. Each callable returns a tuple of
+arrays, the reference's and the kernel's in the same order.
+
+The reference side is SciPy/NumPy only, the seed's own expressions; it never calls
+``fastcnn.kernels``.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal
+
+from fastcnn.functions import d_sigmoid, sigmoid
+from fastcnn.kernels import activation, conv, dense
+
+
+@dataclass(frozen=True)
+class Shape:
+    depth: int
+    height: int
+    width: int
+    size: int  # filter_size
+    count: int  # filter_count
+    hidden: int = 100  # the dense layer after the convolution
+
+    @property
+    def out_hw(self):
+        return self.height - self.size + 1, self.width - self.size + 1
+
+    @property
+    def flat(self):
+        return self.count * self.out_hw[0] * self.out_hw[1]
+
+    def __str__(self):
+        return f"{self.depth}x{self.height}x{self.width}-k{self.size}-n{self.count}"
+
+
+MNIST = Shape(1, 28, 28, 3, 5)
+LARGE = Shape(3, 64, 64, 5, 16)
+RATE = 0.1
+
+
+def arrays(shape, dtype, seed=0):
+    """Inputs, parameters and output gradients of one convolution + dense pair, in ``dtype``."""
+    rng = np.random.default_rng(seed)
+    oh, ow = shape.out_hw
+
+    def draw(*dims, low=-1.0):
+        return rng.uniform(low, 1.0, dims).astype(dtype)
+
+    return {
+        "x": draw(shape.depth, shape.height, shape.width, low=0.0),
+        "filters": draw(shape.count, shape.depth, shape.size, shape.size),
+        "conv_biases": draw(shape.count, oh, ow),
+        "conv_d_output": draw(shape.count, oh, ow),
+        "v": draw(shape.flat, 1, low=0.0),
+        "weights": draw(shape.hidden, shape.flat),
+        "biases": draw(shape.hidden, 1),
+        "d_output": draw(shape.hidden, 1),
+    }
+
+
+def _copies(a, *names):
+    return [a[n].copy() for n in names]
+
+
+def correlate_reference(shape, dtype):
+    a = arrays(shape, dtype)
+    x, k = a["x"][0], a["filters"][0, 0]
+    return lambda: (signal.correlate2d(x, k, "valid"),)
+
+
+def correlate_numba(shape, dtype):
+    a = arrays(shape, dtype)
+    x, k = a["x"][0], a["filters"][0, 0]
+    out = np.empty(shape.out_hw, dtype)
+    return lambda: (conv.correlate2d_valid(x, k, out), out)[1:]
+
+
+def convolve_reference(shape, dtype):
+    a = arrays(shape, dtype)
+    g, k = a["conv_d_output"][0], a["filters"][0, 0]
+    return lambda: (signal.convolve2d(g, k, "full"),)
+
+
+def convolve_numba(shape, dtype):
+    a = arrays(shape, dtype)
+    g, k = a["conv_d_output"][0], a["filters"][0, 0]
+    out = np.empty((shape.height, shape.width), dtype)
+    return lambda: (conv.convolve2d_full(g, k, out), out)[1:]
+
+
+def conv_forward_reference(shape, dtype):
+    a = arrays(shape, dtype)
+    x, filters, biases = a["x"], a["filters"], a["conv_biases"]
+
+    def run():
+        output = biases.copy()
+        for i in range(shape.count):
+            for j in range(shape.depth):
+                output[i] += signal.correlate2d(x[j], filters[i, j], "valid")
+        return (output,)
+
+    return run
+
+
+def conv_forward_numba(shape, dtype):
+    a = arrays(shape, dtype)
+    out = np.empty_like(a["conv_biases"])
+    return lambda: (conv.conv_forward(a["x"], a["filters"], a["conv_biases"], out), out)[1:]
+
+
+def conv_backward_reference(shape, dtype):
+    a = arrays(shape, dtype)
+    x, g = a["x"], a["conv_d_output"]
+    filters, biases = _copies(a, "filters", "conv_biases")
+
+    def run():
+        d_filters = np.zeros_like(filters)
+        d_input = np.zeros_like(x)
+        for i in range(shape.count):
+            for j in range(shape.depth):
+                d_filters[i, j] = signal.correlate2d(x[j], g[i], "valid")
+                d_input[j] += signal.convolve2d(g[i], filters[i, j], "full")
+        filters[...] -= d_filters * dtype(RATE)
+        biases[...] -= g * dtype(RATE)
+        return d_input, filters, biases
+
+    return run
+
+
+def conv_backward_numba(shape, dtype):
+    a = arrays(shape, dtype)
+    x, g = a["x"], a["conv_d_output"]
+    filters, biases = _copies(a, "filters", "conv_biases")
+    d_input, row = np.empty_like(x), np.empty(shape.out_hw[1], dtype)
+
+    def run():
+        conv.conv_backward_sgd(x, filters, biases, g, dtype(RATE), d_input, row)
+        return d_input, filters, biases
+
+    return run
+
+
+def dense_forward_reference(shape, dtype):
+    a = arrays(shape, dtype)
+    return lambda: (np.dot(a["weights"], a["v"]) + a["biases"],)
+
+
+def dense_forward_numba(shape, dtype):
+    a = arrays(shape, dtype)
+    out = np.empty_like(a["biases"])
+    return lambda: (dense.dense_forward(a["weights"], a["v"], a["biases"], out), out)[1:]
+
+
+def dense_backward_reference(shape, dtype):
+    a = arrays(shape, dtype)
+    v, g = a["v"], a["d_output"]
+    weights, biases = _copies(a, "weights", "biases")
+
+    def run():
+        d_input = np.dot(weights.T, g)
+        weights[...] -= np.dot(g, v.T) * dtype(RATE)
+        biases[...] -= g * dtype(RATE)
+        return d_input, weights, biases
+
+    return run
+
+
+def dense_backward_numba(shape, dtype):
+    a = arrays(shape, dtype)
+    v, g = a["v"], a["d_output"]
+    weights, biases = _copies(a, "weights", "biases")
+    d_input = np.empty_like(v)
+
+    def run():
+        dense.dense_backward_sgd(weights, biases, v, g, dtype(RATE), d_input)
+        return d_input, weights, biases
+
+    return run
+
+
+def sigmoid_reference(shape, dtype):
+    v = arrays(shape, dtype)["v"] * dtype(8) - dtype(4)
+    return lambda: (sigmoid(v),)
+
+
+def sigmoid_numba(shape, dtype):
+    v = arrays(shape, dtype)["v"] * dtype(8) - dtype(4)
+    out = np.empty_like(v)
+    return lambda: (activation.sigmoid(v, out), out)[1:]
+
+
+def sigmoid_backward_reference(shape, dtype):
+    a = arrays(shape, dtype)
+    v = a["v"] * dtype(8) - dtype(4)
+    g = a["v"] - dtype(0.5)
+    return lambda: (np.multiply(g, d_sigmoid(v)),)
+
+
+def sigmoid_backward_numba(shape, dtype):
+    a = arrays(shape, dtype)
+    v = a["v"] * dtype(8) - dtype(4)
+    g = a["v"] - dtype(0.5)
+    s, out = np.empty_like(v), np.empty_like(v)
+
+    def run():
+        # The layer keeps sigmoid's forward output; the time of that forward is sigmoid's row.
+        activation.sigmoid(v, s)
+        activation.sigmoid_backward(s, g, out)
+        return (out,)
+
+    return run
+
+
+PAIRS = {
+    "correlate2d_valid": {"reference": correlate_reference, "numba": correlate_numba},
+    "convolve2d_full": {"reference": convolve_reference, "numba": convolve_numba},
+    "conv_forward": {"reference": conv_forward_reference, "numba": conv_forward_numba},
+    "conv_backward_sgd": {"reference": conv_backward_reference, "numba": conv_backward_numba},
+    "dense_forward": {"reference": dense_forward_reference, "numba": dense_forward_numba},
+    "dense_backward_sgd": {"reference": dense_backward_reference, "numba": dense_backward_numba},
+    "sigmoid": {"reference": sigmoid_reference, "numba": sigmoid_numba},
+    "sigmoid_backward": {"reference": sigmoid_backward_reference, "numba": sigmoid_backward_numba},
+}
