@@ -101,6 +101,10 @@ class Linear(_ComputeLayer):
         self.weights: NDArray = weights.astype(self.dtype)
         self.biases: NDArray = biases.astype(self.dtype)
 
+    def parameters(self):
+        """The arrays SGD updates in place: ``(weights, biases)``."""
+        return self.weights, self.biases
+
     def __repr__(self):
         return f"Linear({self.input_size}, {self.output_size}{self._options()})"
 
@@ -226,6 +230,10 @@ class Convolution(_ComputeLayer):
         self.filters: NDArray = filters.astype(self.dtype)
         self.biases: NDArray = biases.astype(self.dtype)
         self._row = np.empty(self.output_shape[2], self.dtype)
+
+    def parameters(self):
+        """The arrays SGD updates in place: ``(filters, biases)``."""
+        return self.filters, self.biases
 
     def __repr__(self):
         return (f"Convolution({self.input_shape}, {self.filter_size}, {self.filter_count}"

@@ -37,14 +37,17 @@ _STAMP = ("fastcnn.kernels", _package_digest())
 REASSOCIATE = {"reassoc"}
 
 
-def jit(function=None, *, reassociate=False):
+def jit(function=None, *, reassociate=False, parallel=False):
     """``numba.njit(cache=True)`` with a package-wide cache stamp; no cache where none can be written.
 
-    ``reassociate=True`` adds the :data:`REASSOCIATE` flag, for kernels whose hot loop is a sum.
+    ``reassociate=True`` adds the :data:`REASSOCIATE` flag, for kernels whose hot loop is a sum;
+    ``parallel=True`` lets ``numba.prange`` loops run on ``numba.get_num_threads()`` threads.
     """
     if function is None:
-        return lambda f: jit(f, reassociate=reassociate)
+        return lambda f: jit(f, reassociate=reassociate, parallel=parallel)
     options = {"fastmath": set(REASSOCIATE)} if reassociate else {}
+    if parallel:
+        options["parallel"] = True
     try:
         dispatcher = numba.njit(cache=True, **options)(function)
     except RuntimeError:  # "cannot cache function ...: no locator available"

@@ -1,5 +1,7 @@
 """The dense (linear) layer: ``weights @ x + biases`` and its backward pass fused with SGD."""
 
+from numba import prange
+
 from ._jit import jit
 
 
@@ -50,3 +52,47 @@ def dense_backward_sgd(weights, biases, x, d_output, rate, d_input):
             d_input[i, 0] += w[i] * g
             w[i] -= g * x[i, 0] * rate
         biases[o, 0] -= g * rate
+
+
+# Two-thread versions. Each thread owns a contiguous block of rows of ``weights``, so no two
+# threads write the same element; the input gradient is summed per block into ``partial`` and the
+# blocks are then added in a fixed order, so a run is repeatable for a given number of blocks
+# (its last bits differ from the one-block kernels above, whose sum runs over all rows at once).
+
+
+@jit(reassociate=True, parallel=True)
+def dense_forward_blocks(weights, x, biases, out, blocks):
+    """:func:`dense_forward` with the rows split into ``blocks`` parallel blocks."""
+    m, n = weights.shape
+    for t in prange(blocks):
+        for o in range(t * m // blocks, (t + 1) * m // blocks):
+            acc = out.dtype.type(0)
+            w = weights[o]
+            for i in range(n):
+                acc += w[i] * x[i, 0]
+            out[o, 0] = acc + biases[o, 0]
+
+
+@jit(parallel=True)
+def dense_backward_sgd_blocks(weights, biases, x, d_output, rate, d_input, partial):
+    """:func:`dense_backward_sgd` with the rows split into ``len(partial)`` parallel blocks.
+
+    ``partial`` is scratch of shape (blocks, n).
+    """
+    m, n = weights.shape
+    blocks = partial.shape[0]
+    for t in prange(blocks):
+        p = partial[t]
+        p[:] = 0
+        for o in range(t * m // blocks, (t + 1) * m // blocks):
+            g = d_output[o, 0]
+            w = weights[o]
+            for i in range(n):
+                p[i] += w[i] * g
+                w[i] -= g * x[i, 0] * rate
+            biases[o, 0] -= g * rate
+    for i in range(n):
+        acc = partial[0, i]
+        for t in range(1, blocks):
+            acc += partial[t, i]
+        d_input[i, 0] = acc
