@@ -45,7 +45,11 @@ def jit(function=None, *, reassociate=False, parallel=False):
     """
     if function is None:
         return lambda f: jit(f, reassociate=reassociate, parallel=parallel)
-    options = {"fastmath": set(REASSOCIATE)} if reassociate else {}
+    # NumPy's error model: 1 / 0 is inf, as in the reference path, instead of Python's
+    # ZeroDivisionError, whose check in every division also stops LLVM from vectorising a loop.
+    options = {"error_model": "numpy"}
+    if reassociate:
+        options["fastmath"] = set(REASSOCIATE)
     if parallel:
         options["parallel"] = True
     try:
