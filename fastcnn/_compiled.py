@@ -31,7 +31,8 @@ class Program:
                 ops.append(k_network.SIGMOID)
                 dims.append((0,) * 5)
             elif kind in (Convolution, Linear) and layer.backend == "numba":
-                if self.dtype not in (None, layer.dtype):
+                # Not `self.dtype in (None, ...)`: NumPy reads None as float64 in that comparison.
+                if self.dtype is not None and self.dtype != layer.dtype:
                     raise _Unsupported
                 self.dtype = layer.dtype
                 if kind is Convolution:

@@ -1,0 +1,211 @@
+"""The compiled training path (kernels/network.py via fastcnn/_compiled.py) against the per-layer
+path it replaces, the two-thread dense kernels against the one-thread ones, and the vectorised exp.
+"""
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fastcnn import (Activation, Convolution, Linear, Network, Reshape, d_mse, d_sigmoid, mse,
+                     sigmoid)
+from fastcnn import _compiled
+from fastcnn.kernels import activation, dense
+
+from .conftest import DTYPES, tolerance
+
+
+def per_layer_mse(predicted, actual):
+    # Not `fastcnn.mse` itself, so Network.train takes the per-layer path with the same numbers.
+    return mse(predicted, actual)
+
+
+def conv_net(depth, side, size, count, hidden, dtype, seed, second_conv=False):
+    layers = [Convolution((depth, side, side), size, count, dtype=dtype, rng=seed),
+              Activation(sigmoid, d_sigmoid)]
+    out = side - size + 1
+    if second_conv:  # a convolution that is not first computes an input gradient
+        layers += [Convolution((count, out, out), 1, 2, dtype=dtype, rng=seed + 1),
+                   Activation(sigmoid, d_sigmoid)]
+        count = 2
+    flat = count * out * out
+    layers += [Reshape((count, out, out), (flat, 1)), Linear(flat, hidden, dtype=dtype, rng=seed + 2),
+               Activation(sigmoid, d_sigmoid), Linear(hidden, 3, dtype=dtype, rng=seed + 3),
+               Activation(sigmoid, d_sigmoid)]
+    return Network(layers)
+
+
+def data(depth, side, n, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, (n, depth, side, side)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, n)].reshape(n, 3, 1)
+    return x, y
+
+
+def parameters(net):
+    return [a for layer in net.layers if hasattr(layer, "parameters") for a in layer.parameters()]
+
+
+@given(depth=st.integers(1, 2), size=st.integers(1, 4), extra=st.integers(0, 5),
+       count=st.integers(1, 3), hidden=st.integers(1, 12), second_conv=st.booleans(),
+       dtype=st.sampled_from(DTYPES), seed=st.integers(0, 1000))
+def test_compiled_train_equals_per_layer_path(depth, size, extra, count, hidden, second_conv,
+                                              dtype, seed):
+    # Catches the compiled loop diverging from the layers it replaces: a wrong offset into the
+    # flat parameters, a skipped layer, a first-layer shortcut that changes the update.
+    side = size + extra
+    x, y = data(depth, side, 12, seed)
+    nets = [conv_net(depth, side, size, count, hidden, dtype, seed, second_conv) for _ in range(2)]
+    assert _compiled.program(nets[0].layers) is not None
+    compiled = nets[0].train(x, y, mse, d_mse, 2, 0.5, verbose=False)
+    reference = nets[1].train(x, y, per_layer_mse, d_mse, 2, 0.5, verbose=False)
+    # Same kernels in the same order: the updates are bit for bit the same. Only the loss, which
+    # the compiled loop sums itself where the seed calls np.mean, may differ in its last bits.
+    for a, b in zip(parameters(nets[0]), parameters(nets[1])):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(compiled, reference, rtol=1e-6 if dtype == np.float32 else 1e-14)
+
+
+def test_compiled_train_linear_first_layer_xor():
+    # Catches the first dense layer's update-only kernel (dense_sgd) differing from the full one.
+    x = np.reshape([[0, 0], [0, 1], [1, 0], [1, 1]], (4, 2, 1))
+    y = np.reshape([[0], [1], [1], [0]], (4, 1, 1))
+
+    def xor(seed):
+        return Network([Linear(2, 3, rng=seed), Activation(sigmoid, d_sigmoid),
+                        Linear(3, 1, rng=seed + 1), Activation(sigmoid, d_sigmoid)])
+
+    a, b = xor(7), xor(7)
+    la = a.train(x, y, mse, d_mse, 50, 0.1, verbose=False)
+    lb = b.train(x, y, per_layer_mse, d_mse, 50, 0.1, verbose=False)
+    for p, q in zip(parameters(a), parameters(b)):
+        np.testing.assert_array_equal(p, q)
+    np.testing.assert_allclose(la, lb, rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_two_threads_match_one_thread_and_repeat(dtype):
+    # Catches a race between the two threads (results would vary run to run) and a wrong block
+    # split or partial-sum combination (results would leave the one-thread run's neighbourhood).
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has a single thread here")
+    x, y = data(1, 28, 40, 0)
+    runs = {}
+    for name, threads in (("one", 1), ("two", 2), ("two again", 2)):
+        net = conv_net(1, 28, 3, 5, 100, dtype, 3)  # Linear(3380, 100) is split across threads
+        net.num_threads = threads
+        losses = net.train(x, y, mse, d_mse, 2, 0.1, verbose=False)
+        runs[name] = (losses, parameters(net))
+    for a, b in zip(runs["two"][1], runs["two again"][1]):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(runs["one"][1], runs["two"][1]):
+        np.testing.assert_allclose(a, b, **tolerance(dtype))
+    np.testing.assert_allclose(runs["one"][0], runs["two"][0], **tolerance(dtype))
+    assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS  # restored after training
+
+
+def test_num_threads_beyond_numba_is_an_error():
+    # Catches a silent fall-back to fewer threads than asked for.
+    net = conv_net(1, 6, 3, 2, 4, np.float64, 0)
+    net.num_threads = numba.config.NUMBA_NUM_THREADS + 1
+    x, y = data(1, 6, 2, 0)
+    with pytest.raises(ValueError, match=r"num_threads=\d+, but Numba runs at most \d+ threads"):
+        net.train(x, y, mse, d_mse, 1, 0.1, verbose=False)
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 3])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dense_block_kernels_match_serial(blocks, dtype):
+    # Catches rows lost or done twice at block edges (3 blocks of 7 rows do not divide evenly).
+    rng = np.random.default_rng(blocks)
+    w = rng.standard_normal((7, 30)).astype(dtype)
+    b = rng.standard_normal((7, 1)).astype(dtype)
+    x = rng.standard_normal((30, 1)).astype(dtype)
+    g = rng.standard_normal((7, 1)).astype(dtype)
+    out_serial, out_blocks = np.empty((7, 1), dtype), np.empty((7, 1), dtype)
+    dense.dense_forward(w, x, b, out_serial)
+    dense.dense_forward_blocks(w, x, b, out_blocks, blocks)
+    np.testing.assert_allclose(out_blocks, out_serial, **tolerance(dtype))
+    assert out_blocks.dtype == dtype
+    w1, b1, w2, b2 = w.copy(), b.copy(), w.copy(), b.copy()
+    d1, d2 = np.empty_like(x), np.empty_like(x)
+    dense.dense_backward_sgd(w1, b1, x, g, dtype(0.1), d1)
+    dense.dense_backward_sgd_blocks(w2, b2, x, g, dtype(0.1), d2, np.empty((blocks, 30), dtype))
+    np.testing.assert_array_equal(w1, w2)  # the update touches each weight once, identically
+    np.testing.assert_array_equal(b1, b2)
+    np.testing.assert_allclose(d2, d1, **tolerance(dtype))
+
+
+def test_nan_in_compiled_path_stops_before_the_update():
+    # Catches the compiled loop applying the update of the sample whose loss is not finite, or
+    # naming the wrong sample.
+    x, y = data(1, 6, 20, 1)
+    x[13, 0, 2, 2] = np.nan
+    net, twin = conv_net(1, 6, 3, 2, 4, np.float64, 5), conv_net(1, 6, 3, 2, 4, np.float64, 5)
+    with pytest.raises(FloatingPointError, match=r"Epoch 1, sample 13: the loss is not finite"):
+        net.train(x, y, mse, d_mse, 1, 0.1, verbose=False)
+    twin.train(x[:13], y[:13], mse, d_mse, 1, 0.1, verbose=False)
+    for a, b in zip(parameters(net), parameters(twin)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_progress_and_on_epoch_callbacks():
+    # Catches progress reports that skip samples or report a wrong running loss.
+    x, y = data(1, 6, 600, 2)
+    net = conv_net(1, 6, 3, 2, 4, np.float64, 6)
+    seen, epochs = [], []
+    history = net.train(x, y, mse, d_mse, 2, 0.1, verbose=False,
+                        progress=lambda e, done, loss: seen.append((e, done, loss)),
+                        on_epoch=lambda e, h: epochs.append((e, list(h))))
+    assert [(e, d) for e, d, _ in seen] == [(1, 256), (1, 512), (1, 600), (2, 256), (2, 512),
+                                            (2, 600)]
+    assert seen[2][2] == pytest.approx(history[0], rel=1e-12)
+    assert epochs == [(1, history[:1]), (2, history[:2])]
+
+
+def test_evaluate_compiled_equals_per_sample_predict():
+    # Catches the batched prediction path disagreeing with predict().
+    x, y = data(1, 8, 50, 3)
+    net = conv_net(1, 8, 3, 2, 6, np.float64, 8)
+    labels = y.reshape(50, 3).argmax(axis=1)
+    expected = np.mean([np.argmax(net.predict(s)) == t for s, t in zip(x, labels)])
+    assert net.evaluate(x, labels) == expected
+    assert net.evaluate(x, y) == expected  # one-hot labels
+
+
+def test_compiled_path_declines_what_it_cannot_run():
+    # Catches the compiled path taking a network it would train wrongly.
+    tanh = Activation(np.tanh, lambda v: 1 - np.tanh(v) ** 2)
+    assert _compiled.program([Linear(2, 2), tanh]) is None
+    assert _compiled.program([Linear(2, 2, backend="scipy")]) is None
+    assert _compiled.program([Linear(2, 2), Linear(2, 2, dtype=np.float32)]) is None
+    assert _compiled.program([Linear(2, 2)], loss=per_layer_mse) is None
+    transposed = Linear(3, 3)
+    transposed.weights = transposed.weights.T  # not C-contiguous: a flat view would be a copy
+    assert _compiled.program([transposed]) is None
+    assert _compiled.program([Linear(2, 2), Activation(sigmoid, d_sigmoid)]) is not None
+
+
+@pytest.mark.parametrize("dtype, low, high", [(np.float64, -745.0, 709.7), (np.float32, -103.0, 88.7)])
+def test_exp_within_two_ulp_of_numpy(dtype, low, high):
+    # Catches a wrong polynomial coefficient or range reduction in the vectorised exp.
+    t = np.linspace(low, high, 200_001).astype(dtype)
+    got = np.array([activation.exp(v) for v in t[::50]], dtype=dtype)
+    ref = np.exp(t[::50])
+    normal = ref >= np.finfo(dtype).tiny
+    ulps = np.abs(got[normal] - ref[normal]) / np.spacing(ref[normal])
+    assert ulps.max() <= 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_kernel_edges(dtype):
+    # Catches the exp's special cases: overflow must give sigmoid 0, NaN must stay NaN (it is what
+    # reveals a diverged run), and -inf/+inf inputs give exactly 1/0 as the seed's sigmoid does.
+    x = np.array([-1e4, -800.0, -90.0, 0.0, 90.0, 800.0, 1e4, np.inf, -np.inf, np.nan], dtype)
+    out = np.empty_like(x)
+    activation.sigmoid(x, out)
+    with np.errstate(over="ignore"):
+        expected = sigmoid(x)
+    np.testing.assert_allclose(out, expected, rtol=4 * np.finfo(dtype).eps, atol=0)
+    assert out.dtype == dtype
