@@ -1,6 +1,6 @@
 """The one decorator every kernel wears: ``@jit`` is ``numba.njit(cache=True)``, made safe.
 
-Two things go wrong with a bare ``njit(cache=True)`` in an installed library:
+Three things go wrong with a bare ``njit(cache=True)`` in an installed library:
 
 * Numba raises ``RuntimeError`` at decoration time when it finds no writable cache directory (a
   read-only installation with no ``NUMBA_CACHE_DIR``), so ``import fastcnn`` would fail. We then
@@ -9,12 +9,24 @@ Two things go wrong with a bare ``njit(cache=True)`` in an installed library:
   kernel from another module would keep running the callee's old machine code after the callee is
   edited. We stamp every kernel's cache with a digest of all of ``kernels/``, so any edit there
   invalidates every kernel's cache.
+* Numba's cache is one index file per function mapping signatures to numbered data files. Two
+  processes compiling different signatures of one function at once can each pick the same number,
+  and the index of one can end up naming the other's machine code: a float32 call then runs float64
+  code and crashes (seen here, with tests running in parallel). We hold a lock file around every
+  cache read (shared) and write (exclusive), so an index and its data files change together.
 """
 
+import contextlib
 import hashlib
+import os
 from pathlib import Path
 
 import numba
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, and the race above stays possible there
+    fcntl = None
 
 _HERE = Path(__file__).resolve().parent
 
@@ -61,4 +73,25 @@ def jit(function=None, *, reassociate=False, parallel=False):
         # A Numba whose cache layout we don't know: stale code is worse than a slow first call.
         return numba.njit(**options)(function)
     cache_file._source_stamp = _STAMP
+    if fcntl is not None:
+        lock_path = os.path.join(cache_file._cache_path, "fastcnn-kernels.lock")
+        cache_file.load = _locked(cache_file.load, lock_path, fcntl.LOCK_SH)
+        cache_file.save = _locked(cache_file.save, lock_path, fcntl.LOCK_EX)
     return dispatcher
+
+
+def _locked(method, lock_path, operation):
+    """``method`` run while holding ``flock(lock_path, operation)``, or unlocked when the lock file
+    cannot be opened (a read-only cache, which nobody can be writing either)."""
+
+    def call(*args, **kwargs):
+        with contextlib.ExitStack() as stack:
+            try:
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError:
+                return method(*args, **kwargs)
+            stack.callback(os.close, fd)  # closing the descriptor releases the lock
+            fcntl.flock(fd, operation)
+            return method(*args, **kwargs)
+
+    return call
