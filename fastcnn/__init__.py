@@ -5,6 +5,7 @@ notebook's own NumPy/SciPy code instead."""
 from .functions import d_mse, d_sigmoid, mse, sigmoid
 from .layers import Activation, Convolution, Layer, Linear, Reshape
 from .network import History, Network
+from .io import load  # noqa: F401  (the counterpart of Network.save)
 
 __all__ = [
     "Activation", "Convolution", "History", "Layer", "Linear", "Network", "Reshape",

@@ -1,0 +1,179 @@
+"""The user's own digit images (PNG, JPEG, ...) in MNIST's format, for ``fastcnn predict``.
+
+MNIST's digits were made this way (LeCun et al.): the ink's bounding box scaled to fit a 20x20 box
+keeping its aspect ratio, anti-aliased to grey levels, then placed in a 28x28 field so that the
+centre of mass of the pixels lands on the field's centre. ``to_mnist`` repeats that; a network
+trained on MNIST sees a digit drawn in Paint as it saw the training set. Measured on the MNIST
+training images, the centre of mass averages (14.0, 14.0) in array-index coordinates.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Union
+
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+SIZE = 28  # the MNIST field
+BOX = 20  # the digit's box inside it
+CENTRE = 14.0  # where MNIST puts the centre of mass (row, column)
+# Contrast (of a 0..1 range) below which an image holds no digit: ~25 of 255 grey levels, more
+# than JPEG noise or paper texture, far less than any pen stroke.
+MIN_CONTRAST = 0.1
+# After normalising background to 0 and the darkest ink to 1, fainter pixels count as background,
+# so paper texture and JPEG ringing neither widen the bounding box nor pull the centre of mass.
+INK_THRESHOLD = 0.2
+
+
+class ImageFileError(ValueError):
+    """An image cannot be read, or holds no digit; the message names the file."""
+
+
+def load_digit(path: PathLike, *, dtype: DTypeLike = np.float64) -> NDArray[np.floating]:
+    """Read an image file and convert it to an MNIST-style digit with :func:`to_mnist`.
+
+    Any format Pillow reads works (PNG, JPEG, GIF, BMP, ...); colour is converted to grey, the
+    first frame of an animation is used, a JPEG's EXIF rotation is applied, and transparent pixels
+    are laid over a background opposite to the ink.
+
+    Parameters
+    ----------
+    path : str or path-like
+    dtype : float64 or float32
+
+    Returns
+    -------
+    ndarray of shape (1, 28, 28), values in [0, 1], white digit on black as in MNIST
+
+    Raises
+    ------
+    ImageFileError
+        The file is not an image Pillow can decode, is damaged, or is blank (no digit).
+    FileNotFoundError, PermissionError
+        The file cannot be opened.
+    ImportError
+        Pillow is not installed (``pip install fastcnn[cli]``).
+    """
+    try:
+        return to_mnist(_read_grey(path), dtype=dtype)
+    except ImageFileError:
+        raise
+    except ValueError as exc:
+        raise ImageFileError(f"{os.fspath(path)}: {exc}") from None
+
+
+def to_mnist(image: ArrayLike, *, dtype: DTypeLike = np.float64) -> NDArray[np.floating]:
+    """Convert a greyscale picture of one digit to MNIST's format.
+
+    Steps: invert when the background (median of the border pixels) is light; stretch so the
+    background is 0 and the strongest ink 1; crop to the ink's bounding box; scale it to fit a
+    20x20 box keeping the aspect ratio; paste it into a 28x28 field with its centre of mass at
+    (14, 14), as far as the field allows.
+
+    Parameters
+    ----------
+    image : array_like of shape (height, width)
+        Brightness: floats in [0, 1], or integers 0..255.
+    dtype : float64 or float32
+
+    Returns
+    -------
+    ndarray of shape (1, 28, 28), values in [0, 1]
+
+    Raises
+    ------
+    ValueError
+        Not a 2-D image, or blank (contrast below ``MIN_CONTRAST``).
+    """
+    grey = np.asarray(image)
+    if grey.ndim != 2 or min(grey.shape) < 1:
+        raise ValueError(f"expected a 2-D greyscale image, got an array of shape {grey.shape}")
+    if grey.dtype.kind in "iub":
+        grey = grey / 255.0
+    grey = grey.astype(np.float64)
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    background = float(np.median(border))
+    if background > 0.5:  # dark ink on light paper; MNIST is light ink on black
+        grey, background = 1.0 - grey, 1.0 - background
+    contrast = float(grey.max()) - background
+    if contrast < MIN_CONTRAST:
+        raise ValueError(
+            f"blank image: no digit found (the ink differs from the background by "
+            f"{max(contrast, 0.0):.0%} of the grey range, less than {MIN_CONTRAST:.0%})"
+        )
+    ink = np.clip((grey - background) / contrast, 0.0, 1.0)
+    ink[ink < INK_THRESHOLD] = 0.0
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    ink = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    digit = _fit_box(ink)
+    field = np.zeros((SIZE, SIZE))
+    top, left = (_offset(digit, axis) for axis in (0, 1))
+    field[top:top + digit.shape[0], left:left + digit.shape[1]] = digit
+    return field.reshape(1, SIZE, SIZE).astype(dtype)
+
+
+def _fit_box(ink: NDArray) -> NDArray:
+    """Resize so the longer side is ``BOX`` pixels (aspect kept), anti-aliased, peak back at 1."""
+    from PIL import Image
+
+    scale = BOX / max(ink.shape)
+    height, width = (max(1, round(n * scale)) for n in ink.shape)
+    resized = Image.fromarray(ink.astype(np.float32)).resize((width, height),
+                                                             Image.Resampling.LANCZOS)
+    # LANCZOS rings slightly outside [0, 1]; thin strokes shrunk a lot turn faint, so restore the
+    # peak as MNIST's digits (almost all reach 255) have it.
+    digit = np.clip(np.asarray(resized, dtype=np.float64), 0.0, 1.0)
+    peak = digit.max()
+    return digit / peak if peak > 0 else digit
+
+
+def _offset(digit: NDArray, axis: int) -> int:
+    """Where the digit's first row (axis 0) or column (axis 1) goes in the field so its centre of
+    mass lands on ``CENTRE``, clamped so the whole digit stays inside."""
+    mass = digit.sum(axis=1 - axis)
+    centre = float(np.dot(np.arange(len(mass)), mass) / mass.sum()) if mass.sum() > 0 else \
+        (len(mass) - 1) / 2
+    return int(np.clip(round(CENTRE - centre), 0, SIZE - len(mass)))
+
+
+def _read_grey(path: PathLike) -> NDArray[np.float64]:
+    """The first frame of an image file as brightness in [0, 1], transparency resolved."""
+    try:
+        from PIL import Image, ImageOps, UnidentifiedImageError
+    except ImportError:
+        raise ImportError("Reading images needs Pillow: pip install fastcnn[cli]") from None
+    name = os.fspath(path)
+    try:
+        with Image.open(path) as opened:
+            opened.load()  # decode now, so a truncated file fails here and not later
+            image = ImageOps.exif_transpose(opened)  # a phone photo is stored sideways
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                # via RGBA: that conversion honours a palette's or grey image's transparent colour
+                return _flatten_alpha(image.convert("RGBA").convert("LA"))
+            return np.asarray(image.convert("L"), dtype=np.float64) / 255.0
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except UnidentifiedImageError:
+        raise ImageFileError(f"{name}: not an image file Pillow can read (PNG, JPEG, GIF, BMP, "
+                             f"...)") from None
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        # Pillow reports damaged data as OSError ("image file is truncated"), SyntaxError, ...
+        raise ImageFileError(f"{name}: the image data is damaged or truncated ({exc})") from None
+
+
+def _flatten_alpha(image) -> NDArray[np.float64]:
+    """Lay a grey+alpha image over a plain background. Drawing programs often save strokes on
+    transparent pixels whose own colour is arbitrary (often black, like a black pen's): when most
+    pixels are transparent, the opaque ones are the ink and the background is its opposite; when
+    most are opaque, they are the paper and the holes get the paper's colour."""
+    grey_alpha = np.asarray(image, dtype=np.float64) / 255.0
+    grey, alpha = grey_alpha[..., 0], grey_alpha[..., 1]
+    if alpha.sum() == 0:
+        return np.zeros_like(grey)  # fully transparent: blank, which to_mnist reports
+    opaque_is_light = float((grey * alpha).sum() / alpha.sum()) >= 0.5
+    opaque_is_ink = alpha.mean() < 0.5
+    background = float(opaque_is_light != opaque_is_ink)
+    return grey * alpha + background * (1.0 - alpha)
