@@ -1,0 +1,334 @@
+"""Reference/Numba median ratios of the benchmark suite, with the machine they ran on.
+
+    python -m bench.report                  # run `pytest bench/ --benchmark-only`, then report
+    python -m bench.report --quick          # the same in quick mode (smoke test, noisy)
+    python -m bench.report --json run.json  # report a saved `--benchmark-json` file
+    python -m bench.report --markdown       # Markdown tables, for the README
+
+The ratios compare medians measured in the same run; on a shared machine they are what to quote,
+not the absolute times. Targets from the issue are printed beside them and never asserted.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# (label, op, dtype of the Numba row, threads, minimum reference-float64/Numba median ratio)
+TARGETS = [
+    ("training per sample, float64, 1 thread", "train", "float64", 1, 9.0),
+    ("training per sample, float64, 2 threads", "train", "float64", 2, 14.0),
+    ("training per sample, float32, 1 thread", "train", "float32", 1, 22.0),
+    ("prediction, float64", "predict", "float64", 1, 2.5),
+]
+
+KIND_ORDER = {"kernel": 0, "layer": 1, "train": 2, "predict": 3}
+DTYPE_ORDER = {"float64": 0, "float32": 1}
+IMPL_ORDER = {"reference": 0, "numba": 1}
+
+
+# ---------------------------------------------------------------------------------------- machine
+
+def _read(path):
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def _cpu_model():
+    for line in (_read("/proc/cpuinfo") or "").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _caches():
+    """``{"L2": "1024K per core", ...}`` from sysfs (Linux); empty elsewhere."""
+    found = {}
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        level, kind = _read(index / "level"), _read(index / "type")
+        size, shared = _read(index / "size"), _read(index / "shared_cpu_list")
+        if level in ("2", "3") and kind in ("Unified", "Data"):
+            alone = shared is not None and shared.isdigit()
+            found[f"L{level}"] = f"{size} " + ("per core" if alone else f"shared by CPUs {shared}")
+    return found
+
+
+def _threading_layer():
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:  # "Threading layer is not initialized": no parallel kernel has run yet
+        return f"not initialised in this process (requested: {numba.config.THREADING_LAYER})"
+
+
+def _blas():
+    import numpy as np
+
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version')}"
+    except Exception:  # older NumPy: no mode="dicts"
+        return "unknown"
+
+
+def machine_details():
+    """Machine, versions and threading settings, as found (nothing here changes them)."""
+    import numba
+    import numpy
+    import scipy
+
+    try:
+        import pytest_benchmark
+        pb = pytest_benchmark.__version__
+    except ImportError:
+        pb = "not installed"
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "cores_usable": affinity,
+        "caches": _caches(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "numba": numba.__version__,
+        "pytest_benchmark": pb,
+        "blas": _blas(),
+        "numba_threading_layer": _threading_layer(),
+        "numba_num_threads": numba.config.NUMBA_NUM_THREADS,
+        "numba_get_num_threads": numba.get_num_threads(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "env": {k: v for k, v in sorted(os.environ.items())
+                if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "NUMBA_"))},
+    }
+
+
+def header_lines(details, source):
+    caches = ", ".join(f"{k} {v}" for k, v in details.get("caches", {}).items()) or "unknown"
+    env = ", ".join(f"{k}={v}" for k, v in details.get("env", {}).items()) or "none set"
+    return [
+        f"Benchmarks: {source}",
+        f"Machine: {details.get('cpu')}, {details.get('cores')} cores "
+        f"({details.get('cores_usable')} usable); {caches}",
+        f"OS: {details.get('os')}",
+        f"Python {details.get('python')}, NumPy {details.get('numpy')} "
+        f"(BLAS {details.get('blas')}), "
+        f"SciPy {details.get('scipy')}, Numba {details.get('numba')}, "
+        f"pytest-benchmark {details.get('pytest_benchmark')}",
+        f"Numba threading layer: {details.get('numba_threading_layer')}; "
+        f"NUMBA_NUM_THREADS {details.get('numba_num_threads')}, "
+        f"get_num_threads() {details.get('numba_get_num_threads')}",
+        f"Environment (as found, unchanged): {env}",
+    ] + ([f"Load average (1, 5, 15 min) when the run ended: "
+          f"{', '.join(f'{x:.2f}' for x in details['load_average'])} on {details.get('cores')} "
+          f"cores; above ~1, other processes competed, and 2-thread rows suffer most"]
+         if details.get("load_average") else [])
+
+
+# ---------------------------------------------------------------------------------------- results
+
+def load_rows(data):
+    """One dict per benchmark from a ``--benchmark-json`` document, sorted for the tables."""
+    rows = []
+    for b in data["benchmarks"]:
+        info = b.get("extra_info", {})
+        if "op" not in info:
+            continue  # not one of ours
+        rows.append({**info, "median": b["stats"]["median"], "rounds": b["stats"]["rounds"],
+                     "group": b.get("group")})
+    first = {}
+    for r in rows:
+        first.setdefault(r["op"], len(first))
+    rows.sort(key=lambda r: (KIND_ORDER.get(r["kind"], 9), first[r["op"]], r["shape"] != "MNIST",
+                             r["shape"], DTYPE_ORDER.get(r["dtype"], 9),
+                             IMPL_ORDER.get(r["impl"], 9), r["threads"]))
+    return rows
+
+
+def _reference(rows, op, shape, dtype):
+    for r in rows:
+        if (r["op"], r["shape"], r["dtype"], r["impl"], r["threads"]) == (op, shape, dtype,
+                                                                         "reference", 1):
+            return r["median"]
+    return None
+
+
+def fmt_time(seconds):
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def fmt_ratio(ratio):
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
+def kernel_table(rows):
+    """Kernels and layers: one line per op|shape|dtype, both paths of that group."""
+    out, seen = [], set()
+    for r in rows:
+        if r["kind"] not in ("kernel", "layer"):
+            continue
+        key = (r["op"], r["shape"], r["dtype"])
+        if key in seen:
+            continue
+        seen.add(key)
+        ref = _reference(rows, *key)
+        numba = next((x["median"] for x in rows if (x["op"], x["shape"], x["dtype"]) == key
+                      and x["impl"] == "numba"), None)
+        ratio = ref / numba if ref and numba else None
+        out.append([r["op"], r["shape"], r["dtype"], fmt_time(ref) if ref else "-",
+                    fmt_time(numba) if numba else "-", fmt_ratio(ratio)])
+    return ["op", "shape", "dtype", "reference", "numba", "reference/numba"], out
+
+
+def training_table(rows):
+    """Training epoch and prediction: one line per path, samples/s and both ratios."""
+    out = []
+    for r in rows:
+        if r["kind"] not in ("train", "predict"):
+            continue
+        same = _reference(rows, r["op"], r["shape"], r["dtype"])
+        f64 = _reference(rows, r["op"], r["shape"], "float64")
+        out.append([r["op"], str(r["samples"]), r["dtype"], r["impl"], str(r["threads"]),
+                    fmt_time(r["median"]), f"{r['samples'] / r['median']:,.0f}",
+                    fmt_ratio(same / r["median"] if same else None),
+                    fmt_ratio(f64 / r["median"] if f64 else None)])
+    return (["op", "samples", "dtype", "impl", "threads", "median", "samples/s",
+             "x same-dtype ref", "x float64 ref"], out)
+
+
+def target_table(rows, coldstart):
+    out = []
+    for label, op, dtype, threads, minimum in TARGETS:
+        numba = next((r for r in rows if (r["op"], r["dtype"], r["impl"], r["threads"])
+                      == (op, dtype, "numba", threads)), None)
+        ref = _reference(rows, op, numba["shape"], "float64") if numba else None
+        if numba is None or ref is None:
+            out.append([label, f">= {minimum:g}x", "not measured", "-"])
+            continue
+        ratio = ref / numba["median"]
+        out.append([label, f">= {minimum:g}x", fmt_ratio(ratio),
+                    "met" if ratio >= minimum else "NOT met"])
+    if coldstart is not None:
+        warm, target = coldstart["warm"]["since_spawn"], coldstart["target_warm_seconds"]
+        out.append(["warm-cache process to first training step", f"< {target:g} s", f"{warm:.2f} s",
+                    "met" if warm < target else "NOT met"])
+    else:
+        out.append(["warm-cache process to first training step", "< 1.5 s", "not measured", "-"])
+    return ["target (reference = SciPy float64, 1 thread)", "target", "measured", "status"], out
+
+
+def slower(rows):
+    """Groups where the Numba median is not below the reference's (STYLE: say so in the README)."""
+    names = []
+    for r in rows:
+        if r["impl"] != "numba":
+            continue
+        ref = _reference(rows, r["op"], r["shape"], r["dtype"])
+        if ref is not None and ref / r["median"] < 1.0:
+            names.append(f"{r['op']}|{r['shape']}|{r['dtype']}"
+                         + (f" ({r['threads']} threads)" if r["threads"] != 1 else "")
+                         + f": {ref / r['median']:.2f}x")
+    return names
+
+
+def render(headers, rows, markdown):
+    if markdown:
+        numeric = [all(str(c)[:1].isdigit() for c in col) for col in zip(*rows)] if rows else []
+        lines = ["| " + " | ".join(headers) + " |",
+                 "|" + "|".join("---:" if n else "---" for n in numeric or headers) + "|"]
+        return lines + ["| " + " | ".join(row) + " |" for row in rows]
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+    return [line(headers), line("-" * w for w in widths)] + [line(row) for row in rows]
+
+
+def report(data, coldstart, source, markdown=False):
+    details = data.get("machine_info", {}).get("fastcnn") or machine_details()
+    rows = load_rows(data)
+    title = (lambda t: f"### {t}") if markdown else (lambda t: f"\n== {t} ==")
+    lines = [("- " if markdown else "") + h for h in header_lines(details, source)]
+    if details.get("quick"):
+        lines.append(("- " if markdown else "")
+                     + "QUICK MODE: few rounds and samples; a smoke test, not a measurement.")
+    lines.append(("- " if markdown else "")
+                 + "Medians of one run on a shared machine: quote the ratios, not the times.")
+    for name, (headers, table) in (("Kernels and layers (one call)", kernel_table(rows)),
+                                   ("Training epoch and prediction", training_table(rows)),
+                                   ("Issue targets (measured, not asserted)",
+                                    target_table(rows, coldstart))):
+        lines += ["", title(name), ""] + render(headers, table, markdown)
+    if coldstart is not None:
+        from bench.coldstart import HEADER, rows as cold_rows
+
+        lines += ["", title(f"Cold start (medians of {coldstart['repeats']} fresh process pairs)"),
+                  ""] + render(HEADER, cold_rows(coldstart), markdown)
+    lines += ["", title("Where Numba is not faster than the reference"), ""]
+    lines += [("- " if markdown else "  ") + s for s in slower(rows) or ["none in this run"]]
+    return "\n".join(lines)
+
+
+def run_suite(json_path, quick, extra):
+    env = dict(os.environ)
+    if quick:
+        env["FASTCNN_BENCH_QUICK"] = "1"
+    cmd = [sys.executable, "-m", "pytest", "bench/", "--benchmark-only", "-q",
+           "--benchmark-quiet", f"--benchmark-json={json_path}", *extra]
+    print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
+    # pytest's progress goes to stderr so that stdout holds only the report
+    return subprocess.run(cmd, cwd=REPO, env=env, stdout=sys.stderr).returncode
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", metavar="PATH", help="report this --benchmark-json file "
+                        "instead of running the suite")
+    parser.add_argument("--save-json", metavar="PATH", help="keep the run's --benchmark-json here")
+    parser.add_argument("--quick", action="store_true", help="quick mode (FASTCNN_BENCH_QUICK=1)")
+    parser.add_argument("--markdown", action="store_true", help="Markdown tables")
+    parser.add_argument("--no-coldstart", action="store_true", help="skip bench.coldstart")
+    parser.add_argument("--coldstart-repeats", type=int, default=None,
+                        help="fresh process pairs for the cold start (default 3, quick 1)")
+    parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    args = parser.parse_args(argv)
+
+    status = 0
+    if args.json:
+        source = f"read from {args.json}"
+        data = json.loads(Path(args.json).read_text())
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(args.save_json or Path(tmp) / "bench.json").resolve()
+            status = run_suite(path, args.quick, args.pytest_args)
+            if not path.is_file():
+                print(f"pytest exited with {status} and wrote no JSON", file=sys.stderr)
+                return status or 1
+            data = json.loads(path.read_text())
+        source = "pytest bench/ --benchmark-only" + (" (quick)" if args.quick else "")
+        if status:
+            source += f"; pytest exited with {status}: SOME BENCHMARKS FAILED OR WERE SKIPPED"
+    coldstart = None
+    if not args.no_coldstart:
+        from bench import coldstart as cs
+
+        repeats = args.coldstart_repeats or (1 if args.quick else 3)
+        print(f"cold start: {repeats} fresh process pair(s)...", file=sys.stderr, flush=True)
+        coldstart = cs.measure(repeats)
+    print(report(data, coldstart, source, markdown=args.markdown))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
