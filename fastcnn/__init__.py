@@ -4,11 +4,11 @@ notebook's own NumPy/SciPy code instead."""
 
 from .functions import d_mse, d_sigmoid, mse, sigmoid
 from .layers import Activation, Convolution, Layer, Linear, Reshape
+from .io import load
 from .network import History, Network
-from .io import load  # noqa: F401  (the counterpart of Network.save)
 
 __all__ = [
     "Activation", "Convolution", "History", "Layer", "Linear", "Network", "Reshape",
-    "d_mse", "d_sigmoid", "mse", "sigmoid",
+    "d_mse", "d_sigmoid", "load", "mse", "sigmoid",
 ]
 __version__ = "0.1.0"

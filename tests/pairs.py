@@ -182,6 +182,63 @@ def dense_backward_numba(shape, dtype):
     return run
 
 
+def conv_sgd_reference(shape, dtype):
+    a = arrays(shape, dtype)
+    x, g = a["x"], a["conv_d_output"]
+    filters, biases = _copies(a, "filters", "conv_biases")
+
+    def run():
+        d_filters = np.zeros_like(filters)
+        for i in range(shape.count):
+            for j in range(shape.depth):
+                d_filters[i, j] = signal.correlate2d(x[j], g[i], "valid")
+        filters[...] -= d_filters * dtype(RATE)
+        biases[...] -= g * dtype(RATE)
+        return filters, biases
+
+    return run
+
+
+def conv_sgd_numba(shape, dtype):
+    # The first layer's update in a compiled network: no input gradient.
+    a = arrays(shape, dtype)
+    x, g = a["x"], a["conv_d_output"]
+    filters, biases = _copies(a, "filters", "conv_biases")
+    row = np.empty(shape.out_hw[1], dtype)
+
+    def run():
+        conv.conv_sgd(x, filters, biases, g, dtype(RATE), row)
+        return filters, biases
+
+    return run
+
+
+def dense_sgd_reference(shape, dtype):
+    a = arrays(shape, dtype)
+    v, g = a["v"], a["d_output"]
+    weights, biases = _copies(a, "weights", "biases")
+
+    def run():
+        weights[...] -= np.dot(g, v.T) * dtype(RATE)
+        biases[...] -= g * dtype(RATE)
+        return weights, biases
+
+    return run
+
+
+def dense_sgd_numba(shape, dtype):
+    # The first layer's update in a compiled network: no input gradient.
+    a = arrays(shape, dtype)
+    v, g = a["v"], a["d_output"]
+    weights, biases = _copies(a, "weights", "biases")
+
+    def run():
+        dense.dense_sgd(weights, biases, v, g, dtype(RATE))
+        return weights, biases
+
+    return run
+
+
 def sigmoid_reference(shape, dtype):
     v = arrays(shape, dtype)["v"] * dtype(8) - dtype(4)
     return lambda: (sigmoid(v),)
@@ -222,6 +279,8 @@ PAIRS = {
     "conv_backward_sgd": {"reference": conv_backward_reference, "numba": conv_backward_numba},
     "dense_forward": {"reference": dense_forward_reference, "numba": dense_forward_numba},
     "dense_backward_sgd": {"reference": dense_backward_reference, "numba": dense_backward_numba},
+    "conv_sgd": {"reference": conv_sgd_reference, "numba": conv_sgd_numba},
+    "dense_sgd": {"reference": dense_sgd_reference, "numba": dense_sgd_numba},
     "sigmoid": {"reference": sigmoid_reference, "numba": sigmoid_numba},
     "sigmoid_backward": {"reference": sigmoid_backward_reference, "numba": sigmoid_backward_numba},
 }
