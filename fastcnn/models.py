@@ -9,7 +9,8 @@ from .layers import Activation, Convolution, Linear, Reshape
 from .network import Network
 
 
-def mnist_cnn(*, backend="numba", dtype=np.float64, rng=None, init="seed") -> Network:
+def mnist_cnn(*, backend="numba", dtype=np.float64, rng=None, init="seed",
+              num_threads=1) -> Network:
     """The seed's MNIST network, layer for layer::
 
         Convolution((1, 28, 28), 3, 5), Activation(sigmoid, d_sigmoid),
@@ -31,6 +32,8 @@ def mnist_cnn(*, backend="numba", dtype=np.float64, rng=None, init="seed") -> Ne
     init : {"seed", "xavier"}
         ``"seed"``: the notebook's ``randn`` initialisation, which saturates the sigmoids and
         learns slowly. ``"xavier"``: Glorot-normal weights and zero biases.
+    num_threads : int
+        Threads for the compiled training path (see :class:`~fastcnn.Network`).
 
     Returns
     -------
@@ -52,4 +55,4 @@ def mnist_cnn(*, backend="numba", dtype=np.float64, rng=None, init="seed") -> Ne
         Linear(100, 10, **options),
         Activation(sigmoid, d_sigmoid, backend=backend),
     ]
-    return Network(layers)
+    return Network(layers, num_threads=num_threads)
