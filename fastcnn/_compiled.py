@@ -79,16 +79,17 @@ class Program:
         return np.ascontiguousarray(data, self.dtype).reshape(len(data), -1)
 
     def train(self, xs, ys, rate, losses):
+        args = (self.ops, self.dims, self.params, self.acts, self.grads, xs, ys,
+                self.dtype.type(rate), self.row)
+        if self.num_threads == 1:
+            return k_network.train_mse_sgd(*args, losses)
         with _threads(self.num_threads):
-            return k_network.train_mse_sgd(self.ops, self.dims, self.params, self.acts,
-                                           self.grads, xs, ys, self.dtype.type(rate), self.row,
-                                           self.partial, losses)
+            return k_network.train_mse_sgd_threads(*args, self.partial, losses)
 
     def predict(self, xs):
         out = np.empty((len(xs), self.acts[-1].size), self.dtype)
-        with _threads(self.num_threads):
-            k_network.predict_many(self.ops, self.dims, self.params, self.acts, xs, self.partial,
-                                   out)
+        # One thread: a prediction reads each weight once, too little work to share.
+        k_network.predict_many(self.ops, self.dims, self.params, self.acts, xs, out)
         return out
 
 

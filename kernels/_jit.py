@@ -49,14 +49,18 @@ _STAMP = ("fastcnn.kernels", _package_digest())
 REASSOCIATE = {"reassoc"}
 
 
-def jit(function=None, *, reassociate=False, parallel=False):
+def jit(function=None, *, reassociate=False, parallel=False, cache=True):
     """``numba.njit(cache=True)`` with a package-wide cache stamp; no cache where none can be written.
 
     ``reassociate=True`` adds the :data:`REASSOCIATE` flag, for kernels whose hot loop is a sum;
     ``parallel=True`` lets ``numba.prange`` loops run on ``numba.get_num_threads()`` threads.
+    ``cache=False`` compiles in every process. Parallel kernels, and any kernel that calls one, are
+    never cached: a process that loads such a function from the cache and then compiles another
+    signature of it leaves a cache entry that crashes the next process to load it (numba#10128,
+    reproduced here; pynndescent stopped caching its parallel functions for the same reason).
     """
     if function is None:
-        return lambda f: jit(f, reassociate=reassociate, parallel=parallel)
+        return lambda f: jit(f, reassociate=reassociate, parallel=parallel, cache=cache)
     # NumPy's error model: 1 / 0 is inf, as in the reference path, instead of Python's
     # ZeroDivisionError, whose check in every division also stops LLVM from vectorising a loop.
     options = {"error_model": "numpy"}
@@ -64,6 +68,8 @@ def jit(function=None, *, reassociate=False, parallel=False):
         options["fastmath"] = set(REASSOCIATE)
     if parallel:
         options["parallel"] = True
+    if parallel or not cache:
+        return numba.njit(**options)(function)
     try:
         dispatcher = numba.njit(cache=True, **options)(function)
     except RuntimeError:  # "cannot cache function ...: no locator available"

@@ -4,6 +4,11 @@ The network arrives as a program: ``ops[l]`` says what layer ``l`` is, ``dims[l]
 ``params`` holds each parametrised layer's two arrays (weights or filters, then biases) flattened.
 Activations and gradients live in flat buffers ``acts[l]`` (layer ``l``'s input; ``acts[L]`` the
 output) and ``grads[l]``. A Reshape is no operation on flat buffers, so it never appears.
+
+``partial`` is None on one thread. With threads it is scratch of shape (blocks, widest dense
+input), and the large dense layers run on the parallel kernels. The one-thread entry points are
+cached; the threaded ones compile in each process (see ``_jit.jit``). ``partial is None`` is
+decided when Numba compiles, so the cached code never contains a parallel kernel.
 """
 
 import numpy as np
@@ -23,7 +28,7 @@ SIGMOID = 2
 PARALLEL_MIN_WEIGHTS = 1 << 16
 
 
-@jit
+@jit(cache=False)
 def _forward(ops, dims, params, acts, partial):
     p = 0
     for l in range(ops.size):
@@ -38,7 +43,9 @@ def _forward(ops, dims, params, acts, partial):
             n, m = dims[l, 0], dims[l, 1]
             args = (params[p].reshape((m, n)), x.reshape((n, 1)), params[p + 1].reshape((m, 1)),
                     y.reshape((m, 1)))
-            if partial.shape[0] > 1 and m * n >= PARALLEL_MIN_WEIGHTS:
+            if partial is None:
+                dense_forward(*args)
+            elif m * n >= PARALLEL_MIN_WEIGHTS:
                 dense_forward_blocks(*args, partial.shape[0])
             else:
                 dense_forward(*args)
@@ -47,7 +54,7 @@ def _forward(ops, dims, params, acts, partial):
             sigmoid(x, y)
 
 
-@jit
+@jit(cache=False)
 def _backward(ops, dims, params, acts, grads, rate, row, partial):
     """Backward from ``grads[L]``; the first layer's input gradient is never needed."""
     p = len(params)
@@ -70,7 +77,9 @@ def _backward(ops, dims, params, acts, grads, rate, row, partial):
                     g_out.reshape((m, 1)), rate)
             if l == 0:
                 dense_sgd(*args)
-            elif partial.shape[0] > 1 and m * n >= PARALLEL_MIN_WEIGHTS:
+            elif partial is None:
+                dense_backward_sgd(*args, g_in.reshape((n, 1)))
+            elif m * n >= PARALLEL_MIN_WEIGHTS:
                 dense_backward_sgd_blocks(*args, g_in.reshape((n, 1)), partial[:, :n])
             else:
                 dense_backward_sgd(*args, g_in.reshape((n, 1)))
@@ -78,15 +87,8 @@ def _backward(ops, dims, params, acts, grads, rate, row, partial):
             sigmoid_backward(acts[l + 1], g_out, g_in)
 
 
-@jit
-def train_mse_sgd(ops, dims, params, acts, grads, xs, ys, rate, row, partial, losses):
-    """Seed's ``Network.train`` inner loop with ``mse``/``d_mse``, over samples ``xs``/``ys``.
-
-    xs (N, input size), ys (N, output size), losses (N,) receives each sample's loss. Scratch:
-    ``row`` for the convolutions (as long as the widest output row), ``partial`` (blocks, widest
-    dense input) for the dense layers; with one block they run on one thread. Returns N, or the
-    index of the first sample whose loss is not finite, before that sample's update.
-    """
+@jit(cache=False)
+def _train(ops, dims, params, acts, grads, xs, ys, rate, row, partial, losses):
     out = acts[len(acts) - 1]
     g = grads[len(grads) - 1]
     size = out.size
@@ -111,10 +113,28 @@ def train_mse_sgd(ops, dims, params, acts, grads, xs, ys, rate, row, partial, lo
 
 
 @jit
-def predict_many(ops, dims, params, acts, xs, partial, out):
+def train_mse_sgd(ops, dims, params, acts, grads, xs, ys, rate, row, losses):
+    """Seed's ``Network.train`` inner loop with ``mse``/``d_mse``, over samples ``xs``/``ys``.
+
+    xs (N, input size), ys (N, output size), losses (N,) receives each sample's loss; ``row`` is
+    scratch for the convolutions (as long as the widest output row). Returns N, or the index of
+    the first sample whose loss is not finite, before that sample's update.
+    """
+    return _train(ops, dims, params, acts, grads, xs, ys, rate, row, None, losses)
+
+
+@jit(cache=False)
+def train_mse_sgd_threads(ops, dims, params, acts, grads, xs, ys, rate, row, partial, losses):
+    """:func:`train_mse_sgd` with the large dense layers split into ``len(partial)`` blocks run
+    on ``numba.get_num_threads()`` threads; ``partial`` is scratch (blocks, widest dense input)."""
+    return _train(ops, dims, params, acts, grads, xs, ys, rate, row, partial, losses)
+
+
+@jit
+def predict_many(ops, dims, params, acts, xs, out):
     """``out[k] = network(xs[k])`` for every sample; shapes as :func:`train_mse_sgd`."""
     last = acts[len(acts) - 1]
     for k in range(xs.shape[0]):
         acts[0][:] = xs[k]
-        _forward(ops, dims, params, acts, partial)
+        _forward(ops, dims, params, acts, None)
         out[k] = last
