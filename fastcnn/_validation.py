@@ -40,14 +40,16 @@ def check_size(name, value, minimum=1):
     return int(value)
 
 
-def check_shape(name, shape, ndim):
-    """A tuple of ``ndim`` positive integers, such as ``input_shape=(1, 28, 28)``."""
+def check_shape(name, shape, ndim=None):
+    """A tuple of positive integers, such as ``input_shape=(1, 28, 28)``; ``ndim`` of them if
+    given, at least one otherwise."""
+    count = "" if ndim is None else f"{ndim} "
     try:
         dims = tuple(shape)
     except TypeError:
-        raise TypeError(f"{name} must be a tuple of {ndim} integers, got {shape!r}.") from None
-    if len(dims) != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got {shape!r}.")
+        raise TypeError(f"{name} must be a tuple of {count}integers, got {shape!r}.") from None
+    if (ndim is None and not dims) or (ndim is not None and len(dims) != ndim):
+        raise ValueError(f"{name} must have {ndim or 'at least 1'} dimensions, got {shape!r}.")
     return tuple(check_size(f"{name}[{k}]", d) for k, d in enumerate(dims))
 
 

@@ -175,6 +175,12 @@ class Activation(Layer):
     def backward_prop(self, d_output, rate):
         self._check_forwarded()
         if not self._kernel():
+            shape = np.shape(self.input)
+            if np.shape(d_output) != shape:  # np.multiply would broadcast it into nonsense
+                raise ValueError(
+                    f"d_output of layer {self!r} is incompatible with the layer: expected shape "
+                    f"{shape}, but received d_output with shape {np.shape(d_output)}."
+                )
             return np.multiply(d_output, self.d_activation(self.input))
         d_output = check.as_array(self, "d_output", d_output, self.input.shape, self.input.dtype)
         d_input = np.empty_like(self.input)
@@ -276,8 +282,8 @@ class Reshape(Layer):
     """Reshapes ``input_shape`` to ``output_shape`` forward, and back on the way backward."""
 
     def __init__(self, input_shape, output_shape):
-        self.input_shape = tuple(input_shape)
-        self.output_shape = tuple(output_shape)
+        self.input_shape = check.check_shape("input_shape", input_shape)
+        self.output_shape = check.check_shape("output_shape", output_shape)
         sizes = [int(np.prod(s)) for s in (self.input_shape, self.output_shape)]
         if sizes[0] != sizes[1]:
             raise ValueError(
@@ -291,6 +297,11 @@ class Reshape(Layer):
 
     def _reshape(self, what, value, from_shape, to_shape):
         array = np.asarray(value)
+        if array.dtype.kind not in "biuf":
+            raise TypeError(
+                f"{what} of layer {self!r} must be numeric, but received an array of dtype "
+                f"{array.dtype}. Convert it with .astype(np.float64)."
+            )
         if array.size != int(np.prod(from_shape)):
             raise ValueError(
                 f"{what} of layer {self!r} is incompatible with the layer: expected shape "
