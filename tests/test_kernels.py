@@ -1,0 +1,134 @@
+"""Each Numba kernel against its SciPy/NumPy counterpart (the shared table in ``tests/pairs.py``),
+over hypothesis-drawn shapes, in float64 and float32: values and dtypes."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import signal
+
+from fastcnn.kernels import activation, conv, dense
+
+from .conftest import DTYPES, conv_shapes, seeds, tolerance
+from .pairs import PAIRS
+
+# What each op's callables return, in order, so a failure names the quantity that differs.
+OUTPUTS = {
+    "conv_backward_sgd": ("d_input", "filters", "biases"),
+    "dense_backward_sgd": ("d_input", "weights", "biases"),
+    "conv_sgd": ("filters", "biases"),
+    "dense_sgd": ("weights", "biases"),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("op", sorted(PAIRS))
+@given(shape=conv_shapes())
+def test_kernel_matches_reference(op, dtype, shape):
+    # Catches a kernel that differs from the seed's SciPy/NumPy expression or dtype for some shape.
+    # Two rounds through the same buffers (a second SGD step for the in-place ops) also catch an
+    # output that is accumulated into instead of reset.
+    reference = PAIRS[op]["reference"](shape, dtype)
+    kernel = PAIRS[op]["numba"](shape, dtype)
+    names = OUTPUTS.get(op, ("out",))
+    for round_ in (1, 2):
+        expected = [np.array(a) for a in reference()]
+        got = [np.array(a) for a in kernel()]
+        assert len(got) == len(expected) == len(names)
+        for name, e, g in zip(names, expected, got):
+            where = f"{op} [{name}], call {round_}, shape {shape}, {np.dtype(dtype).name}"
+            assert g.dtype == e.dtype == dtype, f"{where}: dtype {g.dtype} vs reference {e.dtype}"
+            assert g.shape == e.shape, f"{where}: shape {g.shape} vs reference {e.shape}"
+            np.testing.assert_allclose(g, e, **tolerance(dtype), err_msg=where)
+
+
+@st.composite
+def rectangles(draw):
+    """An image (h, w) and a kernel (kh, kw) no larger, the kernel drawn first; a values seed."""
+    kh, kw = draw(st.integers(1, 20)), draw(st.integers(1, 20))
+    h, w = draw(st.integers(kh, 20)), draw(st.integers(kw, 20))
+    return (h, w), (kh, kw), draw(seeds)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@given(case=rectangles())
+def test_correlate2d_valid_any_kernel(dtype, case):
+    # Catches swapped kernel axes (invisible with square filters) or a result depending on `out`.
+    # `out` starts as NaN, and the values vary with a drawn seed, unlike the table's fixed ones.
+    (h, w), (kh, kw), seed = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((h, w)).astype(dtype)
+    k = rng.standard_normal((kh, kw)).astype(dtype)
+    out = np.full((h - kh + 1, w - kw + 1), np.nan, dtype)
+    conv.correlate2d_valid(x, k, out)
+    expected = signal.correlate2d(x, k, "valid")
+    assert out.dtype == expected.dtype == dtype
+    np.testing.assert_allclose(out, expected, **tolerance(dtype), err_msg="correlate2d_valid")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@given(case=rectangles())
+def test_convolve2d_full_any_kernel(dtype, case):
+    # Catches an unflipped (correlating) full convolution, swapped axes, or stale `out` contents.
+    (h, w), (kh, kw), seed = case
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal((h - kh + 1, w - kw + 1)).astype(dtype)
+    k = rng.standard_normal((kh, kw)).astype(dtype)
+    out = np.full((h, w), np.nan, dtype)
+    conv.convolve2d_full(g, k, out)
+    expected = signal.convolve2d(g, k, "full")
+    assert out.dtype == expected.dtype == dtype
+    np.testing.assert_allclose(out, expected, **tolerance(dtype), err_msg="convolve2d_full")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@given(shape=conv_shapes(), seed=seeds)
+def test_layer_kernels_ignore_out_contents(dtype, shape, seed):
+    # Catches a layer kernel that reads its output buffer (`out`, `d_input`) before writing it.
+    rng = np.random.default_rng(seed)
+    oh, ow = shape.out_hw
+    x = rng.uniform(0, 1, (shape.depth, shape.height, shape.width)).astype(dtype)
+    filters = rng.standard_normal((shape.count, shape.depth, shape.size, shape.size)).astype(dtype)
+    biases = rng.standard_normal((shape.count, oh, ow)).astype(dtype)
+    g = rng.standard_normal((shape.count, oh, ow)).astype(dtype)
+    tol = tolerance(dtype)
+
+    out = np.full_like(biases, np.nan)
+    conv.conv_forward(x, filters, biases, out)
+    expected = biases.copy()
+    for i in range(shape.count):
+        for j in range(shape.depth):
+            expected[i] += signal.correlate2d(x[j], filters[i, j], "valid")
+    np.testing.assert_allclose(out, expected, **tol, err_msg="conv_forward [out]")
+
+    d_input, row = np.full_like(x, np.nan), np.full(ow, np.nan, dtype)
+    conv.conv_backward_sgd(x, filters.copy(), biases.copy(), g, dtype(0.1), d_input, row)
+    expected = np.zeros_like(x)
+    for i in range(shape.count):
+        for j in range(shape.depth):
+            expected[j] += signal.convolve2d(g[i], filters[i, j], "full")
+    np.testing.assert_allclose(d_input, expected, **tol, err_msg="conv_backward_sgd [d_input]")
+
+    n, m = shape.flat, shape.hidden
+    weights = rng.standard_normal((m, n)).astype(dtype)
+    v = rng.uniform(0, 1, (n, 1)).astype(dtype)
+    b = rng.standard_normal((m, 1)).astype(dtype)
+    out = np.full_like(b, np.nan)
+    dense.dense_forward(weights, v, b, out)
+    np.testing.assert_allclose(out, np.dot(weights, v) + b, **tol, err_msg="dense_forward [out]")
+    dv, gm = np.full_like(v, np.nan), rng.standard_normal((m, 1)).astype(dtype)
+    dense.dense_backward_sgd(weights.copy(), b.copy(), v, gm, dtype(0.1), dv)
+    np.testing.assert_allclose(dv, np.dot(weights.T, gm), **tol,
+                               err_msg="dense_backward_sgd [d_input]")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_sigmoid_kernel_extremes(dtype):
+    # Catches a sigmoid kernel giving NaN instead of the seed's 0 and 1 at large |x|, or losing NaN.
+    x = np.array([-1e4, -800.0, -100.0, 0.0, 100.0, 800.0, 1e4, np.nan], dtype)
+    out = np.empty_like(x)
+    activation.sigmoid(x, out)
+    with np.errstate(over="ignore"):
+        expected = 1 / (1 + np.exp(-x))
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out, expected)
