@@ -158,6 +158,11 @@ BAD_CONSTRUCTORS = [
     (lambda: Reshape((5, 26, 26), (3380, 2)), ValueError,
      "Reshape cannot map input_shape (5, 26, 26) (3380 values) to output_shape (3380, 2) "
      "(6760 values)."),
+    (lambda: Reshape((2, -3), (-6, 1)), ValueError, "input_shape[1] must be at least 1, got -3."),
+    (lambda: Reshape((2.5, 2), (5, 1)), TypeError,
+     "input_shape[0] must be an integer, got 2.5 of type float."),
+    (lambda: Reshape((), ()), ValueError, "input_shape must have at least 1 dimensions, got ()."),
+    (lambda: Reshape(5, 5), TypeError, "input_shape must be a tuple of integers, got 5."),
     (lambda: Linear(3, 2, backend="cuda"), ValueError,
      "backend must be one of ('numba', 'scipy'), got 'cuda'."),
     (lambda: Activation(sigmoid, d_sigmoid, backend="torch"), ValueError,
@@ -298,3 +303,20 @@ def test_train_wrong_sample_shape_names_layer():
             "Input of layer Linear(2, 3) is incompatible with the layer: expected shape (2, 1), "
             "but received input with shape (3, 1)")):
         net.train(np.ones((4, 3, 1)), XOR_Y, mse, d_mse, 1, 0.1, verbose=False)
+
+
+@pytest.mark.parametrize("backend", ["numba", "scipy"])
+def test_user_activation_rejects_wrong_d_output_shape(backend):
+    # Catches np.multiply broadcasting a (4, 4) gradient against a (4, 1) input into a (4, 4)
+    # "input gradient" that the layer below would then reject far from the cause.
+    layer = Activation(np.tanh, lambda v: 1 - np.tanh(v) ** 2, backend=backend)
+    layer.forward_prop(np.zeros((4, 1)))
+    with pytest.raises(ValueError, match=re.escape(
+            "expected shape (4, 1), but received d_output with shape (4, 4).")):
+        layer.backward_prop(np.zeros((4, 4)), 0.1)
+
+
+def test_reshape_rejects_text():
+    # Catches strings passing through Reshape into a Linear layer's TypeError, one layer late.
+    with pytest.raises(TypeError, match="Input of layer Reshape.*must be numeric"):
+        Reshape((2,), (2, 1)).forward_prop(np.array(["a", "b"]))
