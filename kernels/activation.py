@@ -18,7 +18,8 @@ _EXP32_TAYLOR = tuple(np.float32(c) for c in _EXP64_TAYLOR[:8])  # n <= 7
 def _exp64(t):
     """``np.exp(t)`` for a float64 to within 1 ulp (0 below -746, inf above 709.78, NaN kept)."""
     overflow = t > 709.782712893384
-    t = t if not (t < -746.0) else -746.0  # written so that NaN passes through
+    # Clamped (in a form that lets NaN through) so that inf - inf never occurs below.
+    t = -746.0 if t < -746.0 else (710.0 if t > 710.0 else t)
     k = np.floor(t * 1.4426950408889634 + 0.5)
     r = (t - k * 0.6931471803691238) - k * 1.9082149292705877e-10
     c = _EXP64_TAYLOR
@@ -47,7 +48,8 @@ def _exp64(t):
 def _exp32(t):
     """``np.exp(t)`` for a float32 to within 1 ulp, computed in float32."""
     overflow = t > np.float32(88.72283)
-    t = t if not (t < np.float32(-104.0)) else np.float32(-104.0)
+    low, high = np.float32(-104.0), np.float32(89.0)
+    t = low if t < low else (high if t > high else t)
     k = np.floor(t * np.float32(1.442695) + np.float32(0.5))
     r = (t - k * np.float32(0.693359375)) - k * np.float32(-2.12194440e-4)
     c = _EXP32_TAYLOR
@@ -72,7 +74,7 @@ def exp(t):
 
 
 @overload(exp)
-def _exp_overload(t):
+def _exp_overload(t):  # pragma: no cover  (runs while Numba compiles, never as plain Python)
     if t == types.float32:
         return lambda t: _exp32(t)
     return lambda t: _exp64(t)

@@ -12,6 +12,7 @@ from fastcnn import (Activation, Convolution, Linear, Network, Reshape, d_mse, d
                      sigmoid)
 from fastcnn import _compiled
 from fastcnn.kernels import activation, dense
+from fastcnn.kernels import network as k_network
 
 from .conftest import DTYPES, tolerance
 
@@ -90,10 +91,12 @@ def test_two_threads_match_one_thread_and_repeat(dtype):
     # split or partial-sum combination (results would leave the one-thread run's neighbourhood).
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("Numba has a single thread here")
-    x, y = data(1, 28, 40, 0)
+    x, y = data(1, 12, 6, 0)
     runs = {}
     for name, threads in (("one", 1), ("two", 2), ("two again", 2)):
-        net = conv_net(1, 28, 3, 5, 100, dtype, 3)  # Linear(3380, 100) is split across threads
+        # Linear(300, 256) has more than PARALLEL_MIN_WEIGHTS weights: it is split across threads.
+        net = conv_net(1, 12, 3, 3, 256, dtype, 3)
+        assert 300 * 256 >= k_network.PARALLEL_MIN_WEIGHTS
         net.num_threads = threads
         losses = net.train(x, y, mse, d_mse, 2, 0.1, verbose=False)
         runs[name] = (losses, parameters(net))
