@@ -77,12 +77,12 @@ def dense_forward_blocks(weights, x, biases, out, blocks):
 def dense_backward_sgd_blocks(weights, biases, x, d_output, rate, d_input, partial):
     """:func:`dense_backward_sgd` with the rows split into ``len(partial)`` parallel blocks.
 
-    ``partial`` is scratch of shape (blocks, n).
+    ``partial`` is C-contiguous scratch of shape (blocks, at least n).
     """
     m, n = weights.shape
     blocks = partial.shape[0]
     for t in prange(blocks):
-        p = partial[t]
+        p = partial[t, :n]
         p[:] = 0
         for o in range(t * m // blocks, (t + 1) * m // blocks):
             g = d_output[o, 0]

@@ -80,7 +80,7 @@ def _backward(ops, dims, params, acts, grads, rate, row, partial):
             elif partial is None:
                 dense_backward_sgd(*args, g_in.reshape((n, 1)))
             elif m * n >= PARALLEL_MIN_WEIGHTS:
-                dense_backward_sgd_blocks(*args, g_in.reshape((n, 1)), partial[:, :n])
+                dense_backward_sgd_blocks(*args, g_in.reshape((n, 1)), partial)
             else:
                 dense_backward_sgd(*args, g_in.reshape((n, 1)))
         elif l > 0:
