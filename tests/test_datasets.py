@@ -11,7 +11,6 @@ import functools
 import gzip
 import hashlib
 import http.server
-import os
 import re
 import socket
 import threading
@@ -24,7 +23,6 @@ import pytest
 from fastcnn import datasets
 from fastcnn.datasets import DataFileError, DataNotFoundError, FILES
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_FASHION_DIR = Path(datasets.FASHION_MNIST_SYSTEM_DIR)
 # SHA-256 of the decompressed files in ../shared/data/mnist, copied from its README.md; the train
 # files there are the first 10,000 official items, the t10k files the official test set.
@@ -132,20 +130,6 @@ def serve(directory: Path, handler: type = QuietHandler) -> Iterator[tuple[str, 
         server.shutdown()
         server.server_close()
         thread.join()
-
-
-def real_mnist_dir() -> Path:
-    """The shared MNIST dir; skip without it, or fail (called in the test body, so it is a
-    FAILED test rather than a fixture error) when FASTCNN_REQUIRE_DATA=1."""
-    env = os.environ.get("FASTCNN_TEST_MNIST")
-    directory = Path(env) if env else REPO_ROOT.parent / "shared" / "data" / "mnist"
-    if all((directory / f"{name}.gz").is_file() or (directory / name).is_file() for name in FILES):
-        return directory
-    reason = (f"real MNIST files not found in {directory} (set FASTCNN_TEST_MNIST to the directory "
-              f"holding {', '.join(FILES)}, gzipped or raw)")
-    if os.environ.get("FASTCNN_REQUIRE_DATA") == "1":
-        pytest.fail(f"FASTCNN_REQUIRE_DATA=1 but {reason}")
-    pytest.skip(reason)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -388,9 +372,9 @@ def test_pinned_test_digests_match_readme() -> None:
 
 
 @pytest.mark.mnist
-def test_real_files_sha256_match_readme() -> None:
+def test_real_files_sha256_match_readme(mnist_dir: Path) -> None:
     # Catches a damaged or substituted copy of the shared data, which would void the other real tests.
-    real_dir = real_mnist_dir()
+    real_dir = mnist_dir  # the conftest fixture: skips, or fails under FASTCNN_REQUIRE_DATA=1
     for name in FILES:
         path = real_dir / name if (real_dir / name).is_file() else real_dir / f"{name}.gz"
         data = path.read_bytes()
@@ -399,9 +383,9 @@ def test_real_files_sha256_match_readme() -> None:
 
 
 @pytest.mark.mnist
-def test_load_mnist_real_shapes() -> None:
+def test_load_mnist_real_shapes(mnist_dir: Path) -> None:
     # Catches a loader that only works on synthetic files, or breaks on the 10,000-item train files.
-    real_dir = real_mnist_dir()
+    real_dir = mnist_dir  # the conftest fixture: skips, or fails under FASTCNN_REQUIRE_DATA=1
     (train_x, train_y), (test_x, test_y) = datasets.load_mnist(real_dir, download=False)
     assert train_x.shape == (10000, 28, 28) and test_x.shape == (10000, 28, 28)
     assert train_y.shape == (10000,) and test_y.shape == (10000,)
@@ -413,10 +397,10 @@ def test_load_mnist_real_shapes() -> None:
 
 
 @pytest.mark.mnist
-def test_load_mnist_download_real_t10k(tmp_path: Path) -> None:
+def test_load_mnist_download_real_t10k(tmp_path: Path, mnist_dir: Path) -> None:
     # Catches the pinned official digests or the decompress-then-hash step being wrong: the shared
     # t10k files are recompressed official files, so only the decompressed bytes match the pins.
-    real_dir = real_mnist_dir()
+    real_dir = mnist_dir  # the conftest fixture: skips, or fails under FASTCNN_REQUIRE_DATA=1
     cache, mirror = tmp_path / "cache", tmp_path / "mirror"
     for name in FILES:  # the train files go straight to the cache, the t10k files to the mirror
         raw = real_dir / name
