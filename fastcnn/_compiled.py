@@ -39,15 +39,13 @@ class Program:
                     in_shape, out_shape = layer.input_shape, layer.output_shape
                     ops.append(k_network.CONV)
                     dims.append(layer.input_shape + (layer.filter_size, layer.filter_count))
-                    expected = (layer.filters_shape, layer.output_shape)
                     widest = max(widest, out_shape[2])
                 else:
                     in_shape, out_shape = (layer.input_size, 1), (layer.output_size, 1)
                     ops.append(k_network.LINEAR)
                     dims.append((layer.input_size, layer.output_size, 0, 0, 0))
-                    expected = ((layer.output_size, layer.input_size), (layer.output_size, 1))
-                for array, array_shape in zip(layer.parameters(), expected):
-                    self.params.append(_flat_view(array, array_shape, layer.dtype))
+                layer._check_parameters()  # a flat view of a wrong array would be a copy, or worse
+                self.params.extend(p.reshape(-1) for p in layer.parameters())
             else:
                 raise _Unsupported
             if in_shape is None or (shape is not None and np.prod(in_shape) != np.prod(shape)):
@@ -122,14 +120,6 @@ def _out_size(op, dims):
         d, h, w, s, c = dims
         return c * (h - s + 1) * (w - s + 1)
     return dims[1] if op == k_network.LINEAR else 0
-
-
-def _flat_view(array, shape, dtype):
-    if (not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype
-            or not array.flags.c_contiguous or not array.flags.writeable):
-        # Updating a flattened copy would silently train nothing; the per-layer path checks it.
-        raise _Unsupported
-    return array.reshape(-1)
 
 
 def program(layers, loss=mse, d_loss=d_mse, num_threads=1):

@@ -60,6 +60,20 @@ class _ComputeLayer(Layer):
             parts.append(f"dtype={self.dtype.name!r}")
         return "".join(", " + p for p in parts)
 
+    def _check_parameters(self):
+        """The kernels index the parameters without bounds checks: a user who assigned, say,
+        ``layer.weights = something_else`` gets an error here instead of corrupted memory."""
+        for name, array, shape in zip(self._PARAMETERS, self.parameters(), self._shapes()):
+            if (not isinstance(array, np.ndarray) or array.shape != shape
+                    or array.dtype != self.dtype or not array.flags.c_contiguous
+                    or not array.flags.writeable):
+                got = (f"{array.dtype} array of shape {array.shape}"
+                       if isinstance(array, np.ndarray) else type(array).__name__)
+                raise ValueError(
+                    f"{name} of layer {self!r} must be a writeable C-contiguous {self.dtype} array "
+                    f"of shape {shape}, but it is a {got}. Assign with "
+                    f"layer.{name}[...] = values, or np.ascontiguousarray(values, {self.dtype}).")
+
     def _rate(self, rate):
         # In the layer's dtype, so a float32 kernel stays in float32 (Numba would promote to float64).
         return self.dtype.type(check.check_rate(rate))
@@ -101,9 +115,14 @@ class Linear(_ComputeLayer):
         self.weights: NDArray = weights.astype(self.dtype)
         self.biases: NDArray = biases.astype(self.dtype)
 
+    _PARAMETERS = ("weights", "biases")
+
     def parameters(self):
         """The arrays SGD updates in place: ``(weights, biases)``."""
         return self.weights, self.biases
+
+    def _shapes(self):
+        return (self.output_size, self.input_size), (self.output_size, 1)
 
     def __repr__(self):
         return f"Linear({self.input_size}, {self.output_size}{self._options()})"
@@ -113,6 +132,7 @@ class Linear(_ComputeLayer):
         self.input = check.as_array(self, "Input", input, (self.input_size, 1), self.dtype)
         if self.backend == "scipy":
             return np.dot(self.weights, self.input) + self.biases
+        self._check_parameters()
         out = np.empty((self.output_size, 1), self.dtype)
         k_dense.dense_forward(self.weights, self.input, self.biases, out)
         return out
@@ -129,6 +149,7 @@ class Linear(_ComputeLayer):
             self.weights -= d_weights * rate
             self.biases -= d_biases * rate
             return d_input
+        self._check_parameters()
         d_input = np.empty((self.input_size, 1), self.dtype)
         k_dense.dense_backward_sgd(self.weights, self.biases, self.input, d_output, rate, d_input)
         return d_input
@@ -237,9 +258,14 @@ class Convolution(_ComputeLayer):
         self.biases: NDArray = biases.astype(self.dtype)
         self._row = np.empty(self.output_shape[2], self.dtype)
 
+    _PARAMETERS = ("filters", "biases")
+
     def parameters(self):
         """The arrays SGD updates in place: ``(filters, biases)``."""
         return self.filters, self.biases
+
+    def _shapes(self):
+        return self.filters_shape, self.output_shape
 
     def __repr__(self):
         return (f"Convolution({self.input_shape}, {self.filter_size}, {self.filter_count}"
@@ -253,6 +279,7 @@ class Convolution(_ComputeLayer):
                 for j in range(self.input_depth):
                     output[i] += signal.correlate2d(self.input[j], self.filters[i, j], "valid")
             return output
+        self._check_parameters()
         out = np.empty(self.output_shape, self.dtype)
         k_conv.conv_forward(self.input, self.filters, self.biases, out)
         return out
@@ -272,6 +299,7 @@ class Convolution(_ComputeLayer):
             self.filters -= d_filters * rate
             self.biases -= d_biases * rate
             return d_input
+        self._check_parameters()
         d_input = np.empty(self.input_shape, self.dtype)
         k_conv.conv_backward_sgd(self.input, self.filters, self.biases, d_output, rate, d_input,
                                  self._row)

@@ -184,9 +184,6 @@ def test_compiled_path_declines_what_it_cannot_run():
     assert _compiled.program([Linear(2, 2, backend="scipy")]) is None
     assert _compiled.program([Linear(2, 2), Linear(2, 2, dtype=np.float32)]) is None
     assert _compiled.program([Linear(2, 2)], loss=per_layer_mse) is None
-    transposed = Linear(3, 3)
-    transposed.weights = transposed.weights.T  # not C-contiguous: a flat view would be a copy
-    assert _compiled.program([transposed]) is None
     assert _compiled.program([Linear(2, 2), Activation(sigmoid, d_sigmoid)]) is not None
 
 
@@ -212,3 +209,20 @@ def test_sigmoid_kernel_edges(dtype):
         expected = sigmoid(x)
     np.testing.assert_allclose(out, expected, rtol=4 * np.finfo(dtype).eps, atol=0)
     assert out.dtype == dtype
+
+
+@pytest.mark.parametrize("replacement", [
+    lambda w: w.T,  # not C-contiguous: training a flat view of it would train a copy
+    lambda w: w[:, :2].copy(),  # wrong shape: the kernels would read past its end
+    lambda w: w.astype(np.float32),  # wrong dtype for a float64 layer
+])
+def test_replaced_parameters_are_checked_on_both_numba_paths(replacement):
+    # Catches a kernel reading a user-assigned weights array without the bounds it assumes.
+    layer = Linear(3, 3)
+    layer.weights = replacement(layer.weights)
+    message = r"weights of layer Linear\(3, 3\) must be a writeable C-contiguous float64 array"
+    with pytest.raises(ValueError, match=message):
+        layer.forward_prop(np.zeros((3, 1)))
+    with pytest.raises(ValueError, match=message):
+        Network([layer]).train(np.zeros((2, 3, 1)), np.zeros((2, 3, 1)), mse, d_mse, 1, 0.1,
+                               verbose=False)
