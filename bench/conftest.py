@@ -18,6 +18,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.report import machine_details  # noqa: E402
+from tests.mnist import ENV as MNIST_ENV  # noqa: E402
+from tests.mnist import find_mnist  # noqa: E402
 
 # Tolerance relative to the reference's largest magnitude (and elementwise). float64: a plain or
 # reassociated loop differs from SciPy/BLAS by ~1e-15 of the scale, and a few hundred SGD steps
@@ -27,9 +29,6 @@ from bench.report import machine_details  # noqa: E402
 TOLERANCE = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-4}
 
 QUICK_ENV = "FASTCNN_BENCH_QUICK"
-MNIST_ENV = "FASTCNN_TEST_MNIST"
-MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 def pytest_addoption(parser):
@@ -94,17 +93,10 @@ def assert_close():
     return check
 
 
-def mnist_dir():
-    env = os.environ.get(MNIST_ENV)
-    return Path(env) if env else REPO.parent / "shared" / "data" / "mnist"
-
-
 @pytest.fixture(scope="session")
 def mnist():
     """(train_x, train_y), (test_x, test_y) of the real MNIST files, or skip."""
-    directory = mnist_dir()
-    missing = [n for n in MNIST_FILES
-               if not (directory / n).is_file() and not (directory / f"{n}.gz").is_file()]
+    directory, missing = find_mnist()
     if missing:
         pytest.skip(f"real MNIST not found in {directory} (missing {', '.join(missing)}); "
                     f"set {MNIST_ENV} to the directory holding the four IDX files")

@@ -16,6 +16,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from fastcnn import datasets
 
+from .mnist import find_mnist
 from .pairs import Shape
 
 # --------------------------------------------------------------------------------------------------
@@ -98,20 +99,12 @@ seeds = st.integers(0, 2**32 - 1)
 MNIST_SAMPLES = 300
 
 
-def _find_mnist():
-    env = os.environ.get("FASTCNN_TEST_MNIST")
-    where = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-    missing = [n for n in datasets.FILES
-               if not (where / n).is_file() and not (where / (n + ".gz")).is_file()]
-    return where, missing
-
-
 @pytest.fixture(scope="session")
 def mnist_dir():
     """The directory of the real MNIST IDX files: ``$FASTCNN_TEST_MNIST``, else
     ``<repo>/../shared/data/mnist``. Skips when absent, but fails when ``FASTCNN_REQUIRE_DATA=1``
     (CI), so a misconfigured CI cannot pass by skipping."""
-    where, missing = _find_mnist()
+    where, missing = find_mnist()
     if missing:
         reason = (f"MNIST files {missing} not found in {where}; set FASTCNN_TEST_MNIST to a "
                   f"directory holding the four IDX files (raw or .gz)")
