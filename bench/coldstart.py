@@ -50,8 +50,9 @@ TARGET_WARM_SECONDS = 1.5  # the issue's target for the warm second process; rep
 def run_once(cache_dir):
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
     spawned = time.time()
-    proc = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=900
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"cold-start child failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -68,8 +69,10 @@ def measure(repeats=3):
             runs["warm"].append(run_once(cache_dir))
     return {
         "repeats": repeats,
-        **{kind: {p: statistics.median(r[p] for r in rs) for p in PHASES}
-           for kind, rs in runs.items()},
+        **{
+            kind: {p: statistics.median(r[p] for r in rs) for p in PHASES}
+            for kind, rs in runs.items()
+        },
         "target_warm_seconds": TARGET_WARM_SECONDS,
     }
 
@@ -79,8 +82,14 @@ def rows(result):
     return [[kind, *(f"{result[kind][p]:.2f} s" for p in PHASES)] for kind in ("cold", "warm")]
 
 
-HEADER = ["Numba cache", "spawn -> first step done", "in process", "import fastcnn", "build net",
-          "first train step"]
+HEADER = [
+    "Numba cache",
+    "spawn -> first step done",
+    "in process",
+    "import fastcnn",
+    "build net",
+    "first train step",
+]
 
 
 def main(argv=None):
@@ -91,10 +100,15 @@ def main(argv=None):
     result = measure(args.repeats)
     print(f"Cold start, medians of {result['repeats']} fresh process pair(s):")
     for row in rows(result):
-        print(f"  {row[0]}: " + ", ".join(f"{h} {v}" for h, v in zip(HEADER[1:], row[1:])))
+        print(
+            f"  {row[0]}: "
+            + ", ".join(f"{h} {v}" for h, v in zip(HEADER[1:], row[1:], strict=True))
+        )
     warm = result["warm"]["since_spawn"]
-    print(f"  target: warm process reaches its first training step in < {TARGET_WARM_SECONDS} s: "
-          f"{warm:.2f} s, {'met' if warm < TARGET_WARM_SECONDS else 'not met'}")
+    print(
+        f"  target: warm process reaches its first training step in < {TARGET_WARM_SECONDS} s: "
+        f"{warm:.2f} s, {'met' if warm < TARGET_WARM_SECONDS else 'not met'}"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -32,8 +32,12 @@ QUICK_ENV = "FASTCNN_BENCH_QUICK"
 
 
 def pytest_addoption(parser):
-    parser.addoption("--quick", action="store_true", default=False,
-                     help=f"fastcnn benchmarks: few rounds and samples (same as {QUICK_ENV}=1)")
+    parser.addoption(
+        "--quick",
+        action="store_true",
+        default=False,
+        help=f"fastcnn benchmarks: few rounds and samples (same as {QUICK_ENV}=1)",
+    )
 
 
 def is_quick(config):
@@ -48,8 +52,7 @@ def pytest_collection_modifyitems(config, items):
             continue  # `pytest tests bench` also passes the tests' items through this hook
         # A benchmark whose result check fails never times; with filterwarnings = error, the
         # fixture's "not used" warning would add a second, misleading error to that failure.
-        item.add_marker(pytest.mark.filterwarnings(
-            "ignore:Benchmark fixture was not used at all"))
+        item.add_marker(pytest.mark.filterwarnings("ignore:Benchmark fixture was not used at all"))
         if quick and item.get_closest_marker("benchmark") is None:
             # Calibrated benchmarks (kernels, layers) stop after 3 rounds or 50 ms, not 1 s.
             item.add_marker(pytest.mark.benchmark(max_time=0.05, min_rounds=3))
@@ -79,9 +82,10 @@ def assert_close():
         """Each array of ``actual`` within ``TOLERANCE[dtype]`` of the float64 ``expected``."""
         tol = TOLERANCE[np.dtype(dtype)]
         assert len(actual) == len(expected), (
-            f"{what}: {len(actual)} results, expected {len(expected)}")
+            f"{what}: {len(actual)} results, expected {len(expected)}"
+        )
         labels = [*labels, *(f"result {k}" for k in range(len(labels), len(expected)))]
-        for label, a, e in zip(labels, actual, expected):
+        for label, a, e in zip(labels, actual, expected, strict=True):
             a, e = np.asarray(a), np.asarray(e)
             assert a.shape == e.shape, f"{what} [{label}]: shape {a.shape}, reference {e.shape}"
             scale = max(1.0, float(np.max(np.abs(e)))) if e.size else 1.0
@@ -89,7 +93,9 @@ def assert_close():
             assert np.all(np.isfinite(a)), f"{what} [{label}]: non-finite values"
             assert err <= tol * scale, (
                 f"{what} [{label}]: max |this - reference| = {err:.3e} > {tol:g} x {scale:.3g} "
-                f"({np.dtype(dtype).name} tolerance)")
+                f"({np.dtype(dtype).name} tolerance)"
+            )
+
     return check
 
 
@@ -98,8 +104,10 @@ def mnist():
     """(train_x, train_y), (test_x, test_y) of the real MNIST files, or skip."""
     directory, missing = find_mnist()
     if missing:
-        pytest.skip(f"real MNIST not found in {directory} (missing {', '.join(missing)}); "
-                    f"set {MNIST_ENV} to the directory holding the four IDX files")
+        pytest.skip(
+            f"real MNIST not found in {directory} (missing {', '.join(missing)}); "
+            f"set {MNIST_ENV} to the directory holding the four IDX files"
+        )
     from fastcnn.datasets import load_mnist
 
     return load_mnist(directory, download=False)

@@ -35,6 +35,7 @@ IMPL_ORDER = {"reference": 0, "numba": 1}
 
 # ---------------------------------------------------------------------------------------- machine
 
+
 def _read(path):
     try:
         return Path(path).read_text().strip()
@@ -88,6 +89,7 @@ def machine_details():
 
     try:
         import pytest_benchmark
+
         pb = pytest_benchmark.__version__
     except ImportError:
         pb = "not installed"
@@ -108,8 +110,11 @@ def machine_details():
         "numba_num_threads": numba.config.NUMBA_NUM_THREADS,
         "numba_get_num_threads": numba.get_num_threads(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "env": {k: v for k, v in sorted(os.environ.items())
-                if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "NUMBA_"))},
+        "env": {
+            k: v
+            for k, v in sorted(os.environ.items())
+            if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "NUMBA_"))
+        },
     }
 
 
@@ -129,13 +134,19 @@ def header_lines(details, source):
         f"NUMBA_NUM_THREADS {details.get('numba_num_threads')}, "
         f"get_num_threads() {details.get('numba_get_num_threads')}",
         f"Environment (as found, unchanged): {env}",
-    ] + ([f"Load average (1, 5, 15 min) when the run ended: "
-          f"{', '.join(f'{x:.2f}' for x in details['load_average'])} on {details.get('cores')} "
-          f"cores; above ~1, other processes competed, and 2-thread rows suffer most"]
-         if details.get("load_average") else [])
+    ] + (
+        [
+            f"Load average (1, 5, 15 min) when the run ended: "
+            f"{', '.join(f'{x:.2f}' for x in details['load_average'])} on {details.get('cores')} "
+            f"cores; above ~1, other processes competed, and 2-thread rows suffer most"
+        ]
+        if details.get("load_average")
+        else []
+    )
 
 
 # ---------------------------------------------------------------------------------------- results
+
 
 def load_rows(data):
     """One dict per benchmark from a ``--benchmark-json`` document, sorted for the tables."""
@@ -144,21 +155,40 @@ def load_rows(data):
         info = b.get("extra_info", {})
         if "op" not in info:
             continue  # not one of ours
-        rows.append({**info, "median": b["stats"]["median"], "rounds": b["stats"]["rounds"],
-                     "group": b.get("group")})
+        rows.append(
+            {
+                **info,
+                "median": b["stats"]["median"],
+                "rounds": b["stats"]["rounds"],
+                "group": b.get("group"),
+            }
+        )
     first = {}
     for r in rows:
         first.setdefault(r["op"], len(first))
-    rows.sort(key=lambda r: (KIND_ORDER.get(r["kind"], 9), first[r["op"]], r["shape"] != "MNIST",
-                             r["shape"], DTYPE_ORDER.get(r["dtype"], 9),
-                             IMPL_ORDER.get(r["impl"], 9), r["threads"]))
+    rows.sort(
+        key=lambda r: (
+            KIND_ORDER.get(r["kind"], 9),
+            first[r["op"]],
+            r["shape"] != "MNIST",
+            r["shape"],
+            DTYPE_ORDER.get(r["dtype"], 9),
+            IMPL_ORDER.get(r["impl"], 9),
+            r["threads"],
+        )
+    )
     return rows
 
 
 def _reference(rows, op, shape, dtype):
     for r in rows:
-        if (r["op"], r["shape"], r["dtype"], r["impl"], r["threads"]) == (op, shape, dtype,
-                                                                         "reference", 1):
+        if (r["op"], r["shape"], r["dtype"], r["impl"], r["threads"]) == (
+            op,
+            shape,
+            dtype,
+            "reference",
+            1,
+        ):
             return r["median"]
     return None
 
@@ -185,11 +215,25 @@ def kernel_table(rows):
             continue
         seen.add(key)
         ref = _reference(rows, *key)
-        numba = next((x["median"] for x in rows if (x["op"], x["shape"], x["dtype"]) == key
-                      and x["impl"] == "numba"), None)
+        numba = next(
+            (
+                x["median"]
+                for x in rows
+                if (x["op"], x["shape"], x["dtype"]) == key and x["impl"] == "numba"
+            ),
+            None,
+        )
         ratio = ref / numba if ref and numba else None
-        out.append([r["op"], r["shape"], r["dtype"], fmt_time(ref) if ref else "-",
-                    fmt_time(numba) if numba else "-", fmt_ratio(ratio)])
+        out.append(
+            [
+                r["op"],
+                r["shape"],
+                r["dtype"],
+                fmt_time(ref) if ref else "-",
+                fmt_time(numba) if numba else "-",
+                fmt_ratio(ratio),
+            ]
+        )
     return ["op", "shape", "dtype", "reference", "numba", "reference/numba"], out
 
 
@@ -201,30 +245,64 @@ def training_table(rows):
             continue
         same = _reference(rows, r["op"], r["shape"], r["dtype"])
         f64 = _reference(rows, r["op"], r["shape"], "float64")
-        out.append([r["op"], str(r["samples"]), r["dtype"], r["impl"], str(r["threads"]),
-                    fmt_time(r["median"]), f"{r['samples'] / r['median']:,.0f}",
-                    fmt_ratio(same / r["median"] if same else None),
-                    fmt_ratio(f64 / r["median"] if f64 else None)])
-    return (["op", "samples", "dtype", "impl", "threads", "median", "samples/s",
-             "x same-dtype ref", "x float64 ref"], out)
+        out.append(
+            [
+                r["op"],
+                str(r["samples"]),
+                r["dtype"],
+                r["impl"],
+                str(r["threads"]),
+                fmt_time(r["median"]),
+                f"{r['samples'] / r['median']:,.0f}",
+                fmt_ratio(same / r["median"] if same else None),
+                fmt_ratio(f64 / r["median"] if f64 else None),
+            ]
+        )
+    return (
+        [
+            "op",
+            "samples",
+            "dtype",
+            "impl",
+            "threads",
+            "median",
+            "samples/s",
+            "x same-dtype ref",
+            "x float64 ref",
+        ],
+        out,
+    )
 
 
 def target_table(rows, coldstart):
     out = []
     for label, op, dtype, threads, minimum in TARGETS:
-        numba = next((r for r in rows if (r["op"], r["dtype"], r["impl"], r["threads"])
-                      == (op, dtype, "numba", threads)), None)
+        numba = next(
+            (
+                r
+                for r in rows
+                if (r["op"], r["dtype"], r["impl"], r["threads"]) == (op, dtype, "numba", threads)
+            ),
+            None,
+        )
         ref = _reference(rows, op, numba["shape"], "float64") if numba else None
         if numba is None or ref is None:
             out.append([label, f">= {minimum:g}x", "not measured", "-"])
             continue
         ratio = ref / numba["median"]
-        out.append([label, f">= {minimum:g}x", fmt_ratio(ratio),
-                    "met" if ratio >= minimum else "NOT met"])
+        out.append(
+            [label, f">= {minimum:g}x", fmt_ratio(ratio), "met" if ratio >= minimum else "NOT met"]
+        )
     if coldstart is not None:
         warm, target = coldstart["warm"]["since_spawn"], coldstart["target_warm_seconds"]
-        out.append(["warm-cache process to first training step", f"< {target:g} s", f"{warm:.2f} s",
-                    "met" if warm < target else "NOT met"])
+        out.append(
+            [
+                "warm-cache process to first training step",
+                f"< {target:g} s",
+                f"{warm:.2f} s",
+                "met" if warm < target else "NOT met",
+            ]
+        )
     else:
         out.append(["warm-cache process to first training step", "< 1.5 s", "not measured", "-"])
     return ["target (reference = SciPy float64, 1 thread)", "target", "measured", "status"], out
@@ -238,20 +316,31 @@ def slower(rows):
             continue
         ref = _reference(rows, r["op"], r["shape"], r["dtype"])
         if ref is not None and ref / r["median"] < 1.0:
-            names.append(f"{r['op']}|{r['shape']}|{r['dtype']}"
-                         + (f" ({r['threads']} threads)" if r["threads"] != 1 else "")
-                         + f": {ref / r['median']:.2f}x")
+            names.append(
+                f"{r['op']}|{r['shape']}|{r['dtype']}"
+                + (f" ({r['threads']} threads)" if r["threads"] != 1 else "")
+                + f": {ref / r['median']:.2f}x"
+            )
     return names
 
 
 def render(headers, rows, markdown):
     if markdown:
-        numeric = [all(str(c)[:1].isdigit() for c in col) for col in zip(*rows)] if rows else []
-        lines = ["| " + " | ".join(headers) + " |",
-                 "|" + "|".join("---:" if n else "---" for n in numeric or headers) + "|"]
+        numeric = (
+            [all(str(c)[:1].isdigit() for c in col) for col in zip(*rows, strict=True)]
+            if rows
+            else []
+        )
+        lines = [
+            "| " + " | ".join(headers) + " |",
+            "|" + "|".join("---:" if n else "---" for n in numeric or headers) + "|",
+        ]
         return lines + ["| " + " | ".join(row) + " |" for row in rows]
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
+
+    def line(cells):
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
     return [line(headers), line("-" * w for w in widths)] + [line(row) for row in rows]
 
 
@@ -261,20 +350,30 @@ def report(data, coldstart, source, markdown=False):
     title = (lambda t: f"### {t}") if markdown else (lambda t: f"\n== {t} ==")
     lines = [("- " if markdown else "") + h for h in header_lines(details, source)]
     if details.get("quick"):
-        lines.append(("- " if markdown else "")
-                     + "QUICK MODE: few rounds and samples; a smoke test, not a measurement.")
-    lines.append(("- " if markdown else "")
-                 + "Medians of one run on a shared machine: quote the ratios, not the times.")
-    for name, (headers, table) in (("Kernels and layers (one call)", kernel_table(rows)),
-                                   ("Training epoch and prediction", training_table(rows)),
-                                   ("Issue targets (measured, not asserted)",
-                                    target_table(rows, coldstart))):
-        lines += ["", title(name), ""] + render(headers, table, markdown)
+        lines.append(
+            ("- " if markdown else "")
+            + "QUICK MODE: few rounds and samples; a smoke test, not a measurement."
+        )
+    lines.append(
+        ("- " if markdown else "")
+        + "Medians of one run on a shared machine: quote the ratios, not the times."
+    )
+    for name, (headers, table) in (
+        ("Kernels and layers (one call)", kernel_table(rows)),
+        ("Training epoch and prediction", training_table(rows)),
+        ("Issue targets (measured, not asserted)", target_table(rows, coldstart)),
+    ):
+        lines += ["", title(name), "", *render(headers, table, markdown)]
     if coldstart is not None:
-        from bench.coldstart import HEADER, rows as cold_rows
+        from bench.coldstart import HEADER
+        from bench.coldstart import rows as cold_rows
 
-        lines += ["", title(f"Cold start (medians of {coldstart['repeats']} fresh process pairs)"),
-                  ""] + render(HEADER, cold_rows(coldstart), markdown)
+        lines += [
+            "",
+            title(f"Cold start (medians of {coldstart['repeats']} fresh process pairs)"),
+            "",
+            *render(HEADER, cold_rows(coldstart), markdown),
+        ]
     lines += ["", title("Where Numba is not faster than the reference"), ""]
     lines += [("- " if markdown else "  ") + s for s in slower(rows) or ["none in this run"]]
     return "\n".join(lines)
@@ -284,8 +383,17 @@ def run_suite(json_path, quick, extra):
     env = dict(os.environ)
     if quick:
         env["FASTCNN_BENCH_QUICK"] = "1"
-    cmd = [sys.executable, "-m", "pytest", "bench/", "--benchmark-only", "-q",
-           "--benchmark-quiet", f"--benchmark-json={json_path}", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "bench/",
+        "--benchmark-only",
+        "-q",
+        "--benchmark-quiet",
+        f"--benchmark-json={json_path}",
+        *extra,
+    ]
     print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
     # pytest's progress goes to stderr so that stdout holds only the report
     return subprocess.run(cmd, cwd=REPO, env=env, stdout=sys.stderr).returncode
@@ -293,14 +401,21 @@ def run_suite(json_path, quick, extra):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", metavar="PATH", help="report this --benchmark-json file "
-                        "instead of running the suite")
+    parser.add_argument(
+        "--json",
+        metavar="PATH",
+        help="report this --benchmark-json file instead of running the suite",
+    )
     parser.add_argument("--save-json", metavar="PATH", help="keep the run's --benchmark-json here")
     parser.add_argument("--quick", action="store_true", help="quick mode (FASTCNN_BENCH_QUICK=1)")
     parser.add_argument("--markdown", action="store_true", help="Markdown tables")
     parser.add_argument("--no-coldstart", action="store_true", help="skip bench.coldstart")
-    parser.add_argument("--coldstart-repeats", type=int, default=None,
-                        help="fresh process pairs for the cold start (default 3, quick 1)")
+    parser.add_argument(
+        "--coldstart-repeats",
+        type=int,
+        default=None,
+        help="fresh process pairs for the cold start (default 3, quick 1)",
+    )
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
 

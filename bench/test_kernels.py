@@ -37,10 +37,23 @@ def test_kernel(benchmark, assert_close, op, impl, shape, dtype):
     # the float64 reference before it is timed.
     fn = PAIRS[op][impl](SHAPES[shape], DTYPES[dtype])
     first = tuple(np.copy(a) for a in fn())
-    assert_close(first, expected(op, shape), dtype, LABELS.get(op, ("output",)),
-                 f"{op} {impl} {shape} {dtype}")
+    assert_close(
+        first,
+        expected(op, shape),
+        dtype,
+        LABELS.get(op, ("output",)),
+        f"{op} {impl} {shape} {dtype}",
+    )
     benchmark.group = f"{op}|{shape}|{dtype}"
     benchmark.extra_info.update(
-        op=op, impl=impl, shape=shape, dims=str(SHAPES[shape]), dtype=dtype, threads=1,
-        numba_threads=numba.get_num_threads(), samples=1, kind="kernel")
+        op=op,
+        impl=impl,
+        shape=shape,
+        dims=str(SHAPES[shape]),
+        dtype=dtype,
+        threads=1,
+        numba_threads=numba.get_num_threads(),
+        samples=1,
+        kind="kernel",
+    )
     benchmark(fn)

@@ -15,8 +15,14 @@ BACKEND = {"reference": "scipy", "numba": "numba"}
 
 def convolution(shape, dtype, backend):
     a = arrays(shape, dtype)
-    layer = Convolution((shape.depth, shape.height, shape.width), shape.size, shape.count,
-                        backend=backend, dtype=dtype, rng=0)
+    layer = Convolution(
+        (shape.depth, shape.height, shape.width),
+        shape.size,
+        shape.count,
+        backend=backend,
+        dtype=dtype,
+        rng=0,
+    )
     layer.filters[...] = a["filters"]
     layer.biases[...] = a["conv_biases"]
     return layer, a["x"], a["conv_d_output"], lambda: (layer.filters, layer.biases)
@@ -38,17 +44,21 @@ def activation(shape, dtype, backend):
 
 
 LAYERS = {"Convolution": convolution, "Linear": linear, "Activation": activation}
-LABELS = {"Convolution": ("output", "d_input", "filters", "biases"),
-          "Linear": ("output", "d_input", "weights", "biases"),
-          "Activation": ("output", "d_input")}
+LABELS = {
+    "Convolution": ("output", "d_input", "filters", "biases"),
+    "Linear": ("output", "d_input", "weights", "biases"),
+    "Activation": ("output", "d_input"),
+}
 
 
 def step(layer, x, g, params):
     """The timed callable: one forward and one backward with the SGD update."""
+
     def run():
         output = layer.forward_prop(x)
         d_input = layer.backward_prop(g, RATE)
         return (output, d_input, *params())
+
     return run
 
 
@@ -65,6 +75,14 @@ def test_layer(benchmark, assert_close, name, impl, shape, dtype):
     assert_close(first, want, dtype, LABELS[name], f"{name} {impl} {shape} {dtype}")
     benchmark.group = f"layer {name}|{shape}|{dtype}"
     benchmark.extra_info.update(
-        op=f"layer {name}", impl=impl, shape=shape, dims=str(SHAPES[shape]), dtype=dtype, threads=1,
-        numba_threads=numba.get_num_threads(), samples=1, kind="layer")
+        op=f"layer {name}",
+        impl=impl,
+        shape=shape,
+        dims=str(SHAPES[shape]),
+        dtype=dtype,
+        threads=1,
+        numba_threads=numba.get_num_threads(),
+        samples=1,
+        kind="layer",
+    )
     benchmark(fn)

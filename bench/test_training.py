@@ -9,8 +9,17 @@ import numba
 import numpy as np
 import pytest
 
-from fastcnn import (Activation, Convolution, Linear, Network, Reshape, d_mse, d_sigmoid, mse,
-                     sigmoid)
+from fastcnn import (
+    Activation,
+    Convolution,
+    Linear,
+    Network,
+    Reshape,
+    d_mse,
+    d_sigmoid,
+    mse,
+    sigmoid,
+)
 from fastcnn.datasets import one_hot, scale_images
 from tests.pairs import RATE
 
@@ -25,21 +34,27 @@ def seed_network(impl, dtype, threads):
     """The seed notebook's MNIST CNN; the same initial draws for every backend and dtype."""
     kw = {"backend": BACKEND[impl], "dtype": dtype}
     act = {"backend": BACKEND[impl]}
-    return Network([
-        Convolution((1, 28, 28), 3, 5, rng=1, **kw),
-        Activation(sigmoid, d_sigmoid, **act),
-        Reshape((5, 26, 26), (5 * 26 * 26, 1)),
-        Linear(5 * 26 * 26, 100, rng=2, **kw),
-        Activation(sigmoid, d_sigmoid, **act),
-        Linear(100, 10, rng=3, **kw),
-        Activation(sigmoid, d_sigmoid, **act),
-    ], num_threads=threads)
+    return Network(
+        [
+            Convolution((1, 28, 28), 3, 5, rng=1, **kw),
+            Activation(sigmoid, d_sigmoid, **act),
+            Reshape((5, 26, 26), (5 * 26 * 26, 1)),
+            Linear(5 * 26 * 26, 100, rng=2, **kw),
+            Activation(sigmoid, d_sigmoid, **act),
+            Linear(100, 10, rng=3, **kw),
+            Activation(sigmoid, d_sigmoid, **act),
+        ],
+        num_threads=threads,
+    )
 
 
 def parameters(net):
-    return [(f"layer {i} {type(layer).__name__}.{name}", getattr(layer, name))
-            for i, layer in enumerate(net.layers) for name in PARAMS
-            if isinstance(getattr(layer, name, None), np.ndarray)]
+    return [
+        (f"layer {i} {type(layer).__name__}.{name}", getattr(layer, name))
+        for i, layer in enumerate(net.layers)
+        for name in PARAMS
+        if isinstance(getattr(layer, name, None), np.ndarray)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -63,16 +78,29 @@ def predicted_reference(data):
     return np.stack([seed_network("reference", np.float64, 1).predict(x) for x in data[2]])
 
 
-CASES = [("reference", "float64", 1), ("numba", "float64", 1), ("numba", "float64", 2),
-         ("reference", "float32", 1), ("numba", "float32", 1), ("numba", "float32", 2)]
+CASES = [
+    ("reference", "float64", 1),
+    ("numba", "float64", 1),
+    ("numba", "float64", 2),
+    ("reference", "float32", 1),
+    ("numba", "float32", 1),
+    ("numba", "float32", 2),
+]
 
 
 def info(benchmark, op, impl, dtype, threads, samples):
     benchmark.group = f"{op}|MNIST-{samples}|{dtype}"
     benchmark.extra_info.update(
-        op=op, impl=impl, shape=f"MNIST-{samples}", dims="seed CNN 1x28x28-k3-n5, 3380-100-10",
-        dtype=dtype, threads=threads, numba_threads=numba.get_num_threads(), samples=samples,
-        kind=op)
+        op=op,
+        impl=impl,
+        shape=f"MNIST-{samples}",
+        dims="seed CNN 1x28x28-k3-n5, 3380-100-10",
+        dtype=dtype,
+        threads=threads,
+        numba_threads=numba.get_num_threads(),
+        samples=samples,
+        kind=op,
+    )
 
 
 @pytest.mark.parametrize("impl, dtype, threads", CASES, ids=[f"{i}-{d}-{t}t" for i, d, t in CASES])
@@ -85,7 +113,7 @@ def test_train_epoch(benchmark, assert_close, sizes, data, trained_reference, im
     initial = [p.copy() for _, p in params]
 
     def reset():  # outside the timer: every round trains one epoch from the same weights
-        for (_, p), p0 in zip(params, initial):
+        for (_, p), p0 in zip(params, initial, strict=True):
             p[...] = p0
 
     def epoch():
@@ -94,18 +122,33 @@ def test_train_epoch(benchmark, assert_close, sizes, data, trained_reference, im
     labels = ["epoch loss"] + [name for name, _ in params]
     reset()
     first = epoch()  # JIT compile and warm-up
-    assert_close([first[0]] + [p for _, p in params], trained_reference, dtype, labels,
-                 f"train {impl} {dtype} {threads} thread(s), first epoch")
+    assert_close(
+        [first[0]] + [p for _, p in params],
+        trained_reference,
+        dtype,
+        labels,
+        f"train {impl} {dtype} {threads} thread(s), first epoch",
+    )
     info(benchmark, "train", impl, dtype, threads, len(x))
-    history = benchmark.pedantic(epoch, setup=reset, rounds=sizes["rounds"], iterations=1,
-                                 warmup_rounds=1)
+    history = benchmark.pedantic(
+        epoch, setup=reset, rounds=sizes["rounds"], iterations=1, warmup_rounds=1
+    )
     benchmark.extra_info["numba_threads_after"] = numba.get_num_threads()
-    assert_close([history[0]] + [p for _, p in params], trained_reference, dtype, labels,
-                 f"train {impl} {dtype} {threads} thread(s), last timed epoch")
+    assert_close(
+        [history[0]] + [p for _, p in params],
+        trained_reference,
+        dtype,
+        labels,
+        f"train {impl} {dtype} {threads} thread(s), last timed epoch",
+    )
 
 
-PREDICT_CASES = [("reference", "float64"), ("numba", "float64"), ("reference", "float32"),
-                 ("numba", "float32")]
+PREDICT_CASES = [
+    ("reference", "float64"),
+    ("numba", "float64"),
+    ("reference", "float32"),
+    ("numba", "float32"),
+]
 
 
 @pytest.mark.parametrize("impl, dtype", PREDICT_CASES, ids=[f"{i}-{d}" for i, d in PREDICT_CASES])
@@ -117,9 +160,19 @@ def test_predict(benchmark, assert_close, sizes, data, predicted_reference, impl
     def predict_all():
         return [net.predict(x) for x in images]
 
-    assert_close([np.stack(predict_all())], [predicted_reference], dtype, ["outputs"],
-                 f"predict {impl} {dtype}, warm-up")
+    assert_close(
+        [np.stack(predict_all())],
+        [predicted_reference],
+        dtype,
+        ["outputs"],
+        f"predict {impl} {dtype}, warm-up",
+    )
     info(benchmark, "predict", impl, dtype, 1, len(images))
     outputs = benchmark.pedantic(predict_all, rounds=sizes["rounds"], iterations=1, warmup_rounds=1)
-    assert_close([np.stack(outputs)], [predicted_reference], dtype, ["outputs"],
-                 f"predict {impl} {dtype}, last timed call")
+    assert_close(
+        [np.stack(outputs)],
+        [predicted_reference],
+        dtype,
+        ["outputs"],
+        f"predict {impl} {dtype}, last timed call",
+    )

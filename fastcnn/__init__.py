@@ -3,12 +3,22 @@ Network, sigmoid, mse) with the same numbers, on Numba kernels; ``backend="scipy
 notebook's own NumPy/SciPy code instead."""
 
 from .functions import d_mse, d_sigmoid, mse, sigmoid
-from .layers import Activation, Convolution, Layer, Linear, Reshape
 from .io import load
+from .layers import Activation, Convolution, Layer, Linear, Reshape
 from .network import History, Network
 
 __all__ = [
-    "Activation", "Convolution", "History", "Layer", "Linear", "Network", "Reshape",
-    "d_mse", "d_sigmoid", "load", "mse", "sigmoid",
+    "Activation",
+    "Convolution",
+    "History",
+    "Layer",
+    "Linear",
+    "Network",
+    "Reshape",
+    "d_mse",
+    "d_sigmoid",
+    "load",
+    "mse",
+    "sigmoid",
 ]
 __version__ = "0.1.0"

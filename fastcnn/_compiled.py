@@ -38,7 +38,7 @@ class Program:
                 if kind is Convolution:
                     in_shape, out_shape = layer.input_shape, layer.output_shape
                     ops.append(k_network.CONV)
-                    dims.append(layer.input_shape + (layer.filter_size, layer.filter_count))
+                    dims.append((*layer.input_shape, layer.filter_size, layer.filter_count))
                     widest = max(widest, out_shape[2])
                 else:
                     in_shape, out_shape = (layer.input_size, 1), (layer.output_size, 1)
@@ -59,7 +59,9 @@ class Program:
         self.ops = np.array(ops, np.int64)
         self.dims = np.array(dims, np.int64).reshape(len(ops), 5)
         self.params = tuple(self.params)
-        sizes = [int(np.prod(self.input_shape))] + [_out_size(o, d) for o, d in zip(ops, dims)]
+        sizes = [int(np.prod(self.input_shape))] + [
+            _out_size(o, d) for o, d in zip(ops, dims, strict=True)
+        ]
         for k, op in enumerate(ops):  # a sigmoid keeps its input's size
             if op == k_network.SIGMOID:
                 sizes[k + 1] = sizes[k]
@@ -77,8 +79,17 @@ class Program:
         return np.ascontiguousarray(data, self.dtype).reshape(len(data), -1)
 
     def train(self, xs, ys, rate, losses):
-        args = (self.ops, self.dims, self.params, self.acts, self.grads, xs, ys,
-                self.dtype.type(rate), self.row)
+        args = (
+            self.ops,
+            self.dims,
+            self.params,
+            self.acts,
+            self.grads,
+            xs,
+            ys,
+            self.dtype.type(rate),
+            self.row,
+        )
         if self.num_threads == 1:
             return k_network.train_mse_sgd(*args, losses)
         with _threads(self.num_threads):
@@ -117,7 +128,7 @@ class _Unsupported(Exception):
 
 def _out_size(op, dims):
     if op == k_network.CONV:
-        d, h, w, s, c = dims
+        _d, h, w, s, c = dims
         return c * (h - s + 1) * (w - s + 1)
     return dims[1] if op == k_network.LINEAR else 0
 

@@ -16,7 +16,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -39,8 +39,15 @@ class CommandError(Exception):
 
 # Everything a user can cause with a bad file, path or setting; anything else is a bug in fastcnn
 # and keeps its traceback.
-_USER_ERRORS = (CommandError, DataFileError, ModelFileError, ImageFileError, OSError,
-                FloatingPointError, ImportError)
+_USER_ERRORS = (
+    CommandError,
+    DataFileError,
+    ModelFileError,
+    ImageFileError,
+    OSError,
+    FloatingPointError,
+    ImportError,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,83 +78,138 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Train, evaluate and use the from-scratch CNN notebook's MNIST "
-                               "network.")
+        prog=PROG,
+        description="Train, evaluate and use the from-scratch CNN notebook's MNIST network.",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
     train = commands.add_parser(
-        "train", help="train the notebook's MNIST CNN and save it",
+        "train",
+        help="train the notebook's MNIST CNN and save it",
         description="Train the seed notebook's MNIST CNN (Convolution 5x3x3, sigmoid, Linear "
-                    "3380->100, sigmoid, Linear 100->10, sigmoid) by per-sample SGD on the MSE, "
-                    "print each epoch's mean loss and test accuracy, and save the model after "
-                    "every epoch (Ctrl-C keeps the last completed epoch's model).")
+        "3380->100, sigmoid, Linear 100->10, sigmoid) by per-sample SGD on the MSE, "
+        "print each epoch's mean loss and test accuracy, and save the model after "
+        "every epoch (Ctrl-C keeps the last completed epoch's model).",
+    )
     _data_options(train, "training samples")
-    train.add_argument("--test-limit", type=_positive_int, metavar="N",
-                       help="test on the first N test images only (default: the whole test set)")
-    train.add_argument("--epochs", type=_positive_int, default=5,
-                       help="passes over the training set (default: 5, the notebook's)")
-    train.add_argument("--rate", type=_positive_float, default=0.1,
-                       help="SGD step size (default: 0.1, the notebook's)")
     train.add_argument(
-        "--init", choices=("seed", "xavier"), default="seed",
+        "--test-limit",
+        type=_positive_int,
+        metavar="N",
+        help="test on the first N test images only (default: the whole test set)",
+    )
+    train.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=5,
+        help="passes over the training set (default: 5, the notebook's)",
+    )
+    train.add_argument(
+        "--rate",
+        type=_positive_float,
+        default=0.1,
+        help="SGD step size (default: 0.1, the notebook's)",
+    )
+    train.add_argument(
+        "--init",
+        choices=("seed", "xavier"),
+        default="seed",
         help="initial weights. seed (default): the notebook's randn, which saturates the "
-             "sigmoids and learns slowly, about 63%% test accuracy after 5 epochs on 10,000 "
-             "images. xavier: Glorot-normal weights and zero biases; --init xavier --rate 0.5 "
-             "does much better, about 85%% after one epoch on 10,000 images")
-    train.add_argument("--seed", type=_seed, default=0,
-                       help="random seed of the initial weights (default: 0, so runs repeat "
-                            "exactly); gives the weights the notebook gets after "
-                            "np.random.seed(SEED)")
-    train.add_argument("--backend", choices=("numba", "scipy"), default="numba",
-                       help="numba (default, fast) or scipy (the notebook's own code, slow)")
-    train.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                       help="parameter and arithmetic precision (default: float64)")
-    train.add_argument("--threads", type=_positive_int, default=1, metavar="N",
-                       help="threads for the large dense layer (default: 1). 2 is faster on an "
-                            "otherwise idle 2-core machine and much slower on a busy one")
-    train.add_argument("--out", metavar="PATH",
-                       help="model file to write (default: fastcnn-DATASET.npz, e.g. "
-                            "fastcnn-mnist.npz)")
-    train.add_argument("--plot", metavar="DIR",
-                       help="also write history.png, confusion.png and filters.png to DIR "
-                            "(needs matplotlib)")
-    train.add_argument("--quiet", action="store_true",
-                       help="no progress bar or epoch lines; only the final results")
+        "sigmoids and learns slowly, about 63%% test accuracy after 5 epochs on 10,000 "
+        "images. xavier: Glorot-normal weights and zero biases; --init xavier --rate 0.5 "
+        "does much better, about 85%% after one epoch on 10,000 images",
+    )
+    train.add_argument(
+        "--seed",
+        type=_seed,
+        default=0,
+        help="random seed of the initial weights (default: 0, so runs repeat "
+        "exactly); gives the weights the notebook gets after "
+        "np.random.seed(SEED)",
+    )
+    train.add_argument(
+        "--backend",
+        choices=("numba", "scipy"),
+        default="numba",
+        help="numba (default, fast) or scipy (the notebook's own code, slow)",
+    )
+    train.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        default="float64",
+        help="parameter and arithmetic precision (default: float64)",
+    )
+    train.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="threads for the large dense layer (default: 1). 2 is faster on an "
+        "otherwise idle 2-core machine and much slower on a busy one",
+    )
+    train.add_argument(
+        "--out",
+        metavar="PATH",
+        help="model file to write (default: fastcnn-DATASET.npz, e.g. fastcnn-mnist.npz)",
+    )
+    train.add_argument(
+        "--plot",
+        metavar="DIR",
+        help="also write history.png, confusion.png and filters.png to DIR (needs matplotlib)",
+    )
+    train.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar or epoch lines; only the final results",
+    )
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser(
-        "evaluate", help="accuracy and confusion matrix of a model on the test set",
-        description="Print a model's accuracy on the test set and its 10x10 confusion matrix.")
+        "evaluate",
+        help="accuracy and confusion matrix of a model on the test set",
+        description="Print a model's accuracy on the test set and its 10x10 confusion matrix.",
+    )
     evaluate.add_argument("model", metavar="MODEL", help="model file written by fastcnn train")
     _data_options(evaluate, "test images")
-    evaluate.add_argument("--plot", metavar="DIR",
-                          help="also write confusion.png and filters.png to DIR")
+    evaluate.add_argument(
+        "--plot", metavar="DIR", help="also write confusion.png and filters.png to DIR"
+    )
     evaluate.set_defaults(run=_evaluate)
 
     predict = commands.add_parser(
-        "predict", help="the digit in each image file",
+        "predict",
+        help="the digit in each image file",
         description="Classify image files (PNG, JPEG, ...) of single handwritten digits, dark on "
-                    "light or light on dark. Each image is converted as MNIST was made: cropped "
-                    "to the ink, scaled into 20x20, centred by mass in 28x28. Prints one line per "
-                    "image, PATH: DIGIT (CONFIDENCE), then the ten outputs (the network's sigmoids, "
-                    "which need not sum to 1).")
+        "light or light on dark. Each image is converted as MNIST was made: cropped "
+        "to the ink, scaled into 20x20, centred by mass in 28x28. Prints one line per "
+        "image, PATH: DIGIT (CONFIDENCE), then the ten outputs (the network's sigmoids, "
+        "which need not sum to 1).",
+    )
     predict.add_argument("model", metavar="MODEL", help="model file written by fastcnn train")
     predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
-    predict.add_argument("--json", action="store_true",
-                         help="print a JSON list of {path, digit, confidence, confidences}")
+    predict.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON list of {path, digit, confidence, confidences}",
+    )
     predict.set_defaults(run=_predict)
     return parser
 
 
 def _data_options(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--data", metavar="DIR",
-                        help="directory holding the four IDX files (raw or .gz); default: "
-                             "$FASTCNN_DATA, then the cache, then a verified download")
-    parser.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist",
-                        help="default: mnist")
-    parser.add_argument("--limit", type=_positive_int, metavar="N",
-                        help=f"use only the first N {what}")
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        help="directory holding the four IDX files (raw or .gz); default: "
+        "$FASTCNN_DATA, then the cache, then a verified download",
+    )
+    parser.add_argument(
+        "--dataset", choices=("mnist", "fashion-mnist"), default="mnist", help="default: mnist"
+    )
+    parser.add_argument(
+        "--limit", type=_positive_int, metavar="N", help=f"use only the first N {what}"
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -198,16 +260,23 @@ def _train(args: argparse.Namespace) -> int:
 
         require_matplotlib()
     (train_x, train_y), (test_x, test_y) = _load_data(args)
-    train_x, train_y = train_x[:args.limit], train_y[:args.limit]  # [:None] keeps everything
-    test_x, test_y = test_x[:args.test_limit], test_y[:args.test_limit]
+    train_x, train_y = train_x[: args.limit], train_y[: args.limit]  # [:None] keeps everything
+    test_x, test_y = test_x[: args.test_limit], test_y[: args.test_limit]
     x, y, test_images = scale_images(train_x), one_hot(train_y), scale_images(test_x)
-    network = mnist_cnn(backend=args.backend, dtype=np.dtype(args.dtype), rng=args.seed,
-                        init=args.init, num_threads=args.threads)
+    network = mnist_cnn(
+        backend=args.backend,
+        dtype=np.dtype(args.dtype),
+        rng=args.seed,
+        init=args.init,
+        num_threads=args.threads,
+    )
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     epochs = f"{args.epochs} epoch{'s' if args.epochs > 1 else ''}"
-    say(f"Training the notebook's MNIST CNN on {len(x)} {args.dataset} images ({epochs}, rate "
+    say(
+        f"Training the notebook's MNIST CNN on {len(x)} {args.dataset} images ({epochs}, rate "
         f"{args.rate}, init {args.init}, seed {args.seed}, {args.backend}, {args.dtype}); testing "
-        f"on {len(test_images)}.")
+        f"on {len(test_images)}."
+    )
 
     progress = _Progress(len(x), args.epochs, enabled=not args.quiet)
     kept = {"epoch": 0, "matrix": None}
@@ -221,17 +290,31 @@ def _train(args: argparse.Namespace) -> int:
         say(f"Epoch {epoch}, total loss: {history[-1]}, test accuracy: {history.accuracy[-1]:.4f}")
 
     try:
-        history = network.train(x, y, mse, d_mse, args.epochs, args.rate, verbose=False,
-                                 progress=progress, on_epoch=on_epoch)
+        history = network.train(
+            x,
+            y,
+            mse,
+            d_mse,
+            args.epochs,
+            args.rate,
+            verbose=False,
+            progress=progress,
+            on_epoch=on_epoch,
+        )
     except KeyboardInterrupt:
         progress.close()
         during = kept["epoch"] + 1
         if kept["epoch"]:
-            print(f"{PROG}: interrupted during epoch {during}; kept the model of epoch "
-                  f"{kept['epoch']} in {out}", file=sys.stderr)
+            print(
+                f"{PROG}: interrupted during epoch {during}; kept the model of epoch "
+                f"{kept['epoch']} in {out}",
+                file=sys.stderr,
+            )
         else:
-            print(f"{PROG}: interrupted during epoch 1; no epoch completed, so no model was "
-                  f"saved", file=sys.stderr)
+            print(
+                f"{PROG}: interrupted during epoch 1; no epoch completed, so no model was saved",
+                file=sys.stderr,
+            )
         return EXIT_INTERRUPTED
     finally:
         progress.close()
@@ -263,8 +346,14 @@ class _Progress:
             return
         if self.bar is None:
             # disable=None: no bar when stderr is redirected, so logs don't fill with redraws
-            self.bar = self.tqdm(total=self.total, desc=f"Epoch {epoch}/{self.epochs}",
-                                 unit="img", leave=False, disable=None, dynamic_ncols=True)
+            self.bar = self.tqdm(
+                total=self.total,
+                desc=f"Epoch {epoch}/{self.epochs}",
+                unit="img",
+                leave=False,
+                disable=None,
+                dynamic_ncols=True,
+            )
         self.bar.set_postfix_str(f"loss {running_loss:.4f}", refresh=False)
         self.bar.update(done - self.shown)
         self.shown = done
@@ -289,7 +378,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     network = io.load(args.model)
     _check_model(network, args.model)
     _, (test_x, test_y) = _load_data(args)
-    test_x, test_y = test_x[:args.limit], test_y[:args.limit]
+    test_x, test_y = test_x[: args.limit], test_y[: args.limit]
     matrix = _confusion(network, scale_images(test_x), test_y)
     correct, total = int(np.trace(matrix)), int(matrix.sum())
     print(f"accuracy: {correct / total:.4f} ({correct} of {total} {args.dataset} test images)")
@@ -310,11 +399,17 @@ def _predict(args: argparse.Namespace) -> int:
     # instead of leaving half a JSON list on stdout.
     digits = [load_digit(path) for path in args.images]
     results = []
-    for path, digit in zip(args.images, digits):
+    for path, digit in zip(args.images, digits, strict=True):
         outputs = np.asarray(network.predict(digit), dtype=np.float64).ravel()
         best = int(np.argmax(outputs))
-        results.append({"path": path, "digit": best, "confidence": float(outputs[best]),
-                        "confidences": [float(v) for v in outputs]})
+        results.append(
+            {
+                "path": path,
+                "digit": best,
+                "confidence": float(outputs[best]),
+                "confidences": [float(v) for v in outputs],
+            }
+        )
     if args.json:
         print(json.dumps(results))
         return 0
@@ -345,8 +440,9 @@ def _check_model(network: Network, path: str) -> None:
     except ValueError as exc:
         raise CommandError(f"{path}: this model does not take 28x28 images ({exc})") from None
     if np.size(outputs) != CLASSES:
-        raise CommandError(f"{path}: this model has {np.size(outputs)} outputs, but the data "
-                           f"has {CLASSES} classes")
+        raise CommandError(
+            f"{path}: this model has {np.size(outputs)} outputs, but the data has {CLASSES} classes"
+        )
 
 
 def _confusion(network: Network, images, labels) -> np.ndarray:
@@ -365,13 +461,21 @@ def _table(matrix: np.ndarray) -> str:
     """The confusion matrix as aligned text, with row and column totals."""
     width = max(5, len(str(int(matrix.sum()))) + 1)
     head = "true\\pred"
-    lines = ["confusion matrix (rows: true label, columns: predicted label)",
-             head + "".join(f"{c:>{width}}" for c in range(len(matrix))) + f"{'total':>{width + 1}}"]
+    lines = [
+        "confusion matrix (rows: true label, columns: predicted label)",
+        head + "".join(f"{c:>{width}}" for c in range(len(matrix))) + f"{'total':>{width + 1}}",
+    ]
     for label, row in enumerate(matrix):
-        lines.append(f"{label:>{len(head)}}" + "".join(f"{int(v):>{width}}" for v in row)
-                     + f"{int(row.sum()):>{width + 1}}")
-    lines.append(f"{'total':>{len(head)}}" + "".join(f"{int(v):>{width}}" for v in matrix.sum(0))
-                 + f"{int(matrix.sum()):>{width + 1}}")
+        lines.append(
+            f"{label:>{len(head)}}"
+            + "".join(f"{int(v):>{width}}" for v in row)
+            + f"{int(row.sum()):>{width + 1}}"
+        )
+    lines.append(
+        f"{'total':>{len(head)}}"
+        + "".join(f"{int(v):>{width}}" for v in matrix.sum(0))
+        + f"{int(matrix.sum()):>{width + 1}}"
+    )
     return "\n".join(lines)
 
 

@@ -14,8 +14,9 @@ import os
 import tempfile
 import urllib.request
 import zlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, NamedTuple, Sequence, Union
+from typing import NamedTuple, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
@@ -23,8 +24,12 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 PathLike = Union[str, "os.PathLike[str]"]
 Split = tuple[NDArray[np.uint8], NDArray[np.uint8]]
 
-FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 # SHA-256 of the *decompressed* official files: mirrors recompress, so only the IDX bytes are stable.
 # t10k: from ../shared/data/README.md, recomputed from those copies of the official test set (their .gz
@@ -45,8 +50,10 @@ FASHION_MNIST_SHA256 = {
     "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
     "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 }
-MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/",
-                 "https://storage.googleapis.com/cvdf-datasets/mnist/")
+MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
 # plain http is acceptable only because every file is checked against FASHION_MNIST_SHA256
 FASHION_MNIST_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
 FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
@@ -94,24 +101,36 @@ def read_idx(path: PathLike, *, ndim: int | None = None) -> NDArray[np.uint8]:
     expected = f"0x{0x800 | ndim:08X}" if ndim is not None else "0x000008NN"
     # 0x08 is IDX's unsigned-byte type code; the low byte counts the dimensions.
     if magic >> 8 != 0x08 or magic & 0xFF == 0 or (ndim is not None and magic & 0xFF != ndim):
-        raise DataFileError(f"{path}: bad magic number 0x{magic:08X}, expected {expected} "
-                            f"(unsigned-byte IDX with {ndim or 'N'} dimensions)")
+        raise DataFileError(
+            f"{path}: bad magic number 0x{magic:08X}, expected {expected} "
+            f"(unsigned-byte IDX with {ndim or 'N'} dimensions)"
+        )
     header = 4 + 4 * (magic & 0xFF)
     if len(data) < header:
         raise DataFileError(f"{path}: {len(data)} bytes, too short for a {header}-byte IDX header")
     dims = tuple(int(d) for d in np.frombuffer(data, ">u4", magic & 0xFF, offset=4))
     size = header + math.prod(dims)
     if len(data) != size:
-        what = (f"{dims[0]} labels" if len(dims) == 1 else
-                f"{dims[0]} images of {dims[1]}x{dims[2]}" if len(dims) == 3 else f"shape {dims}")
+        what = (
+            f"{dims[0]} labels"
+            if len(dims) == 1
+            else f"{dims[0]} images of {dims[1]}x{dims[2]}"
+            if len(dims) == 3
+            else f"shape {dims}"
+        )
         hint = "file truncated?" if len(data) < size else "trailing bytes?"
         raise DataFileError(f"{path}: expected {size} bytes for {what}, found {len(data)} ({hint})")
     # copy: frombuffer over bytes is read-only, and keras hands out writable arrays
     return np.frombuffer(data, np.uint8, offset=header).reshape(dims).copy()
 
 
-def load_mnist(path: PathLike | None = None, *, cache_dir: PathLike | None = None,
-               mirrors: Sequence[str] | None = None, download: bool = True) -> tuple[Split, Split]:
+def load_mnist(
+    path: PathLike | None = None,
+    *,
+    cache_dir: PathLike | None = None,
+    mirrors: Sequence[str] | None = None,
+    download: bool = True,
+) -> tuple[Split, Split]:
     """Load MNIST as keras' ``mnist.load_data()`` does, from local IDX files or a verified download.
 
     Looks in ``path``, then ``$FASTCNN_DATA``, then the cache (``cache_dir``, default
@@ -137,17 +156,27 @@ def load_mnist(path: PathLike | None = None, *, cache_dir: PathLike | None = Non
     return _load(spec, path, cache_dir, mirrors, download)
 
 
-def load_fashion_mnist(path: PathLike | None = None, *, cache_dir: PathLike | None = None,
-                       mirrors: Sequence[str] | None = None, download: bool = True
-                       ) -> tuple[Split, Split]:
+def load_fashion_mnist(
+    path: PathLike | None = None,
+    *,
+    cache_dir: PathLike | None = None,
+    mirrors: Sequence[str] | None = None,
+    download: bool = True,
+) -> tuple[Split, Split]:
     """Load Fashion-MNIST (same files, shapes and label range as ``load_mnist``).
 
     Looks in ``path``, then ``$FASTCNN_FASHION_DATA`` (not ``FASTCNN_DATA``, which holds MNIST
     digits), then ``FASHION_MNIST_SYSTEM_DIR``, then the cache (default ``.../fastcnn/fashion-mnist``);
     downloads are checked against ``FASHION_MNIST_SHA256``. See ``load_mnist``.
     """
-    spec = _Spec("Fashion-MNIST", "FASTCNN_FASHION_DATA", (FASHION_MNIST_SYSTEM_DIR,),
-                 "fashion-mnist", FASHION_MNIST_MIRRORS, FASHION_MNIST_SHA256)
+    spec = _Spec(
+        "Fashion-MNIST",
+        "FASTCNN_FASHION_DATA",
+        (FASHION_MNIST_SYSTEM_DIR,),
+        "fashion-mnist",
+        FASHION_MNIST_MIRRORS,
+        FASHION_MNIST_SHA256,
+    )
     return _load(spec, path, cache_dir, mirrors, download)
 
 
@@ -165,16 +194,21 @@ def scale_images(x: ArrayLike, *, dtype: DTypeLike = np.float32) -> NDArray[np.f
     """
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.integer):
-        raise TypeError(f"scale_images expects integer pixels 0..255 (uint8 from load_mnist), got "
-                        f"dtype {x.dtype}; if the images are already scaled, skip this step")
+        raise TypeError(
+            f"scale_images expects integer pixels 0..255 (uint8 from load_mnist), got "
+            f"dtype {x.dtype}; if the images are already scaled, skip this step"
+        )
     if x.ndim < 2 or x.size != len(x) * 784:
-        raise ValueError(f"scale_images expects n images of 28x28 = 784 pixels, shape (n, 28, 28), "
-                         f"got shape {x.shape}")
+        raise ValueError(
+            f"scale_images expects n images of 28x28 = 784 pixels, shape (n, 28, 28), "
+            f"got shape {x.shape}"
+        )
     return x.reshape(len(x), 1, 28, 28).astype(dtype) / 255
 
 
-def one_hot(labels: ArrayLike, num_classes: int = 10, *, dtype: DTypeLike = np.float32
-            ) -> NDArray[np.floating]:
+def one_hot(
+    labels: ArrayLike, num_classes: int = 10, *, dtype: DTypeLike = np.float32
+) -> NDArray[np.floating]:
     """The seed's ``to_categorical(y, 10).reshape(len(y), 10, 1)`` (keras' float32 by default).
 
     Parameters
@@ -187,12 +221,16 @@ def one_hot(labels: ArrayLike, num_classes: int = 10, *, dtype: DTypeLike = np.f
     """
     y = np.asarray(labels)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise TypeError(f"one_hot expects a 1-D integer array of labels, got shape {y.shape} "
-                        f"and dtype {y.dtype}")
+        raise TypeError(
+            f"one_hot expects a 1-D integer array of labels, got shape {y.shape} "
+            f"and dtype {y.dtype}"
+        )
     bad = np.flatnonzero((y < 0) | (y >= num_classes))
     if bad.size:
-        raise ValueError(f"one_hot: label {y[bad[0]]} at index {bad[0]} is outside "
-                         f"0..{num_classes - 1} (num_classes={num_classes})")
+        raise ValueError(
+            f"one_hot: label {y[bad[0]]} at index {bad[0]} is outside "
+            f"0..{num_classes - 1} (num_classes={num_classes})"
+        )
     out = np.zeros((len(y), num_classes, 1), dtype=dtype)
     out[np.arange(len(y)), y, 0] = 1
     return out
@@ -207,8 +245,13 @@ class _Spec(NamedTuple):
     sha256: Mapping[str, str]
 
 
-def _load(spec: _Spec, path: PathLike | None, cache_dir: PathLike | None,
-          mirrors: Sequence[str] | None, download: bool) -> tuple[Split, Split]:
+def _load(
+    spec: _Spec,
+    path: PathLike | None,
+    cache_dir: PathLike | None,
+    mirrors: Sequence[str] | None,
+    download: bool,
+) -> tuple[Split, Split]:
     if cache_dir is None:
         xdg = os.environ.get("XDG_CACHE_HOME")
         base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
@@ -217,9 +260,12 @@ def _load(spec: _Spec, path: PathLike | None, cache_dir: PathLike | None,
     env = os.environ.get(spec.env)
     # a lone string would be iterated per character; an empty list means "no mirrors", not defaults
     urls = (mirrors,) if isinstance(mirrors, str) else spec.mirrors if mirrors is None else mirrors
-    searched = ([(Path(path), "path")] if path is not None else []) + \
-        ([(Path(env), spec.env)] if env else []) + \
-        [(Path(d), "system") for d in spec.system_dirs] + [(cache, "cache")]
+    searched = (
+        ([(Path(path), "path")] if path is not None else [])
+        + ([(Path(env), spec.env)] if env else [])
+        + [(Path(d), "system") for d in spec.system_dirs]
+        + [(cache, "cache")]
+    )
     for directory, _ in searched:
         found = [_existing(directory / name) for name in FILES]
         if all(found):
@@ -245,20 +291,26 @@ def _existing(stem: Path) -> Path | None:
 def _split(images_path: Path, labels_path: Path) -> Split:
     images, labels = read_idx(images_path, ndim=3), read_idx(labels_path, ndim=1)
     if images.shape[1:] != (28, 28):
-        raise DataFileError(f"{images_path}: images of {images.shape[1]}x{images.shape[2]}, "
-                            f"expected 28x28")
+        raise DataFileError(
+            f"{images_path}: images of {images.shape[1]}x{images.shape[2]}, expected 28x28"
+        )
     if len(images) != len(labels):
-        raise DataFileError(f"{labels_path}: {len(labels)} labels, but {images_path} holds "
-                            f"{len(images)} images; the two files must come from the same set")
+        raise DataFileError(
+            f"{labels_path}: {len(labels)} labels, but {images_path} holds "
+            f"{len(images)} images; the two files must come from the same set"
+        )
     bad = np.flatnonzero(labels > 9)
     if bad.size:
-        raise DataFileError(f"{labels_path}: label {labels[bad[0]]} at index {bad[0]} is outside "
-                            f"0..9 ({bad.size} such labels)")
+        raise DataFileError(
+            f"{labels_path}: label {labels[bad[0]]} at index {bad[0]} is outside "
+            f"0..9 ({bad.size} such labels)"
+        )
     return images, labels
 
 
-def _download(name: str, cache: Path, mirrors: Sequence[str], sha256: Mapping[str, str],
-              failures: list[str]) -> Path | None:
+def _download(
+    name: str, cache: Path, mirrors: Sequence[str], sha256: Mapping[str, str], failures: list[str]
+) -> Path | None:
     """Fetch ``name.gz`` into ``cache`` from the first mirror that answers; None if none does."""
     cache.mkdir(parents=True, exist_ok=True)
     target = cache / f"{name}.gz"
@@ -280,8 +332,10 @@ def _download(name: str, cache: Path, mirrors: Sequence[str], sha256: Mapping[st
             actual = _gunzip_sha256(Path(tmp), url)
             expected = sha256.get(name)  # None: no pinned digest, nothing to compare against
             if expected is not None and actual != expected:
-                raise DataFileError(f"{target} (from {url}): SHA-256 of the decompressed file is "
-                                    f"{actual}, expected {expected}; the download was deleted")
+                raise DataFileError(
+                    f"{target} (from {url}): SHA-256 of the decompressed file is "
+                    f"{actual}, expected {expected}; the download was deleted"
+                )
             os.replace(tmp, target)
             return target
         except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
@@ -299,8 +353,9 @@ def _gunzip_sha256(path: Path, url: str) -> str:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataFileError(f"{url}: download is not a valid gzip file ({exc}); "
-                            f"the download was deleted") from None
+        raise DataFileError(
+            f"{url}: download is not a valid gzip file ({exc}); the download was deleted"
+        ) from None
     return digest.hexdigest()
 
 
@@ -312,8 +367,13 @@ def _not_found(spec: _Spec, searched: list[tuple[Path, str]], failures: list[str
         lines.append(f"  {directory} ({source}): missing {listed}")
     if not os.environ.get(spec.env):
         lines.append(f"  ${spec.env}: not set")
-    lines.append("Not downloaded (download=False)." if failures is None else
-                 "Download failed: " + ("; ".join(failures) or "no mirrors given."))
-    lines.append(f"Put the four files ({', '.join(FILES)}; raw or .gz) in one of these directories, "
-                 f"or set {spec.env} to the directory holding them.")
+    lines.append(
+        "Not downloaded (download=False)."
+        if failures is None
+        else "Download failed: " + ("; ".join(failures) or "no mirrors given.")
+    )
+    lines.append(
+        f"Put the four files ({', '.join(FILES)}; raw or .gz) in one of these directories, "
+        f"or set {spec.env} to the directory holding them."
+    )
     return "\n".join(lines)

@@ -107,11 +107,11 @@ def to_mnist(image: ArrayLike, *, dtype: DTypeLike = np.float64) -> NDArray[np.f
     ink = np.clip((grey - background) / contrast, 0.0, 1.0)
     ink[ink < INK_THRESHOLD] = 0.0
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    ink = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     digit = _fit_box(ink)
     field = np.zeros((SIZE, SIZE))
     top, left = (_offset(digit, axis) for axis in (0, 1))
-    field[top:top + digit.shape[0], left:left + digit.shape[1]] = digit
+    field[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
     return field.reshape(1, SIZE, SIZE).astype(dtype)
 
 
@@ -121,8 +121,9 @@ def _fit_box(ink: NDArray) -> NDArray:
 
     scale = BOX / max(ink.shape)
     height, width = (max(1, round(n * scale)) for n in ink.shape)
-    resized = Image.fromarray(ink.astype(np.float32)).resize((width, height),
-                                                             Image.Resampling.LANCZOS)
+    resized = Image.fromarray(ink.astype(np.float32)).resize(
+        (width, height), Image.Resampling.LANCZOS
+    )
     # LANCZOS rings slightly outside [0, 1]; thin strokes shrunk a lot turn faint, so restore the
     # peak as MNIST's digits (almost all reach 255) have it.
     digit = np.clip(np.asarray(resized, dtype=np.float64), 0.0, 1.0)
@@ -134,8 +135,11 @@ def _offset(digit: NDArray, axis: int) -> int:
     """Where the digit's first row (axis 0) or column (axis 1) goes in the field so its centre of
     mass lands on ``CENTRE``, clamped so the whole digit stays inside."""
     mass = digit.sum(axis=1 - axis)
-    centre = float(np.dot(np.arange(len(mass)), mass) / mass.sum()) if mass.sum() > 0 else \
-        (len(mass) - 1) / 2
+    centre = (
+        float(np.dot(np.arange(len(mass)), mass) / mass.sum())
+        if mass.sum() > 0
+        else (len(mass) - 1) / 2
+    )
     return int(np.clip(round(CENTRE - centre), 0, SIZE - len(mass)))
 
 
@@ -157,8 +161,9 @@ def _read_grey(path: PathLike) -> NDArray[np.float64]:
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except UnidentifiedImageError:
-        raise ImageFileError(f"{name}: not an image file Pillow can read (PNG, JPEG, GIF, BMP, "
-                             f"...)") from None
+        raise ImageFileError(
+            f"{name}: not an image file Pillow can read (PNG, JPEG, GIF, BMP, ...)"
+        ) from None
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         # Pillow reports damaged data as OSError ("image file is truncated"), SyntaxError, ...
         raise ImageFileError(f"{name}: the image data is damaged or truncated ({exc})") from None

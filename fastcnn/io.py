@@ -100,16 +100,28 @@ def _describe(i: int, layer: Any) -> dict:
     """The JSON object for one layer; exact types only, since a subclass may behave differently."""
     kind = type(layer)
     if kind is Convolution:
-        return {"type": "Convolution", "input_shape": [int(d) for d in layer.input_shape],
-                "filter_size": int(layer.filter_size), "filter_count": int(layer.filter_count),
-                "dtype": layer.dtype.name, "backend": layer.backend}
+        return {
+            "type": "Convolution",
+            "input_shape": [int(d) for d in layer.input_shape],
+            "filter_size": int(layer.filter_size),
+            "filter_count": int(layer.filter_count),
+            "dtype": layer.dtype.name,
+            "backend": layer.backend,
+        }
     if kind is Linear:
-        return {"type": "Linear", "input_size": int(layer.input_size),
-                "output_size": int(layer.output_size), "dtype": layer.dtype.name,
-                "backend": layer.backend}
+        return {
+            "type": "Linear",
+            "input_size": int(layer.input_size),
+            "output_size": int(layer.output_size),
+            "dtype": layer.dtype.name,
+            "backend": layer.backend,
+        }
     if kind is Reshape:
-        return {"type": "Reshape", "input_shape": [int(d) for d in layer.input_shape],
-                "output_shape": [int(d) for d in layer.output_shape]}
+        return {
+            "type": "Reshape",
+            "input_shape": [int(d) for d in layer.input_shape],
+            "output_shape": [int(d) for d in layer.output_shape],
+        }
     if kind is Activation:
         if layer.activation is sigmoid and layer.d_activation is d_sigmoid:
             return {"type": "Activation", "activation": "sigmoid", "backend": layer.backend}
@@ -133,8 +145,9 @@ def _atomic_write(path: PathLike, arrays: dict) -> None:
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"Cannot save the model to {path}: directory {directory} does not "
-                                f"exist.")
+        raise FileNotFoundError(
+            f"Cannot save the model to {path}: directory {directory} does not exist."
+        )
     # Same directory as the target, so os.replace is an atomic rename on one file system.
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
@@ -191,14 +204,22 @@ def load(path: PathLike) -> Network:
     with open(path, "rb") as f:  # OSError (missing file...) propagates unchanged
         head = f.read(4)
     if head[:2] != b"PK":
-        what = ("a single .npy array" if head == b"\x93NUM" else
-                "an empty file" if not head else f"a file starting with {head!r}")
-        raise ModelFileError(f"{name}: not a fastcnn model file (a .npz zip archive); it is {what}.")
+        what = (
+            "a single .npy array"
+            if head == b"\x93NUM"
+            else "an empty file"
+            if not head
+            else f"a file starting with {head!r}"
+        )
+        raise ModelFileError(
+            f"{name}: not a fastcnn model file (a .npz zip archive); it is {what}."
+        )
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise ModelFileError(f"{name}: truncated or corrupt model file (the zip archive cannot be "
-                             f"read: {exc}).") from None
+        raise ModelFileError(
+            f"{name}: truncated or corrupt model file (the zip archive cannot be read: {exc})."
+        ) from None
     with archive:
         return _Reader(name, archive).network()
 
@@ -217,28 +238,37 @@ class _Reader:
         entries = self.archive.namelist()
         duplicates = sorted(e for e, n in collections.Counter(entries).items() if n > 1)
         if duplicates:
-            raise self.fail(f"member {duplicates[0]!r} appears more than once; the file is corrupt.")
+            raise self.fail(
+                f"member {duplicates[0]!r} appears more than once; the file is corrupt."
+            )
         bad = [e for e in entries if not e.endswith(".npy")]
         if bad:
             raise self.fail(f"unknown member {bad[0]!r}; a model file holds only .npy arrays.")
         members = {e[:-4] for e in entries}
         if ARCHITECTURE not in members:
-            raise self.fail(f"not a fastcnn model file: it has no {ARCHITECTURE!r} member "
-                            f"(members: {', '.join(sorted(members)) or 'none'}).")
+            raise self.fail(
+                f"not a fastcnn model file: it has no {ARCHITECTURE!r} member "
+                f"(members: {', '.join(sorted(members)) or 'none'})."
+            )
         specs = self.architecture()
         expected = {ARCHITECTURE}
         for i, spec in enumerate(specs):
             expected |= {f"layer{i}.{p}" for p in _param_shapes(spec)}
         missing, unknown = sorted(expected - members), sorted(members - expected)
         if missing:
-            raise self.fail(f"missing member {missing[0]!r}, which the architecture requires "
-                            f"({len(missing)} missing in all).")
+            raise self.fail(
+                f"missing member {missing[0]!r}, which the architecture requires "
+                f"({len(missing)} missing in all)."
+            )
         if unknown:
-            raise self.fail(f"unknown member {unknown[0]!r}; the architecture has no such "
-                            f"parameter.")
+            raise self.fail(
+                f"unknown member {unknown[0]!r}; the architecture has no such parameter."
+            )
         return Network([self.layer(i, spec) for i, spec in enumerate(specs)])
 
-    def read(self, member: str, shape: tuple | None, dtype: np.dtype, where: str = "") -> np.ndarray:
+    def read(
+        self, member: str, shape: tuple | None, dtype: np.dtype, where: str = ""
+    ) -> np.ndarray:
         """Member ``member`` as an array of ``shape`` (None: any 1-D) and ``dtype``. The header is
         checked before the data is read, so a forged header cannot make us allocate more than the
         architecture allows. ``where`` ("layer 3 (Linear(3380, 100))") prefixes the messages."""
@@ -247,12 +277,17 @@ class _Reader:
         try:
             with self.archive.open(entry) as f:
                 major, _ = np.lib.format.read_magic(f)
-                header = (np.lib.format.read_array_header_1_0 if major == 1 else
-                          np.lib.format.read_array_header_2_0)
+                header = (
+                    np.lib.format.read_array_header_1_0
+                    if major == 1
+                    else np.lib.format.read_array_header_2_0
+                )
                 found_shape, _, found_dtype = header(f)
             if found_dtype.hasobject:
-                raise self.fail(f"{prefix}{array_name} holds Python objects (pickled data); "
-                                f"fastcnn never unpickles, because unpickling can run code.")
+                raise self.fail(
+                    f"{prefix}{array_name} holds Python objects (pickled data); "
+                    f"fastcnn never unpickles, because unpickling can run code."
+                )
             fault = _array_fault(array_name, found_shape, found_dtype, shape, dtype)
             if fault:
                 raise self.fail(f"{prefix}{fault}.")
@@ -262,8 +297,14 @@ class _Reader:
                     raise ValueError("trailing bytes after the array data")
         except ModelFileError:
             raise
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
-                NotImplementedError) as exc:  # NotImplementedError: unsupported zip compression
+        except (
+            zipfile.BadZipFile,
+            zlib.error,
+            EOFError,
+            OSError,
+            ValueError,
+            NotImplementedError,
+        ) as exc:  # NotImplementedError: unsupported zip compression
             raise self.fail(f"{prefix}{array_name} is truncated or corrupt ({exc}).") from None
         # Same values, in native byte order and C layout (say, a file from a big-endian machine).
         return np.ascontiguousarray(array, dtype=dtype)
@@ -278,19 +319,20 @@ class _Reader:
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise self.fail(f"{ARCHITECTURE} is not valid UTF-8 JSON ({exc}).") from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise self.fail(f"not a fastcnn model file: {ARCHITECTURE} lacks \"format\": "
-                            f"\"{FORMAT}\".")
+            raise self.fail(f'not a fastcnn model file: {ARCHITECTURE} lacks "format": "{FORMAT}".')
         version = doc.get("version")
         if version != VERSION or isinstance(version, bool):
             newer = isinstance(version, int) and version > VERSION
-            raise self.fail(f"model format version {version!r}, but this fastcnn reads version "
-                            f"{VERSION}" + ("; upgrade fastcnn to read it." if newer else "."))
+            raise self.fail(
+                f"model format version {version!r}, but this fastcnn reads version "
+                f"{VERSION}" + ("; upgrade fastcnn to read it." if newer else ".")
+            )
         extra = sorted(set(doc) - {"format", "version", "layers"})
         if extra:
             raise self.fail(f"unknown field {extra[0]!r} in {ARCHITECTURE}.")
         layers = doc.get("layers")
         if not isinstance(layers, list):
-            raise self.fail(f"{ARCHITECTURE} has no \"layers\" list.")
+            raise self.fail(f'{ARCHITECTURE} has no "layers" list.')
         for i, spec in enumerate(layers):
             self.check_spec(i, spec)
         return layers
@@ -300,8 +342,10 @@ class _Reader:
             raise self.fail(f"layer {i}: expected a JSON object, found {spec!r}.")
         kind = spec.get("type")
         if kind not in _FIELDS:
-            raise self.fail(f"layer {i}: unknown layer type {kind!r}; a model file may hold only "
-                            f"{', '.join(_FIELDS)}.")
+            raise self.fail(
+                f"layer {i}: unknown layer type {kind!r}; a model file may hold only "
+                f"{', '.join(_FIELDS)}."
+            )
         fields = set(_FIELDS[kind])
         missing, unknown = sorted(fields - set(spec)), sorted(set(spec) - fields - {"type"})
         if missing:
@@ -322,16 +366,19 @@ class _Reader:
             except (ValueError, TypeError, OverflowError) as exc:
                 raise self.fail(f"{label}: {exc}") from None
         dtype = np.dtype(spec["dtype"])
-        params = {name: self.read(f"layer{i}.{name}", shape, dtype, label)
-                  for name, shape in _param_shapes(spec).items()}
+        params = {
+            name: self.read(f"layer{i}.{name}", shape, dtype, label)
+            for name, shape in _param_shapes(spec).items()
+        }
         # rng=0: the throw-away initial draws come from a private RandomState, so loading leaves
         # NumPy's global random state (which the seed's code draws from) untouched.
         options = dict(backend=spec["backend"], dtype=dtype, rng=0)
         if kind == "Linear":
             layer = Linear(spec["input_size"], spec["output_size"], **options)
         else:
-            layer = Convolution(tuple(spec["input_shape"]), spec["filter_size"],
-                                spec["filter_count"], **options)
+            layer = Convolution(
+                tuple(spec["input_shape"]), spec["filter_size"], spec["filter_count"], **options
+            )
         for name, value in params.items():  # replace the throw-away initial draws
             setattr(layer, name, value)
         return layer
@@ -344,23 +391,31 @@ class _Reader:
 def _param_shapes(spec: dict) -> dict:
     """``{name: shape}`` of the parameters of a (checked) layer spec."""
     if spec["type"] == "Linear":
-        return {"weights": (spec["output_size"], spec["input_size"]),
-                "biases": (spec["output_size"], 1)}
+        return {
+            "weights": (spec["output_size"], spec["input_size"]),
+            "biases": (spec["output_size"], 1),
+        }
     if spec["type"] == "Convolution":
         depth, height, width = spec["input_shape"]
         size, count = spec["filter_size"], spec["filter_count"]
-        return {"filters": (count, depth, size, size),
-                "biases": (count, height - size + 1, width - size + 1)}
+        return {
+            "filters": (count, depth, size, size),
+            "biases": (count, height - size + 1, width - size + 1),
+        }
     return {}
 
 
-def _array_fault(name: str, shape: tuple, dtype: Any, expected_shape: tuple | None,
-                 expected_dtype: Any) -> str | None:
+def _array_fault(
+    name: str, shape: tuple, dtype: Any, expected_shape: tuple | None, expected_dtype: Any
+) -> str | None:
     """What is wrong with an array of ``shape``/``dtype``, or None. ``expected_shape=None``
     means any 1-D shape. Byte order is not a fault: the values are the same."""
     dtype, expected_dtype = np.dtype(dtype), np.dtype(expected_dtype)
-    if (dtype.hasobject or dtype.kind != expected_dtype.kind
-            or dtype.itemsize != expected_dtype.itemsize):
+    if (
+        dtype.hasobject
+        or dtype.kind != expected_dtype.kind
+        or dtype.itemsize != expected_dtype.itemsize
+    ):
         return f"{name} has dtype {dtype}, expected {expected_dtype}"
     if expected_shape is None:
         if len(shape) != 1:
@@ -375,8 +430,12 @@ def _positive_int(value: Any) -> bool:
 
 
 def _shape_fault(field: str, value: Any, ndim: int | None = None) -> str | None:
-    if (not isinstance(value, list) or not value or not all(map(_positive_int, value))
-            or (ndim is not None and len(value) != ndim)):
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(map(_positive_int, value))
+        or (ndim is not None and len(value) != ndim)
+    ):
         dims = f"{ndim} " if ndim else ""
         return f"{field} must be a list of {dims}positive integers, found {value!r}"
     return None
@@ -393,23 +452,32 @@ def _spec_fault(spec: dict) -> str | None:
     if "backend" in spec and spec["backend"] not in BACKENDS:
         return f"backend must be one of {BACKENDS}, found {spec['backend']!r}"
     if kind == "Activation" and spec["activation"] != "sigmoid":
-        return (f"activation must be \"sigmoid\" (the only one a model file can name), found "
-                f"{spec['activation']!r}")
+        return (
+            f'activation must be "sigmoid" (the only one a model file can name), found '
+            f"{spec['activation']!r}"
+        )
     if kind == "Convolution":
         fault = _shape_fault("input_shape", spec["input_shape"], 3)
         if fault:
             return fault
         if spec["filter_size"] > min(spec["input_shape"][1:]):
-            return (f"filter_size {spec['filter_size']} is larger than the input image "
-                    f"{spec['input_shape'][1]}x{spec['input_shape'][2]}")
+            return (
+                f"filter_size {spec['filter_size']} is larger than the input image "
+                f"{spec['input_shape'][1]}x{spec['input_shape'][2]}"
+            )
     if kind == "Reshape":
-        fault = (_shape_fault("input_shape", spec["input_shape"])
-                 or _shape_fault("output_shape", spec["output_shape"]))
+        fault = _shape_fault("input_shape", spec["input_shape"]) or _shape_fault(
+            "output_shape", spec["output_shape"]
+        )
         if fault:
             return fault
-        if np.prod(spec["input_shape"], dtype=object) != np.prod(spec["output_shape"], dtype=object):
-            return (f"input_shape {spec['input_shape']} and output_shape {spec['output_shape']} "
-                    f"hold different numbers of values")
+        if np.prod(spec["input_shape"], dtype=object) != np.prod(
+            spec["output_shape"], dtype=object
+        ):
+            return (
+                f"input_shape {spec['input_shape']} and output_shape {spec['output_shape']} "
+                f"hold different numbers of values"
+            )
     return None
 
 
@@ -419,8 +487,10 @@ def _signature(spec: dict) -> str:
     if kind == "Linear":
         return f"Linear({spec['input_size']}, {spec['output_size']})"
     if kind == "Convolution":
-        return (f"Convolution({tuple(spec['input_shape'])}, {spec['filter_size']}, "
-                f"{spec['filter_count']})")
+        return (
+            f"Convolution({tuple(spec['input_shape'])}, {spec['filter_size']}, "
+            f"{spec['filter_count']})"
+        )
     if kind == "Reshape":
         return f"Reshape({tuple(spec['input_shape'])}, {tuple(spec['output_shape'])})"
     return "Activation(sigmoid, d_sigmoid)"

@@ -63,16 +63,26 @@ class _ComputeLayer(Layer):
     def _check_parameters(self):
         """The kernels index the parameters without bounds checks: a user who assigned, say,
         ``layer.weights = something_else`` gets an error here instead of corrupted memory."""
-        for name, array, shape in zip(self._PARAMETERS, self.parameters(), self._shapes()):
-            if (not isinstance(array, np.ndarray) or array.shape != shape
-                    or array.dtype != self.dtype or not array.flags.c_contiguous
-                    or not array.flags.writeable):
-                got = (f"{array.dtype} array of shape {array.shape}"
-                       if isinstance(array, np.ndarray) else type(array).__name__)
+        for name, array, shape in zip(
+            self._PARAMETERS, self.parameters(), self._shapes(), strict=True
+        ):
+            if (
+                not isinstance(array, np.ndarray)
+                or array.shape != shape
+                or array.dtype != self.dtype
+                or not array.flags.c_contiguous
+                or not array.flags.writeable
+            ):
+                got = (
+                    f"{array.dtype} array of shape {array.shape}"
+                    if isinstance(array, np.ndarray)
+                    else type(array).__name__
+                )
                 raise ValueError(
                     f"{name} of layer {self!r} must be a writeable C-contiguous {self.dtype} array "
                     f"of shape {shape}, but it is a {got}. Assign with "
-                    f"layer.{name}[...] = values, or np.ascontiguousarray(values, {self.dtype}).")
+                    f"layer.{name}[...] = values, or np.ascontiguousarray(values, {self.dtype})."
+                )
 
     def _rate(self, rate):
         # In the layer's dtype, so a float32 kernel stays in float32 (Numba would promote to float64).
@@ -100,8 +110,9 @@ class Linear(_ComputeLayer):
     input : ndarray of shape (input_size, 1), the last input seen by ``forward_prop``
     """
 
-    def __init__(self, input_size, output_size, *, backend="numba", dtype=np.float64, rng=None,
-                 init="seed"):
+    def __init__(
+        self, input_size, output_size, *, backend="numba", dtype=np.float64, rng=None, init="seed"
+    ):
         self.input_size = check.check_size("input_size", input_size)
         self.output_size = check.check_size("output_size", output_size)
         super().__init__(backend, dtype)
@@ -178,8 +189,11 @@ class Activation(Layer):
         return f"Activation({names}{'' if self.backend == 'numba' else ', backend=' + repr(self.backend)})"
 
     def _kernel(self):
-        return (self.backend == "numba" and self.activation is sigmoid
-                and self.d_activation is d_sigmoid)
+        return (
+            self.backend == "numba"
+            and self.activation is sigmoid
+            and self.d_activation is d_sigmoid
+        )
 
     def forward_prop(self, input):
         if not self._kernel():
@@ -228,8 +242,17 @@ class Convolution(_ComputeLayer):
     biases : ndarray of shape output_shape = (filter_count, height - size + 1, width - size + 1)
     """
 
-    def __init__(self, input_shape, filter_size, filter_count, *, backend="numba",
-                 dtype=np.float64, rng=None, init="seed"):
+    def __init__(
+        self,
+        input_shape,
+        filter_size,
+        filter_count,
+        *,
+        backend="numba",
+        dtype=np.float64,
+        rng=None,
+        init="seed",
+    ):
         input_depth, input_height, input_width = check.check_shape("input_shape", input_shape, 3)
         filter_size = check.check_size("filter_size", filter_size)
         filter_count = check.check_size("filter_count", filter_count)
@@ -241,8 +264,11 @@ class Convolution(_ComputeLayer):
         super().__init__(backend, dtype)
         self.input_shape = (input_depth, input_height, input_width)
         self.input_depth = input_depth
-        self.output_shape = (filter_count, input_height - filter_size + 1,
-                             input_width - filter_size + 1)
+        self.output_shape = (
+            filter_count,
+            input_height - filter_size + 1,
+            input_width - filter_size + 1,
+        )
         self.filter_size = filter_size
         self.filter_count = filter_count
         self.filters_shape = (filter_count, input_depth, filter_size, filter_size)
@@ -268,8 +294,10 @@ class Convolution(_ComputeLayer):
         return self.filters_shape, self.output_shape
 
     def __repr__(self):
-        return (f"Convolution({self.input_shape}, {self.filter_size}, {self.filter_count}"
-                f"{self._options()})")
+        return (
+            f"Convolution({self.input_shape}, {self.filter_size}, {self.filter_count}"
+            f"{self._options()})"
+        )
 
     def forward_prop(self, input):
         self.input = check.as_array(self, "Input", input, self.input_shape, self.dtype)
@@ -301,8 +329,9 @@ class Convolution(_ComputeLayer):
             return d_input
         self._check_parameters()
         d_input = np.empty(self.input_shape, self.dtype)
-        k_conv.conv_backward_sgd(self.input, self.filters, self.biases, d_output, rate, d_input,
-                                 self._row)
+        k_conv.conv_backward_sgd(
+            self.input, self.filters, self.biases, d_output, rate, d_input, self._row
+        )
         return d_input
 
 

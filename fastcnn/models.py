@@ -9,8 +9,9 @@ from .layers import Activation, Convolution, Linear, Reshape
 from .network import Network
 
 
-def mnist_cnn(*, backend="numba", dtype=np.float64, rng=None, init="seed",
-              num_threads=1) -> Network:
+def mnist_cnn(
+    *, backend="numba", dtype=np.float64, rng=None, init="seed", num_threads=1
+) -> Network:
     """The seed's MNIST network, layer for layer::
 
         Convolution((1, 28, 28), 3, 5), Activation(sigmoid, d_sigmoid),

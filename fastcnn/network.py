@@ -87,8 +87,20 @@ class Network:
 
         save(self, path)
 
-    def train(self, data_x, data_y, loss, d_loss, epochs, rate, *, verbose=True,
-              validation_data=None, progress=None, on_epoch=None):
+    def train(
+        self,
+        data_x,
+        data_y,
+        loss,
+        d_loss,
+        epochs,
+        rate,
+        *,
+        verbose=True,
+        validation_data=None,
+        progress=None,
+        on_epoch=None,
+    ):
         """Per-sample SGD over ``data_x``/``data_y`` for ``epochs`` epochs with step ``rate``.
 
         Prints ``Epoch {e}, total loss: {mean loss}`` after each epoch, as the seed does, unless
@@ -142,7 +154,7 @@ class Network:
     def _epoch(self, data_x, data_y, loss, d_loss, rate, e, progress):
         """One epoch the seed's way: every layer called from Python, sample by sample."""
         total_loss = 0.0
-        for k, (x, y) in enumerate(zip(data_x, data_y)):
+        for k, (x, y) in enumerate(zip(data_x, data_y, strict=True)):
             predicted = self.predict(x)
             sample_loss = loss(predicted, y)
             if not np.isfinite(sample_loss):

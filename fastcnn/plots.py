@@ -9,8 +9,9 @@ needs a display, or changes the backend of a notebook that calls these functions
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Union
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -72,8 +73,15 @@ def plot_confusion(matrix: ArrayLike, path: PathLike, *, title: str = "Confusion
     ax.set(title=title, xlabel="predicted", ylabel="true", xticks=range(n), yticks=range(n))
     high = matrix.max() / 2 if matrix.size else 0
     for (row, col), count in np.ndenumerate(matrix):
-        ax.text(col, row, str(count), ha="center", va="center", fontsize=7,
-                color="white" if count > high else "black")
+        ax.text(
+            col,
+            row,
+            str(count),
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if count > high else "black",
+        )
     return _save(fig, path)
 
 
@@ -89,8 +97,10 @@ def plot_filters(filters: ArrayLike, path: PathLike) -> Path:
     """
     filters = np.asarray(filters, dtype=np.float64)
     if filters.ndim != 4:
-        raise ValueError(f"plot_filters expects filters of shape (count, depth, size, size), got "
-                         f"shape {filters.shape}.")
+        raise ValueError(
+            f"plot_filters expects filters of shape (count, depth, size, size), got "
+            f"shape {filters.shape}."
+        )
     count, depth = filters.shape[:2]
     fig = _figure()(figsize=(1.5 * count + 0.4, 1.5 * depth + 0.6), layout="constrained")
     fig.suptitle("Convolution filters")
@@ -117,12 +127,14 @@ def plot_run(directory: PathLike, network, history=None, matrix=None) -> list[Pa
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     if history is not None:
-        written.append(plot_history(history, getattr(history, "accuracy", []),
-                                    directory / FILES["history"]))
+        written.append(
+            plot_history(history, getattr(history, "accuracy", []), directory / FILES["history"])
+        )
     if matrix is not None:
         written.append(plot_confusion(matrix, directory / FILES["confusion"]))
-    convolutions = [(i, layer) for i, layer in enumerate(network.layers)
-                    if isinstance(layer, Convolution)]
+    convolutions = [
+        (i, layer) for i, layer in enumerate(network.layers) if isinstance(layer, Convolution)
+    ]
     for i, layer in convolutions:
         name = FILES["filters"] if len(convolutions) == 1 else f"filters-{i}.png"
         written.append(plot_filters(layer.filters, directory / name))

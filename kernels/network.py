@@ -16,8 +16,13 @@ import numpy as np
 from ._jit import jit
 from .activation import sigmoid, sigmoid_backward
 from .conv import conv_backward_sgd, conv_forward, conv_sgd
-from .dense import (dense_backward_sgd, dense_backward_sgd_blocks, dense_forward,
-                    dense_forward_blocks, dense_sgd)
+from .dense import (
+    dense_backward_sgd,
+    dense_backward_sgd_blocks,
+    dense_forward,
+    dense_forward_blocks,
+    dense_sgd,
+)
 
 CONV = 0  # dims: depth, height, width, filter_size, filter_count
 LINEAR = 1  # dims: input_size, output_size
@@ -35,14 +40,21 @@ def _forward(ops, dims, params, acts, partial):
         x, y = acts[l], acts[l + 1]
         if ops[l] == CONV:
             d, h, w, s, c = dims[l, 0], dims[l, 1], dims[l, 2], dims[l, 3], dims[l, 4]
-            conv_forward(x.reshape((d, h, w)), params[p].reshape((c, d, s, s)),
-                         params[p + 1].reshape((c, h - s + 1, w - s + 1)),
-                         y.reshape((c, h - s + 1, w - s + 1)))
+            conv_forward(
+                x.reshape((d, h, w)),
+                params[p].reshape((c, d, s, s)),
+                params[p + 1].reshape((c, h - s + 1, w - s + 1)),
+                y.reshape((c, h - s + 1, w - s + 1)),
+            )
             p += 2
         elif ops[l] == LINEAR:
             n, m = dims[l, 0], dims[l, 1]
-            args = (params[p].reshape((m, n)), x.reshape((n, 1)), params[p + 1].reshape((m, 1)),
-                    y.reshape((m, 1)))
+            args = (
+                params[p].reshape((m, n)),
+                x.reshape((n, 1)),
+                params[p + 1].reshape((m, 1)),
+                y.reshape((m, 1)),
+            )
             if partial is None:
                 dense_forward(*args)
             elif m * n >= PARALLEL_MIN_WEIGHTS:
@@ -64,8 +76,13 @@ def _backward(ops, dims, params, acts, grads, rate, row, partial):
             p -= 2
             d, h, w, s, c = dims[l, 0], dims[l, 1], dims[l, 2], dims[l, 3], dims[l, 4]
             shape_out = (c, h - s + 1, w - s + 1)
-            args = (x.reshape((d, h, w)), params[p].reshape((c, d, s, s)),
-                    params[p + 1].reshape(shape_out), g_out.reshape(shape_out), rate)
+            args = (
+                x.reshape((d, h, w)),
+                params[p].reshape((c, d, s, s)),
+                params[p + 1].reshape(shape_out),
+                g_out.reshape(shape_out),
+                rate,
+            )
             if l == 0:
                 conv_sgd(*args, row)
             else:
@@ -73,8 +90,13 @@ def _backward(ops, dims, params, acts, grads, rate, row, partial):
         elif ops[l] == LINEAR:
             p -= 2
             n, m = dims[l, 0], dims[l, 1]
-            args = (params[p].reshape((m, n)), params[p + 1].reshape((m, 1)), x.reshape((n, 1)),
-                    g_out.reshape((m, 1)), rate)
+            args = (
+                params[p].reshape((m, n)),
+                params[p + 1].reshape((m, 1)),
+                x.reshape((n, 1)),
+                g_out.reshape((m, 1)),
+                rate,
+            )
             if l == 0:
                 dense_sgd(*args)
             elif partial is None:

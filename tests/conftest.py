@@ -28,7 +28,8 @@ def pytest_configure(config):
     # libcst subclasses mypy_extensions.TypedDict, which warns. Under filterwarnings=error that
     # turns the failure report into an INTERNALERROR that hides which test failed.
     config.addinivalue_line(
-        "filterwarnings", "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")
+        "filterwarnings", "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning"
+    )
 
 
 # deadline=None: the first example of a test compiles its kernels (seconds), later ones take
@@ -41,8 +42,9 @@ settings.register_profile(
     deadline=None,
     max_examples=25,
     derandomize=CI,
-    database=None if CI else DirectoryBasedExampleDatabase(
-        Path(tempfile.gettempdir()) / "fastcnn-hypothesis"),
+    database=None
+    if CI
+    else DirectoryBasedExampleDatabase(Path(tempfile.gettempdir()) / "fastcnn-hypothesis"),
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fastcnn"))
 
@@ -106,8 +108,10 @@ def mnist_dir():
     (CI), so a misconfigured CI cannot pass by skipping."""
     where, missing = find_mnist()
     if missing:
-        reason = (f"MNIST files {missing} not found in {where}; set FASTCNN_TEST_MNIST to a "
-                  f"directory holding the four IDX files (raw or .gz)")
+        reason = (
+            f"MNIST files {missing} not found in {where}; set FASTCNN_TEST_MNIST to a "
+            f"directory holding the four IDX files (raw or .gz)"
+        )
         if os.environ.get("FASTCNN_REQUIRE_DATA") == "1":
             pytest.fail(f"FASTCNN_REQUIRE_DATA=1 but {reason}", pytrace=False)
         pytest.skip(reason)

@@ -13,6 +13,9 @@ def find_mnist():
     """``(directory, missing)``: the directory looked in and the IDX files it lacks (raw or .gz)."""
     env = os.environ.get(ENV)
     where = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-    missing = [n for n in datasets.FILES
-               if not (where / n).is_file() and not (where / (n + ".gz")).is_file()]
+    missing = [
+        n
+        for n in datasets.FILES
+        if not (where / n).is_file() and not (where / (n + ".gz")).is_file()
+    ]
     return where, missing

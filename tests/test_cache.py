@@ -23,8 +23,10 @@ from numba.core.caching import NullCache
 from fastcnn.kernels import _jit
 
 ROOT = Path(__file__).resolve().parents[1]
-NO_JIT = pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT", "0") != "0",
-                            reason="NUMBA_DISABLE_JIT is set: nothing is compiled or cached")
+NO_JIT = pytest.mark.skipif(
+    os.environ.get("NUMBA_DISABLE_JIT", "0") != "0",
+    reason="NUMBA_DISABLE_JIT is set: nothing is compiled or cached",
+)
 
 
 def _add_one(x, out):
@@ -44,9 +46,13 @@ def test_jit_without_cache_locator_still_compiles(monkeypatch, options):
 
     def njit(*args, **kwargs):
         if kwargs.get("cache"):
+
             def refuse(function):
-                raise RuntimeError(f"cannot cache function {function.__name__!r}: no locator "
-                                   f"available for file '/read-only/site-packages/x.py'")
+                raise RuntimeError(
+                    f"cannot cache function {function.__name__!r}: no locator "
+                    f"available for file '/read-only/site-packages/x.py'"
+                )
+
             return refuse
         return real(*args, **kwargs)
 
@@ -72,6 +78,7 @@ def test_jit_unknown_cache_layout_disables_cache(monkeypatch):
             dispatcher = decorate(function)
             del dispatcher._cache._cache_file._source_stamp
             return dispatcher
+
         return unstampable
 
     monkeypatch.setattr(numba, "njit", njit)
@@ -104,8 +111,11 @@ def copy_package(site):
 
 
 def clean_env(**extra):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("NUMBA_", "PYTHON", "COV_", "COVERAGE"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("NUMBA_", "PYTHON", "COV_", "COVERAGE"))
+    }
     # No stale .pyc either: Python trusts mtime + size, and an edit can keep both.
     env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1")
     env.update({k: str(v) for k, v in extra.items()})
@@ -113,8 +123,9 @@ def clean_env(**extra):
 
 
 def run_json(args, cwd, env, **kwargs):
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
-                            **kwargs)
+    result = subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, **kwargs
+    )
     assert result.returncode == 0, f"subprocess failed ({result.returncode}):\n{result.stderr}"
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -131,7 +142,7 @@ def probe(weights, x, biases, out):
     dense_forward(weights, x, biases, out)
 '''
 
-STALE_SCRIPT = '''\
+STALE_SCRIPT = """\
 import json
 import numpy as np
 import fastcnn
@@ -151,7 +162,7 @@ def stats(kernel):
 
 print(json.dumps({"file": fastcnn.__file__, "direct": direct[0, 0], "probe": via_probe[0, 0],
                   "dense": stats(dense.dense_forward), "probe_stats": stats(probe.probe)}))
-'''
+"""
 
 
 @NO_JIT
@@ -186,12 +197,13 @@ def test_no_stale_cache_after_editing_a_callee(tmp_path):
 
     edited = run()
     assert edited["direct"] == 1 * 3 + 2 * 4 + 2 * 0.5, "dense_forward itself was not recompiled"
-    assert edited["probe"] == edited["direct"], \
+    assert edited["probe"] == edited["direct"], (
         "the probe kernel ran its stale cached copy of dense_forward"
+    )
     assert edited["probe_stats"]["misses"] >= 1
 
 
-READ_ONLY_SCRIPT = '''\
+READ_ONLY_SCRIPT = """\
 import json
 import numpy as np
 import fastcnn
@@ -203,7 +215,7 @@ x = np.array([[3.0], [4.0]])
 out = layer.forward_prop(x)
 print(json.dumps({"file": fastcnn.__file__, "cache": type(dense.dense_forward._cache).__name__,
                   "out": out.tolist(), "expected": (layer.weights @ x + layer.biases).tolist()}))
-'''
+"""
 NOBODY = 65534
 
 
@@ -215,8 +227,13 @@ def _become_nobody():
 
 def _nobody_can_run_python():
     try:
-        probe = subprocess.run([sys.executable, "-c", "import numba"], cwd="/",
-                               preexec_fn=_become_nobody, capture_output=True, timeout=120)
+        probe = subprocess.run(
+            [sys.executable, "-c", "import numba"],
+            cwd="/",
+            preexec_fn=_become_nobody,
+            capture_output=True,
+            timeout=120,
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     return probe.returncode == 0
@@ -227,8 +244,11 @@ def _private_read_only_mount_works(directory):
         return False
     script = 'mount --bind -o ro "$0" "$0" && ! touch "$0/probe" 2>/dev/null'
     try:
-        probe = subprocess.run(["unshare", "--mount", "--", "sh", "-c", script, str(directory)],
-                               capture_output=True, timeout=60)
+        probe = subprocess.run(
+            ["unshare", "--mount", "--", "sh", "-c", script, str(directory)],
+            capture_output=True,
+            timeout=60,
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     return probe.returncode == 0
@@ -260,11 +280,21 @@ def test_import_and_run_from_read_only_install():
             if _nobody_can_run_python():
                 preexec = _become_nobody
             elif _private_read_only_mount_works(root):
-                args = ["unshare", "--mount", "--", "sh", "-c",
-                        'mount --bind -o ro "$0" "$0" && exec "$@"', str(root), *args]
+                args = [
+                    "unshare",
+                    "--mount",
+                    "--",
+                    "sh",
+                    "-c",
+                    'mount --bind -o ro "$0" "$0" && exec "$@"',
+                    str(root),
+                    *args,
+                ]
             else:
-                pytest.skip(f"running as root, and neither can user nobody run {sys.executable} "
-                            f"nor can `unshare --mount` make a private read-only mount")
+                pytest.skip(
+                    f"running as root, and neither can user nobody run {sys.executable} "
+                    f"nor can `unshare --mount` make a private read-only mount"
+                )
         data = run_json(args, cwd=root, env=env, preexec_fn=preexec)
         assert data["file"].startswith(str(site)), data["file"]
         assert data["cache"] == "NullCache", "the cache was writable after all: test is vacuous"

@@ -24,16 +24,19 @@ from fastcnn import cli
 from fastcnn.datasets import load_mnist, scale_images
 from fastcnn.models import mnist_cnn
 
-EPOCH_LINE = re.compile(r"^Epoch 1, total loss: [0-9.e-]+, test accuracy: (0\.\d{4}|1\.0000)$",
-                        re.MULTILINE)
+EPOCH_LINE = re.compile(
+    r"^Epoch 1, total loss: [0-9.e-]+, test accuracy: (0\.\d{4}|1\.0000)$", re.MULTILINE
+)
 FINAL_LINE = re.compile(r"^test accuracy: (0\.\d{4}|1\.0000)$", re.MULTILINE)
 
 
-def run(*args: str, cwd: Path, launcher: tuple[str, ...] = (sys.executable, "-m", "fastcnn")
-        ) -> subprocess.CompletedProcess:
+def run(
+    *args: str, cwd: Path, launcher: tuple[str, ...] = (sys.executable, "-m", "fastcnn")
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FASTCNN_")}
-    return subprocess.run([*launcher, *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=600)
+    return subprocess.run(
+        [*launcher, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
+    )
 
 
 def one_error_line(result: subprocess.CompletedProcess | str, *fragments: str) -> str:
@@ -60,8 +63,22 @@ def trained(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path):
     conftest.py, skips them without the shared MNIST files)."""
     data = mnist_dir
     work = tmp_path_factory.mktemp("cli")
-    result = run("train", "--limit", 300, "--test-limit", 500, "--epochs", 1, "--data", data,
-                 "--out", work / "model.npz", "--plot", work / "plots", cwd=work)
+    result = run(
+        "train",
+        "--limit",
+        300,
+        "--test-limit",
+        500,
+        "--epochs",
+        1,
+        "--data",
+        data,
+        "--out",
+        work / "model.npz",
+        "--plot",
+        work / "plots",
+        cwd=work,
+    )
     return result, work
 
 
@@ -81,7 +98,10 @@ def test_train(trained) -> None:
     assert f"model saved to {work / 'model.npz'}" in result.stdout
     assert repr(fastcnn.load(work / "model.npz")) == repr(mnist_cnn(rng=0))
     assert sorted(p.name for p in (work / "plots").iterdir()) == [
-        "confusion.png", "filters.png", "history.png"]
+        "confusion.png",
+        "filters.png",
+        "history.png",
+    ]
 
 
 @pytest.mark.mnist
@@ -91,22 +111,33 @@ def test_evaluate(trained, mnist_dir: Path) -> None:
     result, work = trained
     assert result.returncode == 0, result.stderr
     trained_accuracy = FINAL_LINE.search(result.stdout).group(1)
-    evaluated = run("evaluate", work / "model.npz", "--data", mnist_dir, "--limit", 500,
-                    "--plot", work / "eval-plots", cwd=work)
+    evaluated = run(
+        "evaluate",
+        work / "model.npz",
+        "--data",
+        mnist_dir,
+        "--limit",
+        500,
+        "--plot",
+        work / "eval-plots",
+        cwd=work,
+    )
     assert evaluated.returncode == 0 and evaluated.stderr == "", evaluated.stderr
     lines = evaluated.stdout.splitlines()
     match = re.fullmatch(r"accuracy: (\d\.\d{4}) \((\d+) of 500 mnist test images\)", lines[0])
     assert match and match.group(1) == trained_accuracy, lines[0]
     start = lines.index("confusion matrix (rows: true label, columns: predicted label)")
-    header, *rows, total = lines[start + 1:start + 13]
+    header, *rows, total = lines[start + 1 : start + 13]
     assert header.split() == ["true\\pred", *map(str, range(10)), "total"]
     counts = np.array([[int(v) for v in row.split()[1:11]] for row in rows])
     assert [row.split()[0] for row in rows] == [str(d) for d in range(10)]
     assert counts.shape == (10, 10) and counts.sum() == 500
     assert np.trace(counts) == int(match.group(2))
     assert total.split()[-1] == "500"
-    assert sorted(p.name for p in (work / "eval-plots").iterdir()) == ["confusion.png",
-                                                                       "filters.png"]
+    assert sorted(p.name for p in (work / "eval-plots").iterdir()) == [
+        "confusion.png",
+        "filters.png",
+    ]
 
 
 @pytest.mark.mnist
@@ -119,8 +150,11 @@ def test_predict_text(trained) -> None:
     assert result.returncode == 0 and result.stderr == "", result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 2 and lines[0] == lines[1]
-    pattern = (re.escape(str(image)) + r": (\d) \((\d\.\d\d)\)  "
-               + " ".join(rf"{d}:(\d\.\d\d)" for d in range(10)))
+    pattern = (
+        re.escape(str(image))
+        + r": (\d) \((\d\.\d\d)\)  "
+        + " ".join(rf"{d}:(\d\.\d\d)" for d in range(10))
+    )
     match = re.fullmatch(pattern, lines[0])
     assert match, lines[0]
     confidences = [float(c) for c in match.groups()[2:]]
@@ -159,8 +193,7 @@ def test_corrupt_data_dir(tmp_path: Path, mnist_dir: Path) -> None:
     shutil.copytree(mnist_dir, data)
     victim = next(data.glob("t10k-labels-idx1-ubyte*"))
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
-    result = run("train", "--data", data, "--limit", 10, "--out", tmp_path / "m.npz",
-                 cwd=tmp_path)
+    result = run("train", "--data", data, "--limit", 10, "--out", tmp_path / "m.npz", cwd=tmp_path)
     assert result.returncode == 1
     one_error_line(result, str(victim))
     assert not (tmp_path / "m.npz").exists()
@@ -191,8 +224,23 @@ def test_short_training_learns(tmp_path: Path, mnist_dir: Path, capsys) -> None:
     # are not enough: that run stays at chance (0.11-0.14), still on the plateau sigmoids+MSE
     # start from.
     out = tmp_path / "m.npz"
-    assert cli.main(train_args(mnist_dir, out, "--init", "xavier", "--rate", 0.5, "--epochs", 1,
-                               "--test-limit", 2000)) == 0
+    assert (
+        cli.main(
+            train_args(
+                mnist_dir,
+                out,
+                "--init",
+                "xavier",
+                "--rate",
+                0.5,
+                "--epochs",
+                1,
+                "--test-limit",
+                2000,
+            )
+        )
+        == 0
+    )
     stdout = capsys.readouterr().out
     accuracy = float(FINAL_LINE.search(stdout).group(1))
     assert accuracy > 0.75, stdout
@@ -204,8 +252,9 @@ def test_short_training_learns(tmp_path: Path, mnist_dir: Path, capsys) -> None:
 
 
 @pytest.mark.mnist
-def test_ctrl_c_keeps_last_epoch(tmp_path: Path, mnist_dir: Path,
-                                 monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_ctrl_c_keeps_last_epoch(
+    tmp_path: Path, mnist_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     # Catches Ctrl-C losing the finished epochs (no save per epoch), a traceback instead of exit
     # 130, and a message naming the wrong epoch. The model kept must be exactly epoch 1's.
     small = ("--limit", 40, "--test-limit", 20)
@@ -225,7 +274,7 @@ def test_ctrl_c_keeps_last_epoch(tmp_path: Path, mnist_dir: Path,
     err = capsys.readouterr().err
     assert err == f"fastcnn: interrupted during epoch 2; kept the model of epoch 1 in {out}\n"
     kept, expected = fastcnn.load(out), fastcnn.load(reference)
-    for ours, theirs in zip(kept.layers, expected.layers):
+    for ours, theirs in zip(kept.layers, expected.layers, strict=True):
         for name in ("filters", "weights", "biases"):
             if hasattr(ours, name):
                 assert getattr(ours, name).tobytes() == getattr(theirs, name).tobytes()
@@ -233,8 +282,9 @@ def test_ctrl_c_keeps_last_epoch(tmp_path: Path, mnist_dir: Path,
 
 
 @pytest.mark.mnist
-def test_ctrl_c_in_first_epoch(tmp_path: Path, mnist_dir: Path,
-                               monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_ctrl_c_in_first_epoch(
+    tmp_path: Path, mnist_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     # Catches a claim that a model was kept when none was written.
     def interrupted(self, epoch, done, running_loss):
         raise KeyboardInterrupt
@@ -242,8 +292,9 @@ def test_ctrl_c_in_first_epoch(tmp_path: Path, mnist_dir: Path,
     monkeypatch.setattr(cli._Progress, "__call__", interrupted)
     out = tmp_path / "m.npz"
     assert cli.main(train_args(mnist_dir, out, "--limit", 5, "--test-limit", 5)) == 130
-    assert capsys.readouterr().err == ("fastcnn: interrupted during epoch 1; no epoch completed, "
-                                       "so no model was saved\n")
+    assert capsys.readouterr().err == (
+        "fastcnn: interrupted during epoch 1; no epoch completed, so no model was saved\n"
+    )
     assert not out.exists()
 
 
@@ -251,11 +302,20 @@ def test_ctrl_c_in_first_epoch(tmp_path: Path, mnist_dir: Path,
 # in-process: errors and usage
 
 
-@pytest.mark.parametrize("argv", [
-    [], ["train", "--epochs", "0"], ["train", "--rate", "-1"], ["train", "--backend", "cuda"],
-    ["train", "--seed", "-1"], ["train", "--limit", "ten"],
-    ["evaluate"], ["predict", "model.npz"], ["frobnicate"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["train", "--epochs", "0"],
+        ["train", "--rate", "-1"],
+        ["train", "--backend", "cuda"],
+        ["train", "--seed", "-1"],
+        ["train", "--limit", "ten"],
+        ["evaluate"],
+        ["predict", "model.npz"],
+        ["frobnicate"],
+    ],
+)
 def test_usage_errors_exit_2(argv, capsys) -> None:
     # Catches bad options reaching the code (a zero-epoch run, a negative rate) instead of
     # argparse's usage message and exit status 2.
@@ -276,7 +336,8 @@ def test_missing_files(tmp_path: Path, capsys) -> None:
     model = tmp_path / "nope.npz"
     assert cli.main(["predict", str(model), "x.png"]) == 1
     assert one_error_line(capsys.readouterr().err) == (
-        f"fastcnn: error: {model}: No such file or directory")
+        f"fastcnn: error: {model}: No such file or directory"
+    )
     assert cli.main(["train", "--data", str(tmp_path / "nodir")]) == 1
     one_error_line(capsys.readouterr().err, f"{tmp_path / 'nodir'}: no such directory (--data)")
     assert cli.main(["train", "--out", str(tmp_path / "nodir" / "m.npz")]) == 1
@@ -315,18 +376,19 @@ def test_mnist_cnn_is_the_seeds_network() -> None:
     try:
         np.random.seed(3)
         seed_layers = [
-            fastcnn.Convolution((1, 28, 28), 3, 5), fastcnn.Activation(fastcnn.sigmoid,
-                                                                       fastcnn.d_sigmoid),
+            fastcnn.Convolution((1, 28, 28), 3, 5),
+            fastcnn.Activation(fastcnn.sigmoid, fastcnn.d_sigmoid),
             fastcnn.Reshape((5, 26, 26), (5 * 26 * 26, 1)),
-            fastcnn.Linear(5 * 26 * 26, 100), fastcnn.Activation(fastcnn.sigmoid,
-                                                                 fastcnn.d_sigmoid),
-            fastcnn.Linear(100, 10), fastcnn.Activation(fastcnn.sigmoid, fastcnn.d_sigmoid),
+            fastcnn.Linear(5 * 26 * 26, 100),
+            fastcnn.Activation(fastcnn.sigmoid, fastcnn.d_sigmoid),
+            fastcnn.Linear(100, 10),
+            fastcnn.Activation(fastcnn.sigmoid, fastcnn.d_sigmoid),
         ]
     finally:
         np.random.set_state(state)
     ours = mnist_cnn(rng=3)
     assert repr(ours) == repr(fastcnn.Network(seed_layers))
-    for a, b in zip(ours.layers, seed_layers):
+    for a, b in zip(ours.layers, seed_layers, strict=True):
         for name in ("filters", "weights", "biases"):
             if hasattr(a, name):
                 assert np.array_equal(getattr(a, name), getattr(b, name)), name

@@ -8,9 +8,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastcnn import (Activation, Convolution, Linear, Network, Reshape, d_mse, d_sigmoid, mse,
-                     sigmoid)
-from fastcnn import _compiled
+from fastcnn import (
+    Activation,
+    Convolution,
+    Linear,
+    Network,
+    Reshape,
+    _compiled,
+    d_mse,
+    d_sigmoid,
+    mse,
+    sigmoid,
+)
 from fastcnn.kernels import activation, dense
 from fastcnn.kernels import network as k_network
 
@@ -23,17 +32,25 @@ def per_layer_mse(predicted, actual):
 
 
 def conv_net(depth, side, size, count, hidden, dtype, seed, second_conv=False):
-    layers = [Convolution((depth, side, side), size, count, dtype=dtype, rng=seed),
-              Activation(sigmoid, d_sigmoid)]
+    layers = [
+        Convolution((depth, side, side), size, count, dtype=dtype, rng=seed),
+        Activation(sigmoid, d_sigmoid),
+    ]
     out = side - size + 1
     if second_conv:  # a convolution that is not first computes an input gradient
-        layers += [Convolution((count, out, out), 1, 2, dtype=dtype, rng=seed + 1),
-                   Activation(sigmoid, d_sigmoid)]
+        layers += [
+            Convolution((count, out, out), 1, 2, dtype=dtype, rng=seed + 1),
+            Activation(sigmoid, d_sigmoid),
+        ]
         count = 2
     flat = count * out * out
-    layers += [Reshape((count, out, out), (flat, 1)), Linear(flat, hidden, dtype=dtype, rng=seed + 2),
-               Activation(sigmoid, d_sigmoid), Linear(hidden, 3, dtype=dtype, rng=seed + 3),
-               Activation(sigmoid, d_sigmoid)]
+    layers += [
+        Reshape((count, out, out), (flat, 1)),
+        Linear(flat, hidden, dtype=dtype, rng=seed + 2),
+        Activation(sigmoid, d_sigmoid),
+        Linear(hidden, 3, dtype=dtype, rng=seed + 3),
+        Activation(sigmoid, d_sigmoid),
+    ]
     return Network(layers)
 
 
@@ -48,11 +65,19 @@ def parameters(net):
     return [a for layer in net.layers if hasattr(layer, "parameters") for a in layer.parameters()]
 
 
-@given(depth=st.integers(1, 2), size=st.integers(1, 4), extra=st.integers(0, 5),
-       count=st.integers(1, 3), hidden=st.integers(1, 12), second_conv=st.booleans(),
-       dtype=st.sampled_from(DTYPES), seed=st.integers(0, 1000))
-def test_compiled_train_equals_per_layer_path(depth, size, extra, count, hidden, second_conv,
-                                              dtype, seed):
+@given(
+    depth=st.integers(1, 2),
+    size=st.integers(1, 4),
+    extra=st.integers(0, 5),
+    count=st.integers(1, 3),
+    hidden=st.integers(1, 12),
+    second_conv=st.booleans(),
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 1000),
+)
+def test_compiled_train_equals_per_layer_path(
+    depth, size, extra, count, hidden, second_conv, dtype, seed
+):
     # Catches the compiled loop diverging from the layers it replaces: a wrong offset into the
     # flat parameters, a skipped layer, a first-layer shortcut that changes the update.
     side = size + extra
@@ -63,7 +88,7 @@ def test_compiled_train_equals_per_layer_path(depth, size, extra, count, hidden,
     reference = nets[1].train(x, y, per_layer_mse, d_mse, 2, 0.5, verbose=False)
     # Same kernels in the same order: the updates are bit for bit the same. Only the loss, which
     # the compiled loop sums itself where the seed calls np.mean, may differ in its last bits.
-    for a, b in zip(parameters(nets[0]), parameters(nets[1])):
+    for a, b in zip(parameters(nets[0]), parameters(nets[1]), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(compiled, reference, rtol=1e-6 if dtype == np.float32 else 1e-14)
 
@@ -74,13 +99,19 @@ def test_compiled_train_linear_first_layer_xor():
     y = np.reshape([[0], [1], [1], [0]], (4, 1, 1))
 
     def xor(seed):
-        return Network([Linear(2, 3, rng=seed), Activation(sigmoid, d_sigmoid),
-                        Linear(3, 1, rng=seed + 1), Activation(sigmoid, d_sigmoid)])
+        return Network(
+            [
+                Linear(2, 3, rng=seed),
+                Activation(sigmoid, d_sigmoid),
+                Linear(3, 1, rng=seed + 1),
+                Activation(sigmoid, d_sigmoid),
+            ]
+        )
 
     a, b = xor(7), xor(7)
     la = a.train(x, y, mse, d_mse, 50, 0.1, verbose=False)
     lb = b.train(x, y, per_layer_mse, d_mse, 50, 0.1, verbose=False)
-    for p, q in zip(parameters(a), parameters(b)):
+    for p, q in zip(parameters(a), parameters(b), strict=True):
         np.testing.assert_array_equal(p, q)
     np.testing.assert_allclose(la, lb, rtol=1e-14)
 
@@ -96,13 +127,13 @@ def test_two_threads_match_one_thread_and_repeat(dtype):
     for name, threads in (("one", 1), ("two", 2), ("two again", 2)):
         # Linear(300, 256) has more than PARALLEL_MIN_WEIGHTS weights: it is split across threads.
         net = conv_net(1, 12, 3, 3, 256, dtype, 3)
-        assert 300 * 256 >= k_network.PARALLEL_MIN_WEIGHTS
+        assert k_network.PARALLEL_MIN_WEIGHTS <= 300 * 256
         net.num_threads = threads
         losses = net.train(x, y, mse, d_mse, 2, 0.1, verbose=False)
         runs[name] = (losses, parameters(net))
-    for a, b in zip(runs["two"][1], runs["two again"][1]):
+    for a, b in zip(runs["two"][1], runs["two again"][1], strict=True):
         np.testing.assert_array_equal(a, b)
-    for a, b in zip(runs["one"][1], runs["two"][1]):
+    for a, b in zip(runs["one"][1], runs["two"][1], strict=True):
         np.testing.assert_allclose(a, b, **tolerance(dtype))
     np.testing.assert_allclose(runs["one"][0], runs["two"][0], **tolerance(dtype))
     assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS  # restored after training
@@ -149,7 +180,7 @@ def test_nan_in_compiled_path_stops_before_the_update():
     with pytest.raises(FloatingPointError, match=r"Epoch 1, sample 13: the loss is not finite"):
         net.train(x, y, mse, d_mse, 1, 0.1, verbose=False)
     twin.train(x[:13], y[:13], mse, d_mse, 1, 0.1, verbose=False)
-    for a, b in zip(parameters(net), parameters(twin)):
+    for a, b in zip(parameters(net), parameters(twin), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -158,11 +189,25 @@ def test_progress_and_on_epoch_callbacks():
     x, y = data(1, 6, 600, 2)
     net = conv_net(1, 6, 3, 2, 4, np.float64, 6)
     seen, epochs = [], []
-    history = net.train(x, y, mse, d_mse, 2, 0.1, verbose=False,
-                        progress=lambda e, done, loss: seen.append((e, done, loss)),
-                        on_epoch=lambda e, h: epochs.append((e, list(h))))
-    assert [(e, d) for e, d, _ in seen] == [(1, 256), (1, 512), (1, 600), (2, 256), (2, 512),
-                                            (2, 600)]
+    history = net.train(
+        x,
+        y,
+        mse,
+        d_mse,
+        2,
+        0.1,
+        verbose=False,
+        progress=lambda e, done, loss: seen.append((e, done, loss)),
+        on_epoch=lambda e, h: epochs.append((e, list(h))),
+    )
+    assert [(e, d) for e, d, _ in seen] == [
+        (1, 256),
+        (1, 512),
+        (1, 600),
+        (2, 256),
+        (2, 512),
+        (2, 600),
+    ]
     assert seen[2][2] == pytest.approx(history[0], rel=1e-12)
     assert epochs == [(1, history[:1]), (2, history[:2])]
 
@@ -172,7 +217,7 @@ def test_evaluate_compiled_equals_per_sample_predict():
     x, y = data(1, 8, 50, 3)
     net = conv_net(1, 8, 3, 2, 6, np.float64, 8)
     labels = y.reshape(50, 3).argmax(axis=1)
-    expected = np.mean([np.argmax(net.predict(s)) == t for s, t in zip(x, labels)])
+    expected = np.mean([np.argmax(net.predict(s)) == t for s, t in zip(x, labels, strict=True)])
     assert net.evaluate(x, labels) == expected
     assert net.evaluate(x, y) == expected  # one-hot labels
 
@@ -187,7 +232,9 @@ def test_compiled_path_declines_what_it_cannot_run():
     assert _compiled.program([Linear(2, 2), Activation(sigmoid, d_sigmoid)]) is not None
 
 
-@pytest.mark.parametrize("dtype, low, high", [(np.float64, -745.0, 709.7), (np.float32, -103.0, 88.7)])
+@pytest.mark.parametrize(
+    "dtype, low, high", [(np.float64, -745.0, 709.7), (np.float32, -103.0, 88.7)]
+)
 def test_exp_within_two_ulp_of_numpy(dtype, low, high):
     # Catches a wrong polynomial coefficient or range reduction in the vectorised exp.
     t = np.linspace(low, high, 200_001).astype(dtype)
@@ -211,11 +258,14 @@ def test_sigmoid_kernel_edges(dtype):
     assert out.dtype == dtype
 
 
-@pytest.mark.parametrize("replacement", [
-    lambda w: w.T,  # not C-contiguous: training a flat view of it would train a copy
-    lambda w: w[:, :2].copy(),  # wrong shape: the kernels would read past its end
-    lambda w: w.astype(np.float32),  # wrong dtype for a float64 layer
-])
+@pytest.mark.parametrize(
+    "replacement",
+    [
+        lambda w: w.T,  # not C-contiguous: training a flat view of it would train a copy
+        lambda w: w[:, :2].copy(),  # wrong shape: the kernels would read past its end
+        lambda w: w.astype(np.float32),  # wrong dtype for a float64 layer
+    ],
+)
 def test_replaced_parameters_are_checked_on_both_numba_paths(replacement):
     # Catches a kernel reading a user-assigned weights array without the bounds it assumes.
     layer = Linear(3, 3)
@@ -224,5 +274,6 @@ def test_replaced_parameters_are_checked_on_both_numba_paths(replacement):
     with pytest.raises(ValueError, match=message):
         layer.forward_prop(np.zeros((3, 1)))
     with pytest.raises(ValueError, match=message):
-        Network([layer]).train(np.zeros((2, 3, 1)), np.zeros((2, 3, 1)), mse, d_mse, 1, 0.1,
-                               verbose=False)
+        Network([layer]).train(
+            np.zeros((2, 3, 1)), np.zeros((2, 3, 1)), mse, d_mse, 1, 0.1, verbose=False
+        )

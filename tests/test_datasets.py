@@ -14,14 +14,14 @@ import http.server
 import re
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
 
 from fastcnn import datasets
-from fastcnn.datasets import DataFileError, DataNotFoundError, FILES
+from fastcnn.datasets import FILES, DataFileError, DataNotFoundError
 
 REAL_FASHION_DIR = Path(datasets.FASHION_MNIST_SYSTEM_DIR)
 # SHA-256 of the decompressed files in ../shared/data/mnist, copied from its README.md; the train
@@ -48,8 +48,16 @@ def closed_port_url() -> str:
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in ("FASTCNN_DATA", "FASTCNN_FASHION_DATA", "http_proxy", "HTTP_PROXY",
-                "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+    for var in (
+        "FASTCNN_DATA",
+        "FASTCNN_FASHION_DATA",
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setattr(datasets, "MNIST_MIRRORS", (closed_port_url(),))
@@ -68,8 +76,9 @@ def write(path: Path, data: bytes) -> Path:
     return path
 
 
-def make_set(directory: Path, n_train: int = 6, n_test: int = 4, gz: bool = True,
-             seed: int = 0) -> dict[str, np.ndarray]:
+def make_set(
+    directory: Path, n_train: int = 6, n_test: int = 4, gz: bool = True, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Write the four files with random content; return the arrays by file name."""
     rng = np.random.default_rng(seed)
     arrays = {
@@ -89,7 +98,7 @@ def digests(arrays: dict[str, np.ndarray]) -> dict[str, str]:
 
 def check_loaded(loaded, arrays: dict[str, np.ndarray]) -> None:
     (train_x, train_y), (test_x, test_y) = loaded
-    for got, name in zip((train_x, train_y, test_x, test_y), FILES):
+    for got, name in zip((train_x, train_y, test_x, test_y), FILES, strict=True):
         assert got.dtype == np.uint8, name
         np.testing.assert_array_equal(got, arrays[name], err_msg=name)
 
@@ -121,7 +130,8 @@ def serve(directory: Path, handler: type = QuietHandler) -> Iterator[tuple[str, 
             super().do_GET()
 
     server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Recording, directory=str(directory)))
+        ("127.0.0.1", 0), functools.partial(Recording, directory=str(directory))
+    )
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
     thread.start()
     try:
@@ -153,8 +163,10 @@ def test_read_idx_bad_magic(tmp_path: Path) -> None:
     data = bytearray(idx_bytes(np.zeros((2, 28, 28))))
     data[2] = 0x09
     path = write(tmp_path / "train-images-idx3-ubyte.gz", bytes(data))
-    msg = (f"{path}: bad magic number 0x00000903, expected 0x00000803 "
-           f"(unsigned-byte IDX with 3 dimensions)")
+    msg = (
+        f"{path}: bad magic number 0x00000903, expected 0x00000803 "
+        f"(unsigned-byte IDX with 3 dimensions)"
+    )
     with pytest.raises(DataFileError, match=re.escape(msg)):
         datasets.read_idx(path, ndim=3)
 
@@ -162,8 +174,9 @@ def test_read_idx_bad_magic(tmp_path: Path) -> None:
 def test_read_idx_wrong_ndim(tmp_path: Path) -> None:
     # Catches a labels file (1 dim) given where images (3 dims) belong, or a magic of 0 dims.
     path = write(tmp_path / "train-images-idx3-ubyte", idx_bytes(np.zeros(7)))
-    with pytest.raises(DataFileError, match=re.escape(
-            f"{path}: bad magic number 0x00000801, expected 0x00000803")):
+    with pytest.raises(
+        DataFileError, match=re.escape(f"{path}: bad magic number 0x00000801, expected 0x00000803")
+    ):
         datasets.read_idx(path, ndim=3)
     path = write(tmp_path / "empty", bytes([0, 0, 8, 0]))
     with pytest.raises(DataFileError, match=re.escape(f"{path}: bad magic number 0x00000800")):
@@ -174,7 +187,9 @@ def test_read_idx_truncated(tmp_path: Path) -> None:
     # Catches a short file being reshaped silently (or crashing numpy) instead of a clear error.
     data = idx_bytes(np.zeros((10000, 28, 28)))
     path = write(tmp_path / "t10k-images-idx3-ubyte.gz", data[:7000016])
-    msg = f"{path}: expected 7840016 bytes for 10000 images of 28x28, found 7000016 (file truncated?)"
+    msg = (
+        f"{path}: expected 7840016 bytes for 10000 images of 28x28, found 7000016 (file truncated?)"
+    )
     with pytest.raises(DataFileError, match=re.escape(msg)):
         datasets.read_idx(path, ndim=3)
 
@@ -187,10 +202,13 @@ def test_read_idx_trailing_bytes(tmp_path: Path) -> None:
         datasets.read_idx(path, ndim=1)
 
 
-@pytest.mark.parametrize("data, fault", [
-    (b"\0\0", "2 bytes, too short for the 4-byte IDX magic number"),
-    (bytes([0, 0, 8, 3, 0, 0, 0, 1]), "8 bytes, too short for a 16-byte IDX header"),
-])
+@pytest.mark.parametrize(
+    "data, fault",
+    [
+        (b"\0\0", "2 bytes, too short for the 4-byte IDX magic number"),
+        (bytes([0, 0, 8, 3, 0, 0, 0, 1]), "8 bytes, too short for a 16-byte IDX header"),
+    ],
+)
 def test_read_idx_truncated_header(tmp_path: Path, data: bytes, fault: str) -> None:
     # Catches an IndexError / numpy error escaping when the header itself is cut short.
     path = write(tmp_path / "train-images-idx3-ubyte", data)
@@ -216,8 +234,10 @@ def test_load_mnist_count_mismatch(tmp_path: Path) -> None:
     # Catches images and labels of different lengths being zipped together silently.
     make_set(tmp_path, n_train=6)
     labels = write(tmp_path / "train-labels-idx1-ubyte.gz", idx_bytes(np.zeros(5)))
-    msg = (f"{labels}: 5 labels, but {tmp_path / 'train-images-idx3-ubyte.gz'} holds 6 images; "
-           f"the two files must come from the same set")
+    msg = (
+        f"{labels}: 5 labels, but {tmp_path / 'train-images-idx3-ubyte.gz'} holds 6 images; "
+        f"the two files must come from the same set"
+    )
     with pytest.raises(DataFileError, match=re.escape(msg)):
         datasets.load_mnist(tmp_path, download=False)
 
@@ -235,7 +255,9 @@ def test_load_mnist_wrong_image_size(tmp_path: Path) -> None:
     # Catches images that are not 28x28 (another dataset) reaching scale_images' reshape.
     make_set(tmp_path)
     images = write(tmp_path / "train-images-idx3-ubyte.gz", idx_bytes(np.zeros((6, 27, 27))))
-    with pytest.raises(DataFileError, match=re.escape(f"{images}: images of 27x27, expected 28x28")):
+    with pytest.raises(
+        DataFileError, match=re.escape(f"{images}: images of 27x27, expected 28x28")
+    ):
         datasets.load_mnist(tmp_path, download=False)
 
 
@@ -279,8 +301,12 @@ def test_load_mnist_offline_error_lists_missing(tmp_path: Path, mirror: str) -> 
     (tmp_path / "partial" / "t10k-images-idx3-ubyte.gz").unlink()
     url = closed_port_url() if mirror == "closed port" else (tmp_path / "empty").as_uri()
     with pytest.raises(DataNotFoundError) as info:
-        datasets.load_mnist(tmp_path / "partial", cache_dir=tmp_path / "cache",
-                            mirrors=[url], download=mirror != "download=False")
+        datasets.load_mnist(
+            tmp_path / "partial",
+            cache_dir=tmp_path / "cache",
+            mirrors=[url],
+            download=mirror != "download=False",
+        )
     msg = str(info.value)
     assert isinstance(info.value, FileNotFoundError)
     assert "MNIST files not found. Searched:" in msg
@@ -315,7 +341,9 @@ def test_load_mnist_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     check_loaded(datasets.load_mnist(cache_dir=cache, download=False), arrays)
 
 
-def test_load_mnist_download_digest_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_mnist_download_digest_mismatch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Catches a tampered or wrong download being kept (in the cache or as a temp file).
     arrays = make_set(tmp_path / "mirror")
     pinned = digests(arrays)
@@ -324,9 +352,11 @@ def test_load_mnist_download_digest_mismatch(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(datasets, "MNIST_SHA256", pinned)
     cache = tmp_path / "cache"
     with serve(tmp_path / "mirror") as (url, _):
-        msg = (f"{cache / 'train-images-idx3-ubyte.gz'} (from {url}train-images-idx3-ubyte.gz): "
-               f"SHA-256 of the decompressed file is {actual}, expected {'0' * 64}; "
-               f"the download was deleted")
+        msg = (
+            f"{cache / 'train-images-idx3-ubyte.gz'} (from {url}train-images-idx3-ubyte.gz): "
+            f"SHA-256 of the decompressed file is {actual}, expected {'0' * 64}; "
+            f"the download was deleted"
+        )
         with pytest.raises(DataFileError, match=re.escape(msg)):
             datasets.load_mnist(cache_dir=cache, mirrors=[url])
     assert list(cache.iterdir()) == []
@@ -338,11 +368,17 @@ def test_load_mnist_download_interrupted(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(datasets, "MNIST_SHA256", digests(arrays))
     size = (tmp_path / "mirror" / "train-images-idx3-ubyte.gz").stat().st_size
     cache = tmp_path / "cache"
-    with serve(tmp_path / "mirror", TruncatingHandler) as (url, _):
-        with pytest.raises(DataNotFoundError, match=re.escape(
+    with (
+        serve(tmp_path / "mirror", TruncatingHandler) as (url, _),
+        pytest.raises(
+            DataNotFoundError,
+            match=re.escape(
                 f"{url}train-images-idx3-ubyte.gz: connection closed after {size // 2} of {size} "
-                "bytes")):
-            datasets.load_mnist(cache_dir=cache, mirrors=[url])
+                "bytes"
+            ),
+        ),
+    ):
+        datasets.load_mnist(cache_dir=cache, mirrors=[url])
     assert list(cache.iterdir()) == []
 
 
@@ -352,10 +388,16 @@ def test_load_mnist_download_not_gzip(tmp_path: Path) -> None:
     for name in FILES:
         (tmp_path / "mirror" / f"{name}.gz").write_text("<html>moved</html>")
     cache = tmp_path / "cache"
-    with serve(tmp_path / "mirror") as (url, _):
-        with pytest.raises(DataFileError, match=re.escape(
-                f"{url}train-images-idx3-ubyte.gz: download is not a valid gzip file (")):
-            datasets.load_mnist(cache_dir=cache, mirrors=[url])
+    with (
+        serve(tmp_path / "mirror") as (url, _),
+        pytest.raises(
+            DataFileError,
+            match=re.escape(
+                f"{url}train-images-idx3-ubyte.gz: download is not a valid gzip file ("
+            ),
+        ),
+    ):
+        datasets.load_mnist(cache_dir=cache, mirrors=[url])
     assert list(cache.iterdir()) == []
 
 
@@ -404,8 +446,11 @@ def test_load_mnist_download_real_t10k(tmp_path: Path, mnist_dir: Path) -> None:
     cache, mirror = tmp_path / "cache", tmp_path / "mirror"
     for name in FILES:  # the train files go straight to the cache, the t10k files to the mirror
         raw = real_dir / name
-        data = raw.read_bytes() if raw.is_file() else gzip.decompress(
-            (real_dir / f"{name}.gz").read_bytes())
+        data = (
+            raw.read_bytes()
+            if raw.is_file()
+            else gzip.decompress((real_dir / f"{name}.gz").read_bytes())
+        )
         write((cache if name.startswith("train") else mirror) / f"{name}.gz", data)
     (_, _), (test_x, test_y) = datasets.load_mnist(cache_dir=cache, mirrors=[mirror.as_uri()])
     assert test_x.shape == (10000, 28, 28) and test_y.shape == (10000,)
@@ -433,8 +478,9 @@ def test_load_fashion_mnist_real() -> None:
     # Catches the loader failing on full-size 60,000-image files (Debian's dataset-fashion-mnist).
     if not all((REAL_FASHION_DIR / f"{name}.gz").is_file() for name in FILES):
         pytest.skip(f"{REAL_FASHION_DIR} not installed (apt-get install dataset-fashion-mnist)")
-    (train_x, train_y), (test_x, test_y) = datasets.load_fashion_mnist(REAL_FASHION_DIR,
-                                                                       download=False)
+    (train_x, train_y), (test_x, test_y) = datasets.load_fashion_mnist(
+        REAL_FASHION_DIR, download=False
+    )
     assert train_x.shape == (60000, 28, 28) and train_y.shape == (60000,)
     assert test_x.shape == (10000, 28, 28) and test_y.shape == (10000,)
     assert set(np.unique(train_y)) == set(range(10))
@@ -478,16 +524,29 @@ def test_one_hot_matches_seed() -> None:
 def test_preprocessing_rejects_bad_input() -> None:
     # Catches already-scaled images being divided by 255 again, and labels silently wrapping or
     # indexing out of range.
-    with pytest.raises(TypeError, match=re.escape(
-            "scale_images expects integer pixels 0..255 (uint8 from load_mnist), got dtype float32")):
+    with pytest.raises(
+        TypeError,
+        match=re.escape(
+            "scale_images expects integer pixels 0..255 (uint8 from load_mnist), got dtype float32"
+        ),
+    ):
         datasets.scale_images(np.zeros((2, 28, 28), np.float32))
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
             "scale_images expects n images of 28x28 = 784 pixels, shape (n, 28, 28), "
-            "got shape (2, 27, 27)")):
+            "got shape (2, 27, 27)"
+        ),
+    ):
         datasets.scale_images(np.zeros((2, 27, 27), np.uint8))
-    with pytest.raises(ValueError, match=re.escape(
-            "one_hot: label -1 at index 1 is outside 0..9 (num_classes=10)")):
+    with pytest.raises(
+        ValueError, match=re.escape("one_hot: label -1 at index 1 is outside 0..9 (num_classes=10)")
+    ):
         datasets.one_hot(np.array([3, -1, 12]))
-    with pytest.raises(TypeError, match=re.escape(
-            "one_hot expects a 1-D integer array of labels, got shape (2,) and dtype float64")):
+    with pytest.raises(
+        TypeError,
+        match=re.escape(
+            "one_hot expects a 1-D integer array of labels, got shape (2,) and dtype float64"
+        ),
+    ):
         datasets.one_hot(np.array([1.0, 2.0]))

@@ -7,8 +7,17 @@ import re
 import numpy as np
 import pytest
 
-from fastcnn import (Activation, Convolution, Linear, Network, Reshape, d_mse, d_sigmoid, mse,
-                     sigmoid)
+from fastcnn import (
+    Activation,
+    Convolution,
+    Linear,
+    Network,
+    Reshape,
+    d_mse,
+    d_sigmoid,
+    mse,
+    sigmoid,
+)
 
 BACKENDS = ("numba", "scipy")
 XOR_X = np.reshape([[0, 0], [0, 1], [1, 0], [1, 1]], (4, 2, 1)).astype(float)
@@ -30,9 +39,13 @@ def test_linear_wrong_input_shape(backend):
     layer = Linear(3, 2, backend=backend)
     name = "Linear(3, 2)" if backend == "numba" else "Linear(3, 2, backend='scipy')"
     for bad in (np.ones((2, 1)), np.ones(3), np.ones((3, 2)), np.ones((1, 3))):
-        with pytest.raises(ValueError, match=text(
+        with pytest.raises(
+            ValueError,
+            match=text(
                 f"Input of layer {name} is incompatible with the layer: expected shape (3, 1), "
-                f"but received input with shape {bad.shape}")):
+                f"but received input with shape {bad.shape}"
+            ),
+        ):
             layer.forward_prop(bad)
 
 
@@ -41,22 +54,34 @@ def test_convolution_wrong_input_shape(backend):
     # Catches Convolution accepting an image without its depth axis, or transposed.
     layer = Convolution((1, 28, 28), 3, 5, backend=backend)
     for bad in (np.ones((28, 28)), np.ones((1, 28, 27)), np.ones((3, 28, 28))):
-        with pytest.raises(ValueError, match=text(
+        with pytest.raises(
+            ValueError,
+            match=text(
                 f"Input of layer {layer!r} is incompatible with the layer: expected shape "
-                f"(1, 28, 28), but received input with shape {bad.shape}")):
+                f"(1, 28, 28), but received input with shape {bad.shape}"
+            ),
+        ):
             layer.forward_prop(bad)
 
 
 def test_reshape_wrong_input_size():
     # Catches Reshape failing with NumPy's bare "cannot reshape" instead of naming itself.
     layer = Reshape((5, 26, 26), (5 * 26 * 26, 1))
-    with pytest.raises(ValueError, match=text(
+    with pytest.raises(
+        ValueError,
+        match=text(
             "Input of layer Reshape((5, 26, 26), (3380, 1)) is incompatible with the layer: "
-            "expected shape (5, 26, 26), but received input with shape (5, 26, 25)")):
+            "expected shape (5, 26, 26), but received input with shape (5, 26, 25)"
+        ),
+    ):
         layer.forward_prop(np.ones((5, 26, 25)))
-    with pytest.raises(ValueError, match=text(
+    with pytest.raises(
+        ValueError,
+        match=text(
             "d_output of layer Reshape((5, 26, 26), (3380, 1)) is incompatible with the layer: "
-            "expected shape (3380, 1), but received d_output with shape (10, 1)")):
+            "expected shape (3380, 1), but received d_output with shape (10, 1)"
+        ),
+    ):
         layer.backward_prop(np.ones((10, 1)), 0.1)
 
 
@@ -66,17 +91,25 @@ def test_wrong_d_output_shape(backend):
     linear = Linear(3, 2, backend=backend, rng=0)
     linear.forward_prop(np.ones((3, 1)))
     before = linear.weights.copy()
-    with pytest.raises(ValueError, match=text(
+    with pytest.raises(
+        ValueError,
+        match=text(
             f"d_output of layer {linear!r} is incompatible with the layer: expected shape (2, 1), "
-            f"but received d_output with shape (3, 1)")):
+            f"but received d_output with shape (3, 1)"
+        ),
+    ):
         linear.backward_prop(np.ones((3, 1)), 0.1)
     np.testing.assert_array_equal(linear.weights, before)
 
     conv = Convolution((2, 5, 5), 3, 4, backend=backend, rng=0)
     conv.forward_prop(np.ones((2, 5, 5)))
-    with pytest.raises(ValueError, match=text(
+    with pytest.raises(
+        ValueError,
+        match=text(
             f"d_output of layer {conv!r} is incompatible with the layer: expected shape "
-            f"(4, 3, 3), but received d_output with shape (4, 3)")):
+            f"(4, 3, 3), but received d_output with shape (4, 3)"
+        ),
+    ):
         conv.backward_prop(np.ones((4, 3)), 0.1)
 
 
@@ -84,9 +117,13 @@ def test_sigmoid_kernel_wrong_d_output_shape():
     # Catches a wrong-shaped d_output reaching the sigmoid kernel (it checks no bounds).
     layer = Activation(sigmoid, d_sigmoid)
     layer.forward_prop(np.ones((4, 1)))
-    with pytest.raises(ValueError, match=text(
+    with pytest.raises(
+        ValueError,
+        match=text(
             "d_output of layer Activation(sigmoid, d_sigmoid) is incompatible with the layer: "
-            "expected shape (4, 1), but received d_output with shape (3, 1)")):
+            "expected shape (4, 1), but received d_output with shape (3, 1)"
+        ),
+    ):
         layer.backward_prop(np.ones((3, 1)), 0.1)
 
 
@@ -95,16 +132,25 @@ def test_sigmoid_kernel_wrong_d_output_shape():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("bad", [np.array([["a"], ["b"], ["c"]]),
-                                 np.array([[1], [None], [2]], dtype=object),
-                                 np.ones((3, 1), complex)],
-                         ids=["strings", "objects", "complex"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.array([["a"], ["b"], ["c"]]),
+        np.array([[1], [None], [2]], dtype=object),
+        np.ones((3, 1), complex),
+    ],
+    ids=["strings", "objects", "complex"],
+)
 def test_non_numeric_input(backend, bad):
     # Catches non-numeric arrays reaching a kernel, or complex input silently losing its imaginary.
     layer = Linear(3, 2, backend=backend)
-    with pytest.raises(TypeError, match=text(
+    with pytest.raises(
+        TypeError,
+        match=text(
             f"Input of layer {layer!r} must be numeric, but received an array of dtype "
-            f"{bad.dtype}. Convert it with .astype(np.float64).")):
+            f"{bad.dtype}. Convert it with .astype(np.float64)."
+        ),
+    ):
         layer.forward_prop(bad)
     conv = Convolution((1, 3, 1), 1, 1, backend=backend)
     with pytest.raises(TypeError, match=text(f"Input of layer {conv!r} must be numeric")):
@@ -114,9 +160,13 @@ def test_non_numeric_input(backend, bad):
 def test_non_numeric_input_to_sigmoid_kernel():
     # Catches a string array reaching the sigmoid kernel.
     layer = Activation(sigmoid, d_sigmoid)
-    with pytest.raises(TypeError, match=text(
+    with pytest.raises(
+        TypeError,
+        match=text(
             "Input of layer Activation(sigmoid, d_sigmoid) must be numeric, but received an array "
-            "of dtype <U1")):
+            "of dtype <U1"
+        ),
+    ):
         layer.forward_prop(np.array([["a"], ["b"]]))
 
 
@@ -136,58 +186,113 @@ def test_bad_rate(rate):
 
 
 BAD_CONSTRUCTORS = [
-    (lambda: Convolution((1, 3, 4), 5, 2), ValueError,
-     "filter_size=5 is larger than the input image 3x4; it must be at most 3."),
+    (
+        lambda: Convolution((1, 3, 4), 5, 2),
+        ValueError,
+        "filter_size=5 is larger than the input image 3x4; it must be at most 3.",
+    ),
     (lambda: Convolution((1, 28, 28), 0, 5), ValueError, "filter_size must be at least 1, got 0."),
-    (lambda: Convolution((1, 28, 28), 3, -2), ValueError,
-     "filter_count must be at least 1, got -2."),
-    (lambda: Convolution((0, 28, 28), 3, 5), ValueError,
-     "input_shape[0] must be at least 1, got 0."),
-    (lambda: Convolution((1, 28, 28), 3.0, 5), TypeError,
-     "filter_size must be an integer, got 3.0 of type float."),
-    (lambda: Convolution((1, 28.5, 28), 3, 5), TypeError,
-     "input_shape[1] must be an integer, got 28.5 of type float."),
-    (lambda: Convolution((28, 28), 3, 5), ValueError,
-     "input_shape must have 3 dimensions, got (28, 28)."),
-    (lambda: Convolution(28, 3, 5), TypeError,
-     "input_shape must be a tuple of 3 integers, got 28."),
+    (
+        lambda: Convolution((1, 28, 28), 3, -2),
+        ValueError,
+        "filter_count must be at least 1, got -2.",
+    ),
+    (
+        lambda: Convolution((0, 28, 28), 3, 5),
+        ValueError,
+        "input_shape[0] must be at least 1, got 0.",
+    ),
+    (
+        lambda: Convolution((1, 28, 28), 3.0, 5),
+        TypeError,
+        "filter_size must be an integer, got 3.0 of type float.",
+    ),
+    (
+        lambda: Convolution((1, 28.5, 28), 3, 5),
+        TypeError,
+        "input_shape[1] must be an integer, got 28.5 of type float.",
+    ),
+    (
+        lambda: Convolution((28, 28), 3, 5),
+        ValueError,
+        "input_shape must have 3 dimensions, got (28, 28).",
+    ),
+    (
+        lambda: Convolution(28, 3, 5),
+        TypeError,
+        "input_shape must be a tuple of 3 integers, got 28.",
+    ),
     (lambda: Linear(0, 3), ValueError, "input_size must be at least 1, got 0."),
     (lambda: Linear(3, -1), ValueError, "output_size must be at least 1, got -1."),
     (lambda: Linear(2.5, 3), TypeError, "input_size must be an integer, got 2.5 of type float."),
     (lambda: Linear(True, 3), TypeError, "input_size must be an integer, got True of type bool."),
-    (lambda: Reshape((5, 26, 26), (3380, 2)), ValueError,
-     "Reshape cannot map input_shape (5, 26, 26) (3380 values) to output_shape (3380, 2) "
-     "(6760 values)."),
+    (
+        lambda: Reshape((5, 26, 26), (3380, 2)),
+        ValueError,
+        "Reshape cannot map input_shape (5, 26, 26) (3380 values) to output_shape (3380, 2) "
+        "(6760 values).",
+    ),
     (lambda: Reshape((2, -3), (-6, 1)), ValueError, "input_shape[1] must be at least 1, got -3."),
-    (lambda: Reshape((2.5, 2), (5, 1)), TypeError,
-     "input_shape[0] must be an integer, got 2.5 of type float."),
+    (
+        lambda: Reshape((2.5, 2), (5, 1)),
+        TypeError,
+        "input_shape[0] must be an integer, got 2.5 of type float.",
+    ),
     (lambda: Reshape((), ()), ValueError, "input_shape must have at least 1 dimensions, got ()."),
     (lambda: Reshape(5, 5), TypeError, "input_shape must be a tuple of integers, got 5."),
-    (lambda: Linear(3, 2, backend="cuda"), ValueError,
-     "backend must be one of ('numba', 'scipy'), got 'cuda'."),
-    (lambda: Activation(sigmoid, d_sigmoid, backend="torch"), ValueError,
-     "backend must be one of ('numba', 'scipy'), got 'torch'."),
-    (lambda: Network([Linear(2, 1)], backend="jax"), ValueError,
-     "backend must be one of ('numba', 'scipy'), got 'jax'."),
-    (lambda: Linear(3, 2, dtype=np.int32), ValueError,
-     "dtype must be float64 or float32, got int32."),
-    (lambda: Convolution((1, 4, 4), 2, 2, dtype=np.float16), ValueError,
-     "dtype must be float64 or float32, got float16."),
-    (lambda: Linear(3, 2, dtype="double-ish"), TypeError,
-     "dtype must be float64 or float32, got 'double-ish'."),
-    (lambda: Linear(3, 2, init="he"), ValueError,
-     "init must be one of ('seed', 'xavier'), got 'he'."),
-    (lambda: Linear(3, 2, rng="seed"), TypeError,
-     "rng must be None, an int seed, a np.random.RandomState or a np.random.Generator, "
-     "got 'seed'."),
+    (
+        lambda: Linear(3, 2, backend="cuda"),
+        ValueError,
+        "backend must be one of ('numba', 'scipy'), got 'cuda'.",
+    ),
+    (
+        lambda: Activation(sigmoid, d_sigmoid, backend="torch"),
+        ValueError,
+        "backend must be one of ('numba', 'scipy'), got 'torch'.",
+    ),
+    (
+        lambda: Network([Linear(2, 1)], backend="jax"),
+        ValueError,
+        "backend must be one of ('numba', 'scipy'), got 'jax'.",
+    ),
+    (
+        lambda: Linear(3, 2, dtype=np.int32),
+        ValueError,
+        "dtype must be float64 or float32, got int32.",
+    ),
+    (
+        lambda: Convolution((1, 4, 4), 2, 2, dtype=np.float16),
+        ValueError,
+        "dtype must be float64 or float32, got float16.",
+    ),
+    (
+        lambda: Linear(3, 2, dtype="double-ish"),
+        TypeError,
+        "dtype must be float64 or float32, got 'double-ish'.",
+    ),
+    (
+        lambda: Linear(3, 2, init="he"),
+        ValueError,
+        "init must be one of ('seed', 'xavier'), got 'he'.",
+    ),
+    (
+        lambda: Linear(3, 2, rng="seed"),
+        TypeError,
+        "rng must be None, an int seed, a np.random.RandomState or a np.random.Generator, "
+        "got 'seed'.",
+    ),
     (lambda: Linear(3, 2, rng=1.5), TypeError, "rng must be None, an int seed"),
-    (lambda: Activation(sigmoid, "d_sigmoid"), TypeError,
-     "activation and d_activation must be callables"),
+    (
+        lambda: Activation(sigmoid, "d_sigmoid"),
+        TypeError,
+        "activation and d_activation must be callables",
+    ),
 ]
 
 
-@pytest.mark.parametrize("call, error, message", BAD_CONSTRUCTORS,
-                         ids=[message for _, _, message in BAD_CONSTRUCTORS])
+@pytest.mark.parametrize(
+    "call, error, message", BAD_CONSTRUCTORS, ids=[message for _, _, message in BAD_CONSTRUCTORS]
+)
 def test_bad_constructor_arguments(call, error, message):
     # Catches invalid layer arguments surviving construction, or rejected without the values.
     # Each must also fail before any weight is drawn from the global NumPy state.
@@ -200,10 +305,16 @@ def test_bad_constructor_arguments(call, error, message):
 
 def test_backward_before_forward():
     # Catches backward_prop on a missing input failing obscurely instead of naming the call order.
-    for layer in (Linear(3, 2), Linear(3, 2, backend="scipy"), Convolution((1, 5, 5), 3, 2),
-                  Activation(sigmoid, d_sigmoid)):
-        with pytest.raises(RuntimeError, match=text(
-                f"backward_prop of layer {layer!r} was called before forward_prop.")):
+    for layer in (
+        Linear(3, 2),
+        Linear(3, 2, backend="scipy"),
+        Convolution((1, 5, 5), 3, 2),
+        Activation(sigmoid, d_sigmoid),
+    ):
+        with pytest.raises(
+            RuntimeError,
+            match=text(f"backward_prop of layer {layer!r} was called before forward_prop."),
+        ):
             layer.backward_prop(np.ones((2, 1)), 0.1)
 
 
@@ -213,13 +324,24 @@ def test_backward_before_forward():
 
 def xor_net(backend, seed=0):
     np.random.seed(seed)
-    return Network([Linear(2, 3), Activation(sigmoid, d_sigmoid), Linear(3, 1),
-                    Activation(sigmoid, d_sigmoid)], backend=backend)
+    return Network(
+        [
+            Linear(2, 3),
+            Activation(sigmoid, d_sigmoid),
+            Linear(3, 1),
+            Activation(sigmoid, d_sigmoid),
+        ],
+        backend=backend,
+    )
 
 
 def params(net):
-    return [getattr(layer, k) for layer in net.layers for k in ("weights", "biases")
-            if hasattr(layer, k)]
+    return [
+        getattr(layer, k)
+        for layer in net.layers
+        for k in ("weights", "biases")
+        if hasattr(layer, k)
+    ]
 
 
 def own_mse(predicted, actual):  # a user's loss: forces the per-layer path on numba
@@ -241,14 +363,14 @@ def test_nan_input_stops_training_before_its_update(path):
         net.train(x, XOR_Y, loss, d_loss, 3, 0.1, verbose=False)
     snapshot = xor_net(backend)
     snapshot.train(x[:2], XOR_Y[:2], loss, d_loss, 1, 0.1, verbose=False)
-    for a, b in zip(params(net), params(snapshot)):
+    for a, b in zip(params(net), params(snapshot), strict=True):
         np.testing.assert_array_equal(a, b, err_msg="weights differ from those after sample 1")
 
     x[0, 0, 0] = np.nan  # the very first sample: nothing may change
     net, initial = xor_net(backend), xor_net(backend)
     with pytest.raises(FloatingPointError, match=text("Epoch 1, sample 0: the loss is")):
         net.train(x, XOR_Y, loss, d_loss, 1, 0.1, verbose=False)
-    for a, b in zip(params(net), params(initial)):
+    for a, b in zip(params(net), params(initial), strict=True):
         np.testing.assert_array_equal(a, b, err_msg="weights changed before the first update")
 
 
@@ -265,14 +387,15 @@ def test_divergence_stops_training_in_later_epoch(path):
 
     net = linear_net()
     with np.errstate(all="ignore"):  # the reference path's NumPy warns on the overflow
-        with pytest.raises(FloatingPointError, match=text(
-                "Epoch 2, sample 2: the loss is")) as info:
+        with pytest.raises(
+            FloatingPointError, match=text("Epoch 2, sample 2: the loss is")
+        ) as info:
             net.train(XOR_X, XOR_Y, loss, d_loss, 10, 2.0, verbose=False)
         assert "before this sample's update" in str(info.value)
         snapshot = linear_net()
         snapshot.train(XOR_X, XOR_Y, loss, d_loss, 1, 2.0, verbose=False)
         snapshot.train(XOR_X[:2], XOR_Y[:2], loss, d_loss, 1, 2.0, verbose=False)
-    for a, b in zip(params(net), params(snapshot)):
+    for a, b in zip(params(net), params(snapshot), strict=True):
         np.testing.assert_array_equal(a, b, err_msg="weights differ from those after sample 1")
 
 
@@ -281,27 +404,36 @@ def test_train_data_length_mismatch(backend):
     # Catches zip() silently dropping the unmatched samples of data_x or data_y.
     net = xor_net(backend)
     before = copy.deepcopy(params(net))
-    with pytest.raises(ValueError, match=text(
-            "train got 4 inputs (data_x) but 3 targets (data_y); they must pair up one to one.")):
+    with pytest.raises(
+        ValueError,
+        match=text(
+            "train got 4 inputs (data_x) but 3 targets (data_y); they must pair up one to one."
+        ),
+    ):
         net.train(XOR_X, XOR_Y[:3], mse, d_mse, 1, 0.1, verbose=False)
-    for a, b in zip(params(net), before):
+    for a, b in zip(params(net), before, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("epochs", [-1, 1.5, "2", True])
 def test_train_bad_epochs(epochs):
     # Catches range() errors or a silent no-op for a nonsensical epoch count.
-    with pytest.raises(ValueError, match=text(
-            f"epochs must be a non-negative integer, got {epochs!r}.")):
+    with pytest.raises(
+        ValueError, match=text(f"epochs must be a non-negative integer, got {epochs!r}.")
+    ):
         xor_net("numba").train(XOR_X, XOR_Y, mse, d_mse, epochs, 0.1, verbose=False)
 
 
 def test_train_wrong_sample_shape_names_layer():
     # Catches the compiled path hiding a data shape error that the first layer must name.
     net = xor_net("numba")
-    with pytest.raises(ValueError, match=text(
+    with pytest.raises(
+        ValueError,
+        match=text(
             "Input of layer Linear(2, 3) is incompatible with the layer: expected shape (2, 1), "
-            "but received input with shape (3, 1)")):
+            "but received input with shape (3, 1)"
+        ),
+    ):
         net.train(np.ones((4, 3, 1)), XOR_Y, mse, d_mse, 1, 0.1, verbose=False)
 
 
@@ -311,12 +443,14 @@ def test_user_activation_rejects_wrong_d_output_shape(backend):
     # "input gradient" that the layer below would then reject far from the cause.
     layer = Activation(np.tanh, lambda v: 1 - np.tanh(v) ** 2, backend=backend)
     layer.forward_prop(np.zeros((4, 1)))
-    with pytest.raises(ValueError, match=re.escape(
-            "expected shape (4, 1), but received d_output with shape (4, 4).")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape("expected shape (4, 1), but received d_output with shape (4, 4)."),
+    ):
         layer.backward_prop(np.zeros((4, 4)), 0.1)
 
 
 def test_reshape_rejects_text():
     # Catches strings passing through Reshape into a Linear layer's TypeError, one layer late.
-    with pytest.raises(TypeError, match="Input of layer Reshape.*must be numeric"):
+    with pytest.raises(TypeError, match=r"Input of layer Reshape.*must be numeric"):
         Reshape((2,), (2, 1)).forward_prop(np.array(["a", "b"]))

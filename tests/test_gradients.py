@@ -7,8 +7,17 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from fastcnn import (Activation, Convolution, Linear, Network, Reshape, d_mse, d_sigmoid, mse,
-                     sigmoid)
+from fastcnn import (
+    Activation,
+    Convolution,
+    Linear,
+    Network,
+    Reshape,
+    d_mse,
+    d_sigmoid,
+    mse,
+    sigmoid,
+)
 
 from .conftest import FD, FD_STEP, conv_shapes, seeds
 
@@ -45,20 +54,26 @@ def parameter_names(layer):
 def check_layer(layer, x, g):
     """d_input from backward_prop(g, 0.0), parameter gradients from one SGD step on a copy, both
     against central differences of L = sum(forward_prop(x) * g)."""
+
     def loss():
         return float(np.sum(layer.forward_prop(x) * g))
 
     layer.forward_prop(x)
     d_input = layer.backward_prop(g, 0.0)
-    np.testing.assert_allclose(d_input, numeric_gradient(loss, x), **FD,
-                               err_msg=f"[d_input] of {layer!r}")
+    np.testing.assert_allclose(
+        d_input, numeric_gradient(loss, x), **FD, err_msg=f"[d_input] of {layer!r}"
+    )
     for name in parameter_names(layer):
         stepped = copy.deepcopy(layer)
         stepped.forward_prop(x)
         stepped.backward_prop(g, RATE)
         analytic = (getattr(layer, name) - getattr(stepped, name)) / RATE
-        np.testing.assert_allclose(analytic, numeric_gradient(loss, getattr(layer, name)), **FD,
-                                   err_msg=f"[{name}] of {layer!r}")
+        np.testing.assert_allclose(
+            analytic,
+            numeric_gradient(loss, getattr(layer, name)),
+            **FD,
+            err_msg=f"[{name}] of {layer!r}",
+        )
 
 
 # Small shapes: each parameter costs two forward passes (the scipy path: ~100 us each).
@@ -82,10 +97,12 @@ def test_linear_gradients(backend, shape, seed):
 def test_convolution_gradients(backend, shape, seed):
     # Catches a wrong Convolution gradient: unflipped filter, swapped operands, a lost depth term.
     rng = np.random.default_rng(seed)
-    layer = Convolution((shape.depth, shape.height, shape.width), shape.size, shape.count,
-                        backend=backend, rng=seed)
-    check_layer(layer, rng.uniform(0, 1, layer.input_shape),
-                rng.standard_normal(layer.output_shape))
+    layer = Convolution(
+        (shape.depth, shape.height, shape.width), shape.size, shape.count, backend=backend, rng=seed
+    )
+    check_layer(
+        layer, rng.uniform(0, 1, layer.input_shape), rng.standard_normal(layer.output_shape)
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -109,8 +126,13 @@ def test_reshape_gradients(shape, seed):
 
 
 def small_net(backend):
-    layers = [Convolution((2, 6, 5), 3, 2, rng=0), Activation(sigmoid, d_sigmoid),
-              Reshape((2, 4, 3), (24, 1)), Linear(24, 3, rng=1), Activation(sigmoid, d_sigmoid)]
+    layers = [
+        Convolution((2, 6, 5), 3, 2, rng=0),
+        Activation(sigmoid, d_sigmoid),
+        Reshape((2, 4, 3), (24, 1)),
+        Linear(24, 3, rng=1),
+        Activation(sigmoid, d_sigmoid),
+    ]
     return Network(layers, backend=backend)
 
 
@@ -134,8 +156,12 @@ def test_network_gradients(backend):
 
     stepped = copy.deepcopy(net)
     stepped.train(x[None], y[None], mse, d_mse, 1, RATE, verbose=False)
-    for k, (layer, after) in enumerate(zip(net.layers, stepped.layers)):
+    for k, (layer, after) in enumerate(zip(net.layers, stepped.layers, strict=True)):
         for name in parameter_names(layer):
             analytic = (getattr(layer, name) - getattr(after, name)) / RATE
-            np.testing.assert_allclose(analytic, numeric_gradient(loss, getattr(layer, name)),
-                                       **FD, err_msg=f"[{name}] of layer {k}, {layer!r}")
+            np.testing.assert_allclose(
+                analytic,
+                numeric_gradient(loss, getattr(layer, name)),
+                **FD,
+                err_msg=f"[{name}] of layer {k}, {layer!r}",
+            )

@@ -17,8 +17,9 @@ from fastcnn.images import ImageFileError, load_digit, to_mnist
 CENTRE_TOLERANCE = 0.5 + 1e-9
 
 
-def draw_digit(size=(200, 160), box=(30, 20, 110, 140), ink=0, paper=255, width=12,
-               mode="L") -> Image.Image:
+def draw_digit(
+    size=(200, 160), box=(30, 20, 110, 140), ink=0, paper=255, width=12, mode="L"
+) -> Image.Image:
     """A "4" drawn with thick strokes inside ``box`` = (left, top, right, bottom)."""
     image = Image.new(mode, size, paper)
     draw = ImageDraw.Draw(image)
@@ -43,11 +44,14 @@ def check_mnist_like(x: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("polarity", ["black-on-white", "white-on-black"])
-@pytest.mark.parametrize("size, box", [
-    ((200, 160), (30, 20, 110, 140)),  # large, left of centre
-    ((400, 300), (250, 10, 390, 120)),  # wide canvas, digit in the top-right corner
-    ((40, 60), (5, 30, 25, 55)),  # smaller than the 20x20 box: scaled up
-])
+@pytest.mark.parametrize(
+    "size, box",
+    [
+        ((200, 160), (30, 20, 110, 140)),  # large, left of centre
+        ((400, 300), (250, 10, 390, 120)),  # wide canvas, digit in the top-right corner
+        ((40, 60), (5, 30, 25, 55)),  # smaller than the 20x20 box: scaled up
+    ],
+)
 def test_load_digit_mnist_format(tmp_path: Path, polarity: str, size, box) -> None:
     # Catches a missing inversion (black ink read as background), no crop or an uncentred paste
     # (an off-centre digit stays off-centre), and a scale that ignores the 20x20 box.
@@ -62,8 +66,9 @@ def test_polarity_does_not_matter(tmp_path: Path) -> None:
     # Catches an inversion decided per pixel or a background level that depends on polarity.
     draw_digit(ink=0, paper=255).save(tmp_path / "dark.png")
     draw_digit(ink=255, paper=0).save(tmp_path / "light.png")
-    np.testing.assert_allclose(load_digit(tmp_path / "dark.png"),
-                               load_digit(tmp_path / "light.png"), atol=1e-12)
+    np.testing.assert_allclose(
+        load_digit(tmp_path / "dark.png"), load_digit(tmp_path / "light.png"), atol=1e-12
+    )
 
 
 def test_aspect_ratio_kept() -> None:
@@ -152,8 +157,11 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_to_mnist_rejects_non_2d() -> None:
     # Catches an RGB array taken as a stack of rows (garbage in, a confident digit out).
-    with pytest.raises(ValueError, match=r"expected a 2-D greyscale image, got an array of shape "
-                                         r"\(10, 10, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"expected a 2-D greyscale image, got an array of shape "
+        r"\(10, 10, 3\)",
+    ):
         to_mnist(np.zeros((10, 10, 3)))
 
 

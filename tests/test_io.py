@@ -7,15 +7,14 @@ import json
 import os
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 
 import fastcnn
-from fastcnn import Activation, Linear, Network, Reshape, d_sigmoid, sigmoid
-from fastcnn import io
+from fastcnn import Activation, Linear, Network, Reshape, d_sigmoid, io, sigmoid
 from fastcnn.io import ModelFileError
 from fastcnn.models import mnist_cnn
 
@@ -30,8 +29,10 @@ def d_relu(x):
 
 def read_members(path: Path) -> dict[str, np.ndarray]:
     with zipfile.ZipFile(path) as archive:
-        return {name[:-4]: np.lib.format.read_array(archive.open(name), allow_pickle=False)
-                for name in archive.namelist()}
+        return {
+            name[:-4]: np.lib.format.read_array(archive.open(name), allow_pickle=False)
+            for name in archive.namelist()
+        }
 
 
 def architecture(arrays: dict) -> dict:
@@ -43,8 +44,12 @@ def with_architecture(arrays: dict, doc: dict) -> dict:
 
 
 def params(network: Network) -> list[tuple[str, np.ndarray]]:
-    return [(f"{i}.{name}", getattr(layer, name)) for i, layer in enumerate(network.layers)
-            for name in ("filters", "weights", "biases") if hasattr(layer, name)]
+    return [
+        (f"{i}.{name}", getattr(layer, name))
+        for i, layer in enumerate(network.layers)
+        for name in ("filters", "weights", "biases")
+        if hasattr(layer, name)
+    ]
 
 
 @pytest.fixture
@@ -66,8 +71,9 @@ def test_round_trip_exact(tmp_path: Path, dtype, backend: str) -> None:
     # (it would shift every later np.random draw of the user's notebook).
     network = mnist_cnn(rng=1, dtype=dtype, backend=backend)
     x = np.random.RandomState(2).rand(1, 28, 28)
-    network.train([x], [np.eye(10)[3].reshape(10, 1)], fastcnn.mse, fastcnn.d_mse, 1, 0.1,
-                  verbose=False)  # trained values, not just fresh draws
+    network.train(
+        [x], [np.eye(10)[3].reshape(10, 1)], fastcnn.mse, fastcnn.d_mse, 1, 0.1, verbose=False
+    )  # trained values, not just fresh draws
     path = tmp_path / "model.npz"
     network.save(path)
     state = np.random.get_state()
@@ -85,8 +91,15 @@ def test_round_trip_exact(tmp_path: Path, dtype, backend: str) -> None:
 def test_round_trip_small_network(tmp_path: Path) -> None:
     # Catches a loader that only knows the MNIST layout: the seed's XOR network has no
     # convolution and no reshape.
-    network = Network([Linear(2, 3, rng=0), Activation(sigmoid, d_sigmoid), Linear(3, 1, rng=1),
-                       Activation(sigmoid, d_sigmoid), Reshape((1, 1), (1,))])
+    network = Network(
+        [
+            Linear(2, 3, rng=0),
+            Activation(sigmoid, d_sigmoid),
+            Linear(3, 1, rng=1),
+            Activation(sigmoid, d_sigmoid),
+            Reshape((1, 1), (1,)),
+        ]
+    )
     io.save(network, tmp_path / "xor.npz")
     loaded = io.load(tmp_path / "xor.npz")
     x = np.array([[1.0], [0.0]])
@@ -99,12 +112,25 @@ def test_saved_file_is_plain_npz(saved: Path) -> None:
     # tools reading the file with np.load rely on.
     with np.load(saved, allow_pickle=False) as archive:
         assert sorted(archive.files) == sorted(
-            [io.ARCHITECTURE, "layer0.filters", "layer0.biases", "layer3.weights",
-             "layer3.biases", "layer5.weights", "layer5.biases"])
+            [
+                io.ARCHITECTURE,
+                "layer0.filters",
+                "layer0.biases",
+                "layer3.weights",
+                "layer3.biases",
+                "layer5.weights",
+                "layer5.biases",
+            ]
+        )
         doc = json.loads(archive[io.ARCHITECTURE].tobytes())
     assert doc["format"] == "fastcnn-model" and doc["version"] == 1
-    assert doc["layers"][3] == {"type": "Linear", "input_size": 3380, "output_size": 100,
-                                "dtype": "float64", "backend": "numba"}
+    assert doc["layers"][3] == {
+        "type": "Linear",
+        "input_size": 3380,
+        "output_size": 100,
+        "dtype": "float64",
+        "backend": "numba",
+    }
     assert doc["layers"][1] == {"type": "Activation", "activation": "sigmoid", "backend": "numba"}
 
 
@@ -116,9 +142,13 @@ def test_save_rejects_user_activation(tmp_path: Path) -> None:
     # Catches a user-defined activation saved as "sigmoid" (silently wrong predictions after load)
     # or pickled (code in a model file).
     network = Network([Linear(2, 3, rng=0), Activation(relu, d_relu)])
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
             "Cannot save layer 1 (Activation(relu, d_relu)): a model file can hold only "
-            "Activation(sigmoid, d_sigmoid).")):
+            "Activation(sigmoid, d_sigmoid)."
+        ),
+    ):
         io.save(network, tmp_path / "m.npz")
     assert list(tmp_path.iterdir()) == []
 
@@ -129,8 +159,11 @@ def test_save_rejects_unknown_layer_type(tmp_path: Path) -> None:
         pass
 
     network = Network([Scaled(2, 3, rng=0)])
-    with pytest.raises(ValueError, match=r"Cannot save layer 0 \(Linear\(2, 3\)\): model files "
-                                         r"hold only the layer types .*not Scaled\."):
+    with pytest.raises(
+        ValueError,
+        match=r"Cannot save layer 0 \(Linear\(2, 3\)\): model files "
+        r"hold only the layer types .*not Scaled\.",
+    ):
         io.save(network, tmp_path / "m.npz")
 
 
@@ -138,8 +171,12 @@ def test_save_rejects_parameter_of_wrong_shape(tmp_path: Path) -> None:
     # Catches a file that save writes but load would refuse (weights replaced by hand).
     network = Network([Linear(2, 3, rng=0)])
     network.layers[0].weights = np.zeros((3, 4))
-    with pytest.raises(ValueError, match=re.escape(
-            "Cannot save layer 0 (Linear(2, 3)): weights has shape (3, 4), expected (3, 2).")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "Cannot save layer 0 (Linear(2, 3)): weights has shape (3, 4), expected (3, 2)."
+        ),
+    ):
         io.save(network, tmp_path / "m.npz")
 
 
@@ -152,6 +189,7 @@ def _rewrite(change: Callable[[dict], dict]) -> Callable[[Path], None]:
         arrays = change(read_members(path))
         path.unlink()
         np.savez(path, **arrays)
+
     return mutate
 
 
@@ -160,13 +198,15 @@ def _edit_architecture(edit: Callable[[dict], None]) -> Callable[[Path], None]:
         doc = architecture(arrays)
         edit(doc)
         return with_architecture(arrays, doc)
+
     return _rewrite(change)
 
 
 def _truncate(fraction: float) -> Callable[[Path], None]:
     def mutate(path: Path) -> None:
         data = path.read_bytes()
-        path.write_bytes(data[:int(len(data) * fraction)])
+        path.write_bytes(data[: int(len(data) * fraction)])
+
     return mutate
 
 
@@ -174,7 +214,7 @@ def _scribble(path: Path) -> None:
     # random bytes over the middle of layer3.weights' data: the zip structure stays intact
     data = bytearray(path.read_bytes())
     start = len(data) // 3
-    data[start:start + 64] = np.random.default_rng(0).bytes(64)
+    data[start : start + 64] = np.random.default_rng(0).bytes(64)
     path.write_bytes(bytes(data))
 
 
@@ -196,7 +236,8 @@ def _forged_header(path: Path) -> None:
             with archive.open(name + ".npy", "w") as f:
                 if name == "layer3.weights":
                     np.lib.format.write_array_header_1_0(
-                        f, {"descr": "<f8", "fortran_order": False, "shape": (10 ** 12,)})
+                        f, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)}
+                    )
                 else:
                     np.lib.format.write_array(f, array)
 
@@ -204,68 +245,106 @@ def _forged_header(path: Path) -> None:
 def _set(key, value, layer=None):
     def edit(doc):
         (doc["layers"][layer] if layer is not None else doc)[key] = value
+
     return edit
 
 
 def _drop(key, layer):
     def edit(doc):
         del doc["layers"][layer][key]
+
     return edit
 
 
 BAD_FILES = {
     # name: (how to damage a saved MNIST model, the message after "<path>: ")
-    "truncated": (_truncate(0.5), "truncated or corrupt model file (the zip archive cannot be "
-                                  "read: "),
+    "truncated": (
+        _truncate(0.5),
+        "truncated or corrupt model file (the zip archive cannot be read: ",
+    ),
     "truncated-to-header": (_truncate(0.0005), "truncated or corrupt model file"),
     "empty": (_truncate(0.0), "not a fastcnn model file (a .npz zip archive); it is an empty file"),
-    "random-bytes": (_random_file, "not a fastcnn model file (a .npz zip archive); it is a file "
-                                   "starting with"),
-    "corrupt-data": (_scribble, "layer 3 (Linear(3380, 100)): weights is truncated or corrupt "
-                                "(Bad CRC-32"),
-    "npy-not-npz": (_npy_file,
-                    "not a fastcnn model file (a .npz zip archive); it is a single .npy array"),
-    "shape": (_rewrite(lambda a: {**a, "layer3.weights": np.zeros((100, 3381))}),
-              "layer 3 (Linear(3380, 100)): weights has shape (100, 3381), expected (100, 3380)."),
-    "dtype": (_rewrite(lambda a: {**a, "layer5.biases": a["layer5.biases"].astype(np.float32)}),
-              "layer 5 (Linear(100, 10)): biases has dtype float32, expected float64."),
-    "int-dtype": (_rewrite(lambda a: {**a, "layer0.filters": np.zeros((5, 1, 3, 3), int)}),
-                  "layer 0 (Convolution((1, 28, 28), 3, 5)): filters has dtype int64, expected "
-                  "float64."),
-    "forged-header": (_forged_header, "layer 3 (Linear(3380, 100)): weights has shape "
-                                      "(1000000000000,), expected (100, 3380)."),
-    "missing-member": (_rewrite(lambda a: {k: v for k, v in a.items() if k != "layer5.biases"}),
-                       "missing member 'layer5.biases', which the architecture requires"),
-    "unknown-member": (_rewrite(lambda a: {**a, "run_me": np.zeros(1)}),
-                       "unknown member 'run_me'; the architecture has no such parameter."),
-    "no-architecture": (_rewrite(lambda a: {"weights": np.zeros(3)}),
-                        "not a fastcnn model file: it has no 'architecture.json' member "
-                        "(members: weights)."),
-    "not-json": (_rewrite(lambda a: {**a, io.ARCHITECTURE: np.frombuffer(b"{oops", np.uint8)}),
-                 "architecture.json is not valid UTF-8 JSON"),
-    "wrong-format": (_edit_architecture(_set("format", "keras")),
-                     "not a fastcnn model file: architecture.json lacks \"format\": "
-                     "\"fastcnn-model\"."),
-    "newer-version": (_edit_architecture(_set("version", 2)),
-                      "model format version 2, but this fastcnn reads version 1; upgrade "
-                      "fastcnn to read it."),
-    "unknown-layer-type": (_edit_architecture(_set("type", "Lambda", layer=1)),
-                           "layer 1: unknown layer type 'Lambda'; a model file may hold only "
-                           "Convolution, Linear, Activation, Reshape."),
-    "other-activation": (_edit_architecture(_set("activation", "relu", layer=4)),
-                         "layer 4 (Activation): activation must be \"sigmoid\""),
-    "missing-field": (_edit_architecture(_drop("output_size", layer=5)),
-                      "layer 5 (Linear): missing field 'output_size'."),
-    "unknown-field": (_edit_architecture(_set("code", "import os", layer=3)),
-                      "layer 3 (Linear): unknown field 'code'."),
-    "bad-backend": (_edit_architecture(_set("backend", "cuda", layer=0)),
-                    "layer 0 (Convolution): backend must be one of ('numba', 'scipy'), found "
-                    "'cuda'."),
-    "bad-size": (_edit_architecture(_set("input_size", -3, layer=3)),
-                 "layer 3 (Linear): input_size must be a positive integer, found -3."),
-    "filter-too-big": (_edit_architecture(_set("filter_size", 29, layer=0)),
-                       "layer 0 (Convolution): filter_size 29 is larger than the input image "
-                       "28x28."),
+    "random-bytes": (
+        _random_file,
+        "not a fastcnn model file (a .npz zip archive); it is a file starting with",
+    ),
+    "corrupt-data": (
+        _scribble,
+        "layer 3 (Linear(3380, 100)): weights is truncated or corrupt (Bad CRC-32",
+    ),
+    "npy-not-npz": (
+        _npy_file,
+        "not a fastcnn model file (a .npz zip archive); it is a single .npy array",
+    ),
+    "shape": (
+        _rewrite(lambda a: {**a, "layer3.weights": np.zeros((100, 3381))}),
+        "layer 3 (Linear(3380, 100)): weights has shape (100, 3381), expected (100, 3380).",
+    ),
+    "dtype": (
+        _rewrite(lambda a: {**a, "layer5.biases": a["layer5.biases"].astype(np.float32)}),
+        "layer 5 (Linear(100, 10)): biases has dtype float32, expected float64.",
+    ),
+    "int-dtype": (
+        _rewrite(lambda a: {**a, "layer0.filters": np.zeros((5, 1, 3, 3), int)}),
+        "layer 0 (Convolution((1, 28, 28), 3, 5)): filters has dtype int64, expected float64.",
+    ),
+    "forged-header": (
+        _forged_header,
+        "layer 3 (Linear(3380, 100)): weights has shape (1000000000000,), expected (100, 3380).",
+    ),
+    "missing-member": (
+        _rewrite(lambda a: {k: v for k, v in a.items() if k != "layer5.biases"}),
+        "missing member 'layer5.biases', which the architecture requires",
+    ),
+    "unknown-member": (
+        _rewrite(lambda a: {**a, "run_me": np.zeros(1)}),
+        "unknown member 'run_me'; the architecture has no such parameter.",
+    ),
+    "no-architecture": (
+        _rewrite(lambda a: {"weights": np.zeros(3)}),
+        "not a fastcnn model file: it has no 'architecture.json' member (members: weights).",
+    ),
+    "not-json": (
+        _rewrite(lambda a: {**a, io.ARCHITECTURE: np.frombuffer(b"{oops", np.uint8)}),
+        "architecture.json is not valid UTF-8 JSON",
+    ),
+    "wrong-format": (
+        _edit_architecture(_set("format", "keras")),
+        'not a fastcnn model file: architecture.json lacks "format": "fastcnn-model".',
+    ),
+    "newer-version": (
+        _edit_architecture(_set("version", 2)),
+        "model format version 2, but this fastcnn reads version 1; upgrade fastcnn to read it.",
+    ),
+    "unknown-layer-type": (
+        _edit_architecture(_set("type", "Lambda", layer=1)),
+        "layer 1: unknown layer type 'Lambda'; a model file may hold only "
+        "Convolution, Linear, Activation, Reshape.",
+    ),
+    "other-activation": (
+        _edit_architecture(_set("activation", "relu", layer=4)),
+        'layer 4 (Activation): activation must be "sigmoid"',
+    ),
+    "missing-field": (
+        _edit_architecture(_drop("output_size", layer=5)),
+        "layer 5 (Linear): missing field 'output_size'.",
+    ),
+    "unknown-field": (
+        _edit_architecture(_set("code", "import os", layer=3)),
+        "layer 3 (Linear): unknown field 'code'.",
+    ),
+    "bad-backend": (
+        _edit_architecture(_set("backend", "cuda", layer=0)),
+        "layer 0 (Convolution): backend must be one of ('numba', 'scipy'), found 'cuda'.",
+    ),
+    "bad-size": (
+        _edit_architecture(_set("input_size", -3, layer=3)),
+        "layer 3 (Linear): input_size must be a positive integer, found -3.",
+    ),
+    "filter-too-big": (
+        _edit_architecture(_set("filter_size", 29, layer=0)),
+        "layer 0 (Convolution): filter_size 29 is larger than the input image 28x28.",
+    ),
 }
 
 
@@ -294,8 +373,12 @@ def test_load_never_unpickles(tmp_path: Path, saved: Path) -> None:
     arrays["layer3.weights"] = np.array([Payload()], dtype=object)
     saved.unlink()
     np.savez(saved, **arrays)
-    with pytest.raises(ModelFileError, match=re.escape(
-            f"{saved}: layer 3 (Linear(3380, 100)): weights holds Python objects (pickled data)")):
+    with pytest.raises(
+        ModelFileError,
+        match=re.escape(
+            f"{saved}: layer 3 (Linear(3380, 100)): weights holds Python objects (pickled data)"
+        ),
+    ):
         io.load(saved)
     assert not marker.exists()
 

@@ -36,8 +36,12 @@ def test_cache_writes_exclude_everyone_and_reads_exclude_writers(tmp_path):
 
     _jit._locked(save, lock, fcntl.LOCK_EX)()
     _jit._locked(load, lock, fcntl.LOCK_SH)()
-    assert seen == {"save: other reader": False, "save: other writer": False,
-                    "load: other reader": True, "load: other writer": False}
+    assert seen == {
+        "save: other reader": False,
+        "save: other writer": False,
+        "load: other reader": True,
+        "load: other writer": False,
+    }
     assert _try_lock(lock, fcntl.LOCK_EX)  # released afterwards
 
 

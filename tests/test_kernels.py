@@ -35,7 +35,7 @@ def test_kernel_matches_reference(op, dtype, shape):
         expected = [np.array(a) for a in reference()]
         got = [np.array(a) for a in kernel()]
         assert len(got) == len(expected) == len(names)
-        for name, e, g in zip(names, expected, got):
+        for name, e, g in zip(names, expected, got, strict=True):
             where = f"{op} [{name}], call {round_}, shape {shape}, {np.dtype(dtype).name}"
             assert g.dtype == e.dtype == dtype, f"{where}: dtype {g.dtype} vs reference {e.dtype}"
             assert g.shape == e.shape, f"{where}: shape {g.shape} vs reference {e.shape}"
@@ -118,8 +118,9 @@ def test_layer_kernels_ignore_out_contents(dtype, shape, seed):
     np.testing.assert_allclose(out, np.dot(weights, v) + b, **tol, err_msg="dense_forward [out]")
     dv, gm = np.full_like(v, np.nan), rng.standard_normal((m, 1)).astype(dtype)
     dense.dense_backward_sgd(weights.copy(), b.copy(), v, gm, dtype(0.1), dv)
-    np.testing.assert_allclose(dv, np.dot(weights.T, gm), **tol,
-                               err_msg="dense_backward_sgd [d_input]")
+    np.testing.assert_allclose(
+        dv, np.dot(weights.T, gm), **tol, err_msg="dense_backward_sgd [d_input]"
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

@@ -21,8 +21,11 @@ def d_tanh(x):
 
 def params(layer):
     """The layer's public arrays other than its cached input: what SGD may update."""
-    return {k: v for k, v in vars(layer).items()
-            if isinstance(v, np.ndarray) and not k.startswith("_") and k != "input"}
+    return {
+        k: v
+        for k, v in vars(layer).items()
+        if isinstance(v, np.ndarray) and not k.startswith("_") and k != "input"
+    }
 
 
 def compare(fast, slow, x, g, dtype, rate=RATE):
@@ -30,8 +33,11 @@ def compare(fast, slow, x, g, dtype, rate=RATE):
     parameter agree, each labelled."""
     tol = tolerance(dtype)
     for name in params(slow):
-        np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name),
-                                      err_msg=f"initial {name} differ between backends")
+        np.testing.assert_array_equal(
+            getattr(fast, name),
+            getattr(slow, name),
+            err_msg=f"initial {name} differ between backends",
+        )
     out_fast, out_slow = fast.forward_prop(x), slow.forward_prop(x)
     checks = [("forward", out_fast, out_slow)]
     d_fast, d_slow = fast.backward_prop(g, rate), slow.backward_prop(g, rate)
@@ -79,8 +85,9 @@ def test_sigmoid_backends_agree(dtype, shape, seed):
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal((shape.count, shape.height, shape.width)) * 6).astype(dtype)
     g = rng.standard_normal(x.shape).astype(dtype)
-    compare(Activation(sigmoid, d_sigmoid), Activation(sigmoid, d_sigmoid, backend="scipy"),
-            x, g, dtype)
+    compare(
+        Activation(sigmoid, d_sigmoid), Activation(sigmoid, d_sigmoid, backend="scipy"), x, g, dtype
+    )
 
 
 @given(shape=conv_shapes(), seed=seeds)
@@ -103,12 +110,18 @@ CONTRACT = [
     ("Linear(3, 2, backend='scipy')", "Linear(3, 2, backend='scipy')", (3, 1)),
     ("Linear(4, 3, dtype=np.float32)", "Linear(4, 3, dtype='float32')", (4, 1)),
     ("Convolution((1, 28, 28), 3, 5)", "Convolution((1, 28, 28), 3, 5)", (1, 28, 28)),
-    ("Convolution((2, 5, 6), 3, 4, backend='scipy', dtype='float32')",
-     "Convolution((2, 5, 6), 3, 4, backend='scipy', dtype='float32')", (2, 5, 6)),
+    (
+        "Convolution((2, 5, 6), 3, 4, backend='scipy', dtype='float32')",
+        "Convolution((2, 5, 6), 3, 4, backend='scipy', dtype='float32')",
+        (2, 5, 6),
+    ),
     ("Convolution([2, 4, 4], 4, 1)", "Convolution((2, 4, 4), 4, 1)", (2, 4, 4)),
     ("Activation(sigmoid, d_sigmoid)", "Activation(sigmoid, d_sigmoid)", (5, 1)),
-    ("Activation(sigmoid, d_sigmoid, backend='scipy')",
-     "Activation(sigmoid, d_sigmoid, backend='scipy')", (2, 3, 3)),
+    (
+        "Activation(sigmoid, d_sigmoid, backend='scipy')",
+        "Activation(sigmoid, d_sigmoid, backend='scipy')",
+        (2, 3, 3),
+    ),
     ("Activation(tanh, d_tanh)", "Activation(tanh, d_tanh)", (4, 1)),
     ("Reshape((5, 26, 26), (5 * 26 * 26, 1))", "Reshape((5, 26, 26), (3380, 1))", (5, 26, 26)),
 ]
@@ -144,25 +157,39 @@ def test_layer_contract(call, text, input_shape):
     assert d_input.shape == input_shape
     assert d_input.dtype == dtype
     for name, value in before.items():
-        np.testing.assert_array_equal(getattr(layer, name), value,
-                                      err_msg=f"backward_prop(g, rate=0.0) changed {name}")
+        np.testing.assert_array_equal(
+            getattr(layer, name), value, err_msg=f"backward_prop(g, rate=0.0) changed {name}"
+        )
 
     # The same backward on an untouched twin: the caller's write to `out` changed nothing.
     twin = eval(call, {**NAMESPACE})
     for name, value in before.items():
         setattr(twin, name, value.copy())
     twin.forward_prop(x)
-    np.testing.assert_array_equal(d_input, twin.backward_prop(g, 0.0),
-                                  err_msg="writing to forward_prop's output changed d_input")
+    np.testing.assert_array_equal(
+        d_input,
+        twin.backward_prop(g, 0.0),
+        err_msg="writing to forward_prop's output changed d_input",
+    )
 
 
 def test_network_backend_switches_every_layer():
     # Catches Network(layers, backend=...) skipping a layer kind, e.g. Activation.
-    layers = [Convolution((1, 5, 5), 2, 2, rng=0), Activation(sigmoid, d_sigmoid),
-              Reshape((2, 4, 4), (32, 1)), Linear(32, 3, rng=1), Activation(sigmoid, d_sigmoid)]
+    layers = [
+        Convolution((1, 5, 5), 2, 2, rng=0),
+        Activation(sigmoid, d_sigmoid),
+        Reshape((2, 4, 4), (32, 1)),
+        Linear(32, 3, rng=1),
+        Activation(sigmoid, d_sigmoid),
+    ]
     Network(layers, backend="scipy")
-    assert [getattr(layer, "backend", None) for layer in layers] == \
-        ["scipy", "scipy", None, "scipy", "scipy"]
+    assert [getattr(layer, "backend", None) for layer in layers] == [
+        "scipy",
+        "scipy",
+        None,
+        "scipy",
+        "scipy",
+    ]
     Network(layers, backend="numba")
     assert all(getattr(layer, "backend", "numba") == "numba" for layer in layers)
 
@@ -189,9 +216,15 @@ def seed_convolution(input_shape, filter_size, filter_count):
 
 
 def mnist_layers(**kw):
-    return [Convolution((1, 28, 28), 3, 5, **kw), Activation(sigmoid, d_sigmoid),
-            Reshape((5, 26, 26), (5 * 26 * 26, 1)), Linear(5 * 26 * 26, 100, **kw),
-            Activation(sigmoid, d_sigmoid), Linear(100, 10, **kw), Activation(sigmoid, d_sigmoid)]
+    return [
+        Convolution((1, 28, 28), 3, 5, **kw),
+        Activation(sigmoid, d_sigmoid),
+        Reshape((5, 26, 26), (5 * 26 * 26, 1)),
+        Linear(5 * 26 * 26, 100, **kw),
+        Activation(sigmoid, d_sigmoid),
+        Linear(100, 10, **kw),
+        Activation(sigmoid, d_sigmoid),
+    ]
 
 
 def learned(layers):
@@ -203,12 +236,15 @@ def test_global_seed_gives_the_seed_weights(seed):
     # Catches any change to the seed's draws: order, shapes, the `- 0.5`, an extra draw.
     # Under np.random.seed(s) the seed's notebook must start from exactly the same weights.
     np.random.seed(seed)
-    expected = [*seed_convolution((1, 28, 28), 3, 5), *seed_linear(5 * 26 * 26, 100),
-                *seed_linear(100, 10)]
+    expected = [
+        *seed_convolution((1, 28, 28), 3, 5),
+        *seed_linear(5 * 26 * 26, 100),
+        *seed_linear(100, 10),
+    ]
     np.random.seed(seed)
     got = learned(mnist_layers())
     assert len(got) == len(expected)
-    for k, (a, b) in enumerate(zip(got, expected)):
+    for k, (a, b) in enumerate(zip(got, expected, strict=True)):
         assert a.shape == b.shape and a.dtype == np.float64
         np.testing.assert_array_equal(a, b, err_msg=f"parameter {k} differs from the seed's draw")
 
@@ -223,7 +259,7 @@ def test_rng_int_equals_global_seed_and_leaves_global_state():
     state = np.random.get_state()
     got = learned([Linear(6, 4, rng=7), Convolution((2, 5, 5), 3, 2, rng=7)])
     assert len(got) == len(expected) == 4
-    for a, b in zip(got, expected):
+    for a, b in zip(got, expected, strict=True):
         np.testing.assert_array_equal(a, b, err_msg="rng=7 differs from np.random.seed(7)")
     after = np.random.get_state()
     np.testing.assert_array_equal(after[1], state[1], err_msg="global NumPy state was consumed")
@@ -248,9 +284,12 @@ def test_rng_generator_draws_from_it():
 def test_float32_layers_stay_float32(backend):
     # Catches float32 layers storing or returning float64 anywhere in forward, backward or update.
     # Numba promotes float32 * python float to float64; NumPy 2 does not.
-    net = [Convolution((2, 6, 6), 3, 2, dtype=np.float32, rng=0, backend=backend),
-           Activation(sigmoid, d_sigmoid, backend=backend), Reshape((2, 4, 4), (32, 1)),
-           Linear(32, 3, dtype="float32", rng=1, backend=backend)]
+    net = [
+        Convolution((2, 6, 6), 3, 2, dtype=np.float32, rng=0, backend=backend),
+        Activation(sigmoid, d_sigmoid, backend=backend),
+        Reshape((2, 4, 4), (32, 1)),
+        Linear(32, 3, dtype="float32", rng=1, backend=backend),
+    ]
     x = np.random.default_rng(0).uniform(0, 1, (2, 6, 6))  # float64 input, cast at the boundary
     for layer in net:
         x = layer.forward_prop(x)
@@ -290,8 +329,12 @@ def test_user_activation_on_numba_backend():
     np.testing.assert_array_equal(layer.backward_prop(g, RATE), g * (1 - np.tanh(x) ** 2))
 
     def xor_net(backend):
-        layers = [Linear(2, 3, rng=0), Activation(np.tanh, d_tanh), Linear(3, 1, rng=1),
-                  Activation(np.tanh, d_tanh)]
+        layers = [
+            Linear(2, 3, rng=0),
+            Activation(np.tanh, d_tanh),
+            Linear(3, 1, rng=1),
+            Activation(np.tanh, d_tanh),
+        ]
         return Network(layers, backend=backend)
 
     xs = np.reshape([[0, 0], [0, 1], [1, 0], [1, 1]], (4, 2, 1))
@@ -300,7 +343,7 @@ def test_user_activation_on_numba_backend():
     h_fast = fast.train(xs, ys, fastcnn.mse, fastcnn.d_mse, 200, 0.1, verbose=False)
     h_slow = slow.train(xs, ys, fastcnn.mse, fastcnn.d_mse, 200, 0.1, verbose=False)
     np.testing.assert_allclose(h_fast, h_slow, **tolerance(np.float64), err_msg="[loss]")
-    for a, b in zip(learned(fast.layers), learned(slow.layers)):
+    for a, b in zip(learned(fast.layers), learned(slow.layers), strict=True):
         np.testing.assert_allclose(a, b, **tolerance(np.float64), err_msg="[parameters]")
     assert h_fast[-1] < h_fast[0]
 

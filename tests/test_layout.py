@@ -37,8 +37,9 @@ def test_kernels_do_not_import_fastcnn(path):
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
             assert node.level <= 1, f"{rel(path)}:{node.lineno} imports from outside kernels/"
-            assert node.level == 1 or module.split(".")[0] != "fastcnn", \
+            assert node.level == 1 or module.split(".")[0] != "fastcnn", (
                 f"{rel(path)}:{node.lineno} imports from {module}"
+            )
         elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module":
             raise AssertionError(f"{rel(path)}:{node.lineno} imports dynamically")
 
@@ -49,42 +50,63 @@ def _is_jit(decorator):
 
 
 def _is_overload(decorator):
-    return (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Name)
-            and decorator.func.id == "overload")
+    return (
+        isinstance(decorator, ast.Call)
+        and isinstance(decorator.func, ast.Name)
+        and decorator.func.id == "overload"
+    )
 
 
-@pytest.mark.parametrize("path", [p for p in KERNELS if p.name not in ("_jit.py", "__init__.py")],
-                         ids=rel)
+@pytest.mark.parametrize(
+    "path", [p for p in KERNELS if p.name not in ("_jit.py", "__init__.py")], ids=rel
+)
 def test_every_kernel_uses_package_jit(path):
     # Catches a kernel built by bare numba.njit (no stamp, no read-only fallback), or not at all.
     tree = parse(path)
-    imports_jit = any(isinstance(n, ast.ImportFrom) and n.level == 1 and n.module == "_jit"
-                      and any(a.name == "jit" and a.asname is None for a in n.names)
-                      for n in tree.body)
+    imports_jit = any(
+        isinstance(n, ast.ImportFrom)
+        and n.level == 1
+        and n.module == "_jit"
+        and any(a.name == "jit" and a.asname is None for a in n.names)
+        for n in tree.body
+    )
     functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
     # The one exception: a numba.extending.overload hook and the Python function it overloads
     # (`@overload(exp)` teaches Numba what `exp` means in kernels; neither is a kernel itself).
-    hooks = [f for f in functions
-             if len(f.decorator_list) == 1 and _is_overload(f.decorator_list[0])]
+    hooks = [
+        f for f in functions if len(f.decorator_list) == 1 and _is_overload(f.decorator_list[0])
+    ]
     overloaded = {a.id for f in hooks for a in f.decorator_list[0].args if isinstance(a, ast.Name)}
     functions = [f for f in functions if f not in hooks and f.name not in overloaded]
     assert functions, f"{rel(path)} defines no kernel"
     assert imports_jit, f"{rel(path)} does not import `jit` from ._jit"
     for function in functions:
         decorators = function.decorator_list
-        assert len(decorators) == 1 and _is_jit(decorators[0]), \
+        assert len(decorators) == 1 and _is_jit(decorators[0]), (
             f"{rel(path)}:{function.lineno} {function.name} is not decorated with @jit (only)"
-    rebinds = [n for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.FunctionDef))
-               and any(getattr(t, "id", None) == "jit"
-                       for t in getattr(n, "targets", [ast.Name(id=getattr(n, "name", ""))]))]
+        )
+    rebinds = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Assign, ast.FunctionDef))
+        and any(
+            getattr(t, "id", None) == "jit"
+            for t in getattr(n, "targets", [ast.Name(id=getattr(n, "name", ""))])
+        )
+    ]
     assert not rebinds, f"{rel(path)} rebinds the name `jit`"
 
 
 def test_no_fastmath_outside_jit():
     # Catches a hardcoded fastmath= in a kernel; the one sanctioned flag lives in kernels/_jit.py.
     pattern = re.compile(r"fastmath\s*=")
-    offenders = [f"{rel(p)}:{n}" for p in KERNELS if p.name != "_jit.py"
-                 for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    offenders = [
+        f"{rel(p)}:{n}"
+        for p in KERNELS
+        if p.name != "_jit.py"
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert not offenders, f"fastmath= outside kernels/_jit.py: {offenders}"
 
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastcnn import Activation, History, Linear, Network, d_sigmoid, sigmoid
-from fastcnn import plots
+from fastcnn import Activation, History, Linear, Network, d_sigmoid, plots, sigmoid
 from fastcnn.models import mnist_cnn
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -60,26 +59,33 @@ def test_missing_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
     # Catches a bare ModuleNotFoundError, and `train --plot` discovering the missing package only
     # after training (the run's time lost, a model written).
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes the import fail
-    with pytest.raises(ImportError, match=r"^Plotting needs matplotlib: pip install fastcnn\[plot\]$"):
+    with pytest.raises(
+        ImportError, match=r"^Plotting needs matplotlib: pip install fastcnn\[plot\]$"
+    ):
         plots.plot_history([0.1], [], tmp_path / "h.png")
     from fastcnn.cli import main
 
     out = tmp_path / "m.npz"
     assert main(["train", "--data", str(tmp_path), "--out", str(out), "--plot", str(tmp_path)]) == 1
-    assert capsys.readouterr().err == ("fastcnn: error: Plotting needs matplotlib: "
-                                       "pip install fastcnn[plot]\n")
+    assert capsys.readouterr().err == (
+        "fastcnn: error: Plotting needs matplotlib: pip install fastcnn[plot]\n"
+    )
     assert not out.exists()
 
 
 def test_no_pyplot_no_display(tmp_path: Path) -> None:
     # Catches pyplot creeping in: it picks a GUI backend (a window, or an error without a
     # display), keeps every figure alive, and changes the backend of a notebook calling us.
-    code = ("import sys, numpy as np; from fastcnn import plots; "
-            f"plots.plot_confusion(np.eye(10, dtype=int), {str(tmp_path / 'c.png')!r}); "
-            "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "MPLBACKEND")}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=env, timeout=120)
+    code = (
+        "import sys, numpy as np; from fastcnn import plots; "
+        f"plots.plot_confusion(np.eye(10, dtype=int), {str(tmp_path / 'c.png')!r}); "
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'"
+    )
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "MPLBACKEND")
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert is_png(tmp_path / "c.png")

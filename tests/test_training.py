@@ -10,8 +10,17 @@ import numpy as np
 import pytest
 
 import fastcnn
-from fastcnn import (Activation, Convolution, Linear, Network, Reshape, d_mse, d_sigmoid, mse,
-                     sigmoid)
+from fastcnn import (
+    Activation,
+    Convolution,
+    Linear,
+    Network,
+    Reshape,
+    d_mse,
+    d_sigmoid,
+    mse,
+    sigmoid,
+)
 
 EPOCH_LINE = re.compile(r"Epoch (\d+), total loss: (\S+)")
 XOR_X = np.reshape([[0, 0], [0, 1], [1, 0], [1, 1]], (4, 2, 1))
@@ -36,8 +45,12 @@ def mnist_layers(**kw):
 
 def xor_layers():
     """The seed's XOR network (cell 330)."""
-    return [Linear(2, 3), Activation(sigmoid, d_sigmoid), Linear(3, 1),
-            Activation(sigmoid, d_sigmoid)]
+    return [
+        Linear(2, 3),
+        Activation(sigmoid, d_sigmoid),
+        Linear(3, 1),
+        Activation(sigmoid, d_sigmoid),
+    ]
 
 
 def seeded(make, seed=0):
@@ -46,8 +59,12 @@ def seeded(make, seed=0):
 
 
 def parameters(network):
-    return [getattr(layer, name) for layer in network.layers
-            for name in ("filters", "weights", "biases") if hasattr(layer, name)]
+    return [
+        getattr(layer, name)
+        for layer in network.layers
+        for name in ("filters", "weights", "biases")
+        if hasattr(layer, name)
+    ]
 
 
 def assert_same_run(history, other, net, other_net, norm_rtol, rtol, atol, what):
@@ -60,14 +77,19 @@ def assert_same_run(history, other, net, other_net, norm_rtol, rtol, atol, what)
     for a few badly wrong elements, which a norm over 338,000 weights could dilute.
     """
     assert len(history) == len(other)
-    np.testing.assert_allclose(np.asarray(other, float), np.asarray(history, float), rtol=rtol,
-                               err_msg=f"{what}: per-epoch losses")
-    for k, (a, b) in enumerate(zip(parameters(net), parameters(other_net))):
+    np.testing.assert_allclose(
+        np.asarray(other, float),
+        np.asarray(history, float),
+        rtol=rtol,
+        err_msg=f"{what}: per-epoch losses",
+    )
+    for k, (a, b) in enumerate(zip(parameters(net), parameters(other_net), strict=True)):
         a, b = np.asarray(a, float), np.asarray(b, float)
         diff = np.linalg.norm(a - b)
         norm = np.linalg.norm(a)
-        assert diff <= norm_rtol * norm, \
+        assert diff <= norm_rtol * norm, (
             f"{what}: parameter {k} {a.shape}: ||a - b|| = {diff:.3g}, ||a|| = {norm:.3g}"
+        )
         np.testing.assert_allclose(b, a, rtol=rtol, atol=atol, err_msg=f"{what}: parameter {k}")
 
 
@@ -85,8 +107,9 @@ def test_mnist_backends_agree(mnist_sample):
         runs[backend] = history, net
     (h_ref, ref), (h_fast, fast) = runs["scipy"], runs["numba"]
     # Measured: losses equal to 4e-16 relative, parameters to 9e-16 norm-wise after 600 steps.
-    assert_same_run(h_ref, h_fast, ref, fast, norm_rtol=1e-9, rtol=1e-7, atol=1e-10,
-                    what="numba vs scipy")
+    assert_same_run(
+        h_ref, h_fast, ref, fast, norm_rtol=1e-9, rtol=1e-7, atol=1e-10, what="numba vs scipy"
+    )
     assert h_ref[1] < h_ref[0]
 
 
@@ -98,10 +121,19 @@ def test_mnist_per_layer_path_matches_compiled(mnist_sample):
     compiled = Network(seeded(mnist_layers))
     per_layer = Network(seeded(mnist_layers))
     h_compiled = compiled.train(x, y, mse, d_mse, 1, 0.1, verbose=False)
-    h_layers = per_layer.train(x, y, lambda p, a: mse(p, a), lambda p, a: d_mse(p, a), 1, 0.1,
-                               verbose=False)
-    assert_same_run(h_layers, h_compiled, per_layer, compiled, norm_rtol=1e-9, rtol=1e-7,
-                    atol=1e-10, what="compiled vs per-layer")
+    h_layers = per_layer.train(
+        x, y, lambda p, a: mse(p, a), lambda p, a: d_mse(p, a), 1, 0.1, verbose=False
+    )
+    assert_same_run(
+        h_layers,
+        h_compiled,
+        per_layer,
+        compiled,
+        norm_rtol=1e-9,
+        rtol=1e-7,
+        atol=1e-10,
+        what="compiled vs per-layer",
+    )
 
 
 @pytest.mark.mnist
@@ -110,14 +142,15 @@ def test_mnist_float32_tracks_float64(mnist_sample):
     x, y = mnist_sample
     runs = {}
     for dtype in (np.float64, np.float32):
-        net = Network(seeded(lambda: mnist_layers(dtype=dtype)))
+        net = Network(seeded(lambda dtype=dtype: mnist_layers(dtype=dtype)))
         runs[dtype] = net.train(x, y, mse, d_mse, 2, 0.1, verbose=False), net
     (h64, net64), (h32, net32) = runs[np.float64], runs[np.float32]
     assert all(p.dtype == np.float32 for p in parameters(net32))
     # Measured: losses within 1.5e-6 relative and parameters within 2.5e-6 norm-wise after 600
     # steps; float32's eps is 1.2e-7. 1e-4 leaves room for growth while a real error is >1e-2.
-    assert_same_run(h64, h32, net64, net32, norm_rtol=1e-4, rtol=1e-4, atol=1e-3,
-                    what="float32 vs float64")
+    assert_same_run(
+        h64, h32, net64, net32, norm_rtol=1e-4, rtol=1e-4, atol=1e-3, what="float32 vs float64"
+    )
 
 
 @pytest.mark.parametrize("backend", ["numba", "scipy"])
@@ -126,7 +159,7 @@ def test_xor_learns_truth_table(backend):
     net = Network(seeded(xor_layers), backend=backend)
     history = net.train(XOR_X, XOR_Y, mse, d_mse, XOR_EPOCHS, 0.1, verbose=False)
     assert len(history) == XOR_EPOCHS and history[-1] < 0.01 < history[0]
-    for x, y in zip(XOR_X, XOR_Y):
+    for x, y in zip(XOR_X, XOR_Y, strict=True):
         predicted = net.predict(x)[0][0]
         assert round(predicted) == y[0][0], f"XOR{tuple(x.ravel())} predicted {predicted}"
 
@@ -138,8 +171,9 @@ def test_xor_backends_agree():
         net = Network(seeded(xor_layers), backend=backend)
         runs.append((net.train(XOR_X, XOR_Y, mse, d_mse, XOR_EPOCHS, 0.1, verbose=False), net))
     (h_ref, ref), (h_fast, fast) = runs
-    assert_same_run(h_ref, h_fast, ref, fast, norm_rtol=1e-9, rtol=1e-7, atol=1e-10,
-                    what="xor numba vs scipy")
+    assert_same_run(
+        h_ref, h_fast, ref, fast, norm_rtol=1e-9, rtol=1e-7, atol=1e-10, what="xor numba vs scipy"
+    )
 
 
 @pytest.mark.parametrize("backend", ["numba", "scipy"])
@@ -160,16 +194,22 @@ def test_train_prints_seed_epoch_lines(backend, capsys):
 
 def test_network_backend_argument_gives_reference_numbers():
     # Catches Network(..., backend="scipy") differing from layers built with backend="scipy".
-    built = Network(seeded(lambda: [Linear(2, 3, backend="scipy"),
-                                    Activation(sigmoid, d_sigmoid, backend="scipy"),
-                                    Linear(3, 1, backend="scipy"),
-                                    Activation(sigmoid, d_sigmoid, backend="scipy")]))
+    built = Network(
+        seeded(
+            lambda: [
+                Linear(2, 3, backend="scipy"),
+                Activation(sigmoid, d_sigmoid, backend="scipy"),
+                Linear(3, 1, backend="scipy"),
+                Activation(sigmoid, d_sigmoid, backend="scipy"),
+            ]
+        )
+    )
     switched = Network(seeded(xor_layers), backend="scipy")
     assert all(layer.backend == "scipy" for layer in switched.layers)
     h_built = built.train(XOR_X, XOR_Y, mse, d_mse, 50, 0.1, verbose=False)
     h_switched = switched.train(XOR_X, XOR_Y, mse, d_mse, 50, 0.1, verbose=False)
     assert list(h_built) == list(h_switched)
-    for a, b in zip(parameters(built), parameters(switched)):
+    for a, b in zip(parameters(built), parameters(switched), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -177,7 +217,7 @@ def test_network_backend_argument_gives_reference_numbers():
 # the seed notebook's own program
 
 # Cells 329-332 (XOR) and 335-336 (MNIST) of the seed notebook, verbatim.
-SEED_CELLS = '''
+SEED_CELLS = """
 xor_training_x = np.reshape([[0, 0], [0, 1], [1, 0], [1, 1]], (4, 2, 1))
 xor_training_y = np.reshape([[0], [1], [1], [0]], (4, 1, 1))
 
@@ -218,9 +258,10 @@ mnist_layers = [
 mnist_network = Network(mnist_layers)
 
 mnist_network.train(x, y, mse, d_mse, 5, 0.1)
-'''
-SEED_NOTEBOOK = (Path(__file__).resolve().parents[2] / "shared" / "seed"
-                 / "cnn-from-scratch-notebook.txt")
+"""
+SEED_NOTEBOOK = (
+    Path(__file__).resolve().parents[2] / "shared" / "seed" / "cnn-from-scratch-notebook.txt"
+)
 
 
 def seed_namespace(mnist_dir, samples):
@@ -262,7 +303,7 @@ def test_seed_notebook_program_runs(mnist_dir):
     lines = out.getvalue().splitlines()
     assert len(lines) == 10000 + 4 + 5
     xor_lines, table, mnist_lines = lines[:10000], lines[10000:10004], lines[10004:]
-    for number, line in enumerate(xor_lines + mnist_lines):
+    for line in xor_lines + mnist_lines:
         match = EPOCH_LINE.fullmatch(line)
         assert match, f"not the seed's epoch line: {line!r}"
         assert np.isfinite(float(match[2]))
