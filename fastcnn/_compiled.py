@@ -111,7 +111,7 @@ class Program:
     def train(self, xs: NDArray, ys: NDArray, rate: float, losses: NDArray) -> int:
         """Train on ``xs``/``ys`` from the flat buffer; the layers' arrays are updated by
         :meth:`store` (the caller's job, once per chunk). Returns the samples done."""
-        assert self.dtype is not None
+        dtype = np.dtype(self.dtype)
         args = (
             self.spec,
             self.params,
@@ -119,7 +119,7 @@ class Program:
             self.grads,
             xs,
             ys,
-            self.dtype.type(rate),
+            dtype.type(rate),
             self.row,
         )
         if self.num_threads == 1:

@@ -181,12 +181,11 @@ class _ComputeLayer(Layer):
     def _check_input(self) -> None:
         """``self.input`` as ``forward_prop`` left it; a reassigned one would be read out of bounds."""
         self._check_forwarded()
-        assert self.input_shape is not None  # every parametrised layer knows it
         check.check_array(
             self,
             "input",
             self.input,
-            self.input_shape,
+            tuple(self.input_shape or ()),  # every parametrised layer knows it
             self.dtype,
             hint=" It was changed after forward_prop; call forward_prop again.",
         )
@@ -266,12 +265,12 @@ class Linear(_ComputeLayer):
         self.weights: NDArray = weights.astype(self.dtype)
         self.biases: NDArray = biases.astype(self.dtype)
 
-    @property  # type: ignore[override]
-    def input_shape(self) -> Shape:
+    @property
+    def input_shape(self) -> Shape:  # type: ignore[override]
         return (self.input_size, 1)
 
-    @property  # type: ignore[override]
-    def output_shape(self) -> Shape:
+    @property
+    def output_shape(self) -> Shape:  # type: ignore[override]
         return (self.output_size, 1)
 
     def get_config(self) -> dict[str, Any]:
@@ -450,6 +449,8 @@ class Convolution(_ComputeLayer):
 
     _PARAMETERS = ("filters", "biases")
     CONFIG_FIELDS = ("input_shape", "filter_size", "filter_count", "dtype", "backend")
+    input_shape: Shape
+    output_shape: Shape
 
     def __init__(
         self,
@@ -594,6 +595,8 @@ class Reshape(Layer):
     """Reshapes ``input_shape`` to ``output_shape`` forward, and back on the way backward."""
 
     CONFIG_FIELDS = ("input_shape", "output_shape")
+    input_shape: Shape
+    output_shape: Shape
 
     def __init__(self, input_shape: Shape, output_shape: Shape) -> None:
         self.input_shape = check.check_shape("input_shape", input_shape)

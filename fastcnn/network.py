@@ -122,7 +122,7 @@ class Network:
         layer = self._input_layer()
         if layer is not None:
             shape = np.shape(input)
-            want = layer.input_shape
+            want = tuple(layer.input_shape or ())
             if shape != want and (
                 not isinstance(layer, Reshape) or np.prod(shape) != np.prod(want)
             ):
