@@ -12,6 +12,10 @@ operation on flat buffers, so it never appears.
 input), and the large dense layers run on the parallel kernels. The one-thread entry points are
 cached; the threaded ones compile in each process (see ``_jit.jit``). ``partial is None`` is
 decided when Numba compiles, so the cached code never contains a parallel kernel.
+
+``_forward``, ``_backward`` and ``_train`` are inlined into the entry points (``inline=True``):
+compiled as functions of their own, each would make LLVM optimise every kernel below it once
+more, which cost about a third of a cold start.
 """
 
 import numpy as np
@@ -56,7 +60,15 @@ LAYER = np.dtype(
 PARALLEL_MIN_WEIGHTS = 1 << 16
 
 
-@jit(cache=False)
+@jit
+def _copy(a, out):
+    """``out[:] = a`` for 1-D arrays of one size, as a loop: an array-to-array assignment makes
+    Numba compile its broadcast check, whose error message pulls in seconds of string code."""
+    for i in range(a.size):
+        out[i] = a[i]
+
+
+@jit(inline=True)
 def _forward(spec, params, acts, partial):
     for l in range(spec.size):
         layer = spec[l]
@@ -86,7 +98,7 @@ def _forward(spec, params, acts, partial):
             sigmoid(x, y)
 
 
-@jit(cache=False)
+@jit(inline=True)
 def _backward(spec, params, acts, grads, rate, row, partial):
     """Backward from the last layer's output gradient; the first layer's input gradient is never
     needed."""
@@ -133,7 +145,7 @@ def _backward(spec, params, acts, grads, rate, row, partial):
             sigmoid_backward(acts[layer.y : layer.y + layer.out_size], g_out, g_in)
 
 
-@jit(cache=False)
+@jit(inline=True)
 def _train(spec, params, acts, grads, xs, ys, rate, row, partial, losses):
     last = spec[spec.size - 1]
     out = acts[last.y : last.y + last.out_size]
@@ -143,7 +155,7 @@ def _train(spec, params, acts, grads, xs, ys, rate, row, partial, losses):
     size = out.size
     two = out.dtype.type(2)
     for k in range(xs.shape[0]):
-        x[:] = xs[k]
+        _copy(xs[k], x)
         _forward(spec, params, acts, partial)
         y = ys[k]
         # mse = np.mean(np.power(actual - predicted, 2)); summed in float64 as np.mean does.
@@ -186,6 +198,6 @@ def predict_many(spec, params, acts, xs, out):
     y = acts[last.y : last.y + last.out_size]
     x = acts[first.x : first.x + first.in_size]
     for k in range(xs.shape[0]):
-        x[:] = xs[k]
+        _copy(xs[k], x)
         _forward(spec, params, acts, None)
-        out[k] = y
+        _copy(y, out[k])
