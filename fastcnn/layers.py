@@ -148,7 +148,15 @@ class _ComputeLayer(Layer):
         raise NotImplementedError
 
     def parameter_shapes(self) -> dict[str, Shape]:
-        return self.shapes_for(self.get_config())
+        return dict(self._shapes)
+
+    @property
+    def _shapes(self) -> dict[str, Shape]:
+        # Sizes never change after __init__; computed once, as the kernels' guard runs per call.
+        shapes = self.__dict__.get("_shapes_cache")
+        if shapes is None:
+            shapes = self.__dict__["_shapes_cache"] = self.shapes_for(self.get_config())
+        return shapes
 
     def parameters(self) -> tuple[NDArray, ...]:
         """The arrays SGD updates in place, in the seed's order."""
@@ -166,16 +174,26 @@ class _ComputeLayer(Layer):
     def _check_parameters(self) -> None:
         """The kernels index the parameters without bounds checks: a user who assigned, say,
         ``layer.weights = something_else`` gets an error here instead of corrupted memory."""
-        for name, shape in self.parameter_shapes().items():
+        dtype = self.dtype
+        for name, shape in self._shapes.items():
+            array = getattr(self, name)
+            if (
+                type(array) is np.ndarray  # the fast path of check_array, without its message
+                and array.shape == shape
+                and array.dtype == dtype
+                and array.flags.c_contiguous
+                and array.flags.writeable
+            ):
+                continue
             check.check_array(
                 self,
                 name,
-                getattr(self, name),
+                array,
                 shape,
-                self.dtype,
+                dtype,
                 writeable=True,
                 hint=f" Assign with layer.{name}[...] = values, or "
-                f"np.ascontiguousarray(values, {self.dtype}).",
+                f"np.ascontiguousarray(values, {dtype}).",
             )
 
     def _check_input(self) -> None:
@@ -417,7 +435,12 @@ class Activation(Layer):
             return np.multiply(d_output, self.d_activation(self.input)), ()
         # The kernel reads the forward output; a reassigned input or output must still fit it.
         output = getattr(self, "_output", None)
-        check.check_array(self, "input", self.input, np.shape(self.input), self.input.dtype)
+        if not isinstance(self.input, np.ndarray) or self.input.dtype not in check.DTYPES:
+            raise ValueError(
+                f"input of layer {self!r} must be the float array forward_prop left, but it is "
+                f"{type(self.input).__name__}; call forward_prop again."
+            )
+        check.check_array(self, "input", self.input, self.input.shape, self.input.dtype)
         check.check_array(self, "_output", output, self.input.shape, self.input.dtype)
         d_output = check.as_array(self, "d_output", d_output, self.input.shape, self.input.dtype)
         d_input = np.empty_like(self.input)

@@ -610,3 +610,16 @@ def test_reassigned_input_is_checked_before_a_kernel_reads_it(backend):
     conv.input = np.ones((1, 6, 6))[:, ::1, ::-1]  # right shape, not C-contiguous
     with pytest.raises(ValueError, match="not C-contiguous"):
         conv.gradient(np.ones((2, 4, 4)))
+
+
+def test_reassigned_activation_input_is_checked_before_the_kernel():
+    # Catches the sigmoid backward kernel writing d_input of the new input's size from a smaller
+    # forward output (out of bounds).
+    layer = Activation(sigmoid, d_sigmoid)
+    layer.forward_prop(np.zeros((3, 1)))
+    layer.input = np.zeros((10, 1))
+    with pytest.raises(ValueError, match=text("_output of layer Activation(sigmoid, d_sigmoid)")):
+        layer.backward_prop(np.ones((10, 1)), 0.1)
+    layer.input = [0.0, 1.0, 2.0]
+    with pytest.raises(ValueError, match="must be the float array forward_prop left"):
+        layer.backward_prop(np.ones((3, 1)), 0.1)
