@@ -141,9 +141,10 @@ def _threads(n: int) -> Iterator[None]:
     if n == 1:
         yield
         return
-    if n > numba.config.NUMBA_NUM_THREADS:
+    limit: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+    if n > limit:
         raise ValueError(
-            f"num_threads={n}, but Numba runs at most {numba.config.NUMBA_NUM_THREADS} threads "
+            f"num_threads={n}, but Numba runs at most {limit} threads "
             f"here (NUMBA_NUM_THREADS / the number of cores)."
         )
     before = numba.get_num_threads()

@@ -394,7 +394,7 @@ def _array_fault(
 
 
 def _positive_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 1
 
 
 def _shape_fault(field: str, value: Any, ndim: int | None = None) -> str | None:
