@@ -4,90 +4,122 @@ backend with one dtype, trained with ``mse``/``d_mse``, runs its whole per-sampl
 numbers (the tests compare both paths); anything else takes the per-layer path.
 """
 
+from __future__ import annotations
+
 import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numba
 import numpy as np
+from numpy.typing import NDArray
 
 from .functions import d_mse, mse
 from .kernels import network as k_network
-from .layers import Activation, Convolution, Linear, Reshape
+from .layers import Layer
 
 
 class Program:
-    """A network as ``kernels.network`` takes it: op codes, sizes, flat parameter views, buffers."""
+    """A network as ``kernels.network`` takes it: one record per layer (``k_network.LAYER``,
+    from each layer's ``_compiled_spec()``), and flat buffers for the parameters, activations and
+    gradients, so one compiled function serves networks of every length.
 
-    def __init__(self, layers, num_threads=1):
-        ops, dims, self.params = [], [], []
-        self.dtype = self.input_shape = None
-        shape = None
+    The parameters are copied into ``params`` when the program is made (and by :meth:`load`)
+    and back into the layers' arrays by :meth:`store`: the layers' arrays are the model, the
+    flat buffer a working copy while a chunk of samples runs.
+    """
+
+    def __init__(self, layers: Sequence[Layer], num_threads: int = 1) -> None:
+        records: list[dict[str, Any]] = []
+        self.arrays: list[NDArray] = []  # the layers' parameter arrays, in params order
+        self.dtype: np.dtype | None = None
+        size: int | None = None  # values flowing between layers
+        offset = 0  # of the next layer's output in acts/grads
+        params = 0  # of the next parameter in params
         widest = 1
         for layer in layers:
-            kind = type(layer)  # exact types: a subclass may change what a method does
-            if kind is Reshape:
-                in_shape, out_shape = layer.input_shape, layer.output_shape
-            elif kind is Activation and layer._kernel():
-                in_shape = out_shape = shape
-                ops.append(k_network.SIGMOID)
-                dims.append((0,) * 5)
-            elif kind in (Convolution, Linear) and layer.backend == "numba":
-                # Not `self.dtype in (None, ...)`: NumPy reads None as float64 in that comparison.
-                if self.dtype is not None and self.dtype != layer.dtype:
-                    raise _Unsupported
-                self.dtype = layer.dtype
-                if kind is Convolution:
-                    in_shape, out_shape = layer.input_shape, layer.output_shape
-                    ops.append(k_network.CONV)
-                    dims.append((*layer.input_shape, layer.filter_size, layer.filter_count))
-                    widest = max(widest, out_shape[2])
-                else:
-                    in_shape, out_shape = (layer.input_size, 1), (layer.output_size, 1)
-                    ops.append(k_network.LINEAR)
-                    dims.append((layer.input_size, layer.output_size, 0, 0, 0))
-                layer._check_parameters()  # a flat view of a wrong array would be a copy, or worse
-                self.params.extend(p.reshape(-1) for p in layer.parameters())
-            else:
+            spec = layer._compiled_spec()
+            if spec is None:
                 raise _Unsupported
-            if in_shape is None or (shape is not None and np.prod(in_shape) != np.prod(shape)):
-                raise _Unsupported  # the per-layer path will say what is wrong
-            if self.input_shape is None:
-                self.input_shape = tuple(in_shape)
-            shape = out_shape
-        if self.dtype is None or not self.params:
+            spec = dict(spec)
+            parameters = layer.parameters()
+            if parameters:
+                dtype = getattr(layer, "dtype", None)
+                # Not `self.dtype in (None, ...)`: NumPy reads None as float64 in that comparison.
+                if self.dtype is not None and self.dtype != dtype:
+                    raise _Unsupported
+                self.dtype = dtype
+                layer._check_parameters()  # type: ignore[attr-defined]
+                spec["weights"] = params
+                spec["biases"] = params + parameters[0].size
+                params += sum(p.size for p in parameters)
+                self.arrays.extend(parameters)
+            spec.setdefault("in_size", size)
+            spec.setdefault("out_size", spec["in_size"])
+            if spec["in_size"] is None:
+                raise _Unsupported  # an activation first: no size to start from
+            if size is None:
+                size = spec["in_size"]
+                offset = size
+            if spec["in_size"] != size:
+                raise _Unsupported  # the network's own check says what is wrong
+            size = spec["out_size"]
+            if spec["op"] is None:  # a Reshape: nothing to do on flat buffers
+                continue
+            spec["x"], spec["y"] = offset - spec["in_size"], offset
+            offset += spec["out_size"]
+            if spec["op"] == k_network.CONV:
+                widest = max(widest, spec["width"] - spec["filter_size"] + 1)
+            records.append(spec)
+        if self.dtype is None or not records or size is None:
             raise _Unsupported
-        self.output_shape = tuple(shape)
-        self.ops = np.array(ops, np.int64)
-        self.dims = np.array(dims, np.int64).reshape(len(ops), 5)
-        self.params = tuple(self.params)
-        sizes = [int(np.prod(self.input_shape))] + [
-            _out_size(o, d) for o, d in zip(ops, dims, strict=True)
-        ]
-        for k, op in enumerate(ops):  # a sigmoid keeps its input's size
-            if op == k_network.SIGMOID:
-                sizes[k + 1] = sizes[k]
-        self.acts = tuple(np.empty(n, self.dtype) for n in sizes)
-        self.grads = tuple(np.empty(n, self.dtype) for n in sizes)
+        self.spec = np.zeros(len(records), k_network.LAYER)
+        for record, spec in zip(self.spec, records, strict=True):
+            for name, value in spec.items():
+                record[name] = value
+        self.input_size = int(self.spec[0]["in_size"])
+        self.output_size = int(size)
+        self.params = np.empty(params, self.dtype)
+        self.load()
+        self.acts = np.empty(offset, self.dtype)
+        self.grads = np.empty(offset, self.dtype)
         self.row = np.empty(widest, self.dtype)
         self.num_threads = num_threads
-        self.partial = np.empty((num_threads, max(sizes)), self.dtype)
+        widest_dense = max(
+            [int(r["in_size"]) for r in self.spec if r["op"] == k_network.LINEAR] or [1]
+        )
+        self.partial = np.empty((num_threads, widest_dense), self.dtype)
 
-    def samples(self, data, shape):
-        """``data`` as an (N, size) array in the program's dtype, or None if it does not fit."""
-        data = np.asarray(data)
-        if data.dtype.kind not in "biuf" or data.shape[1:] != shape:
-            return None
+    def load(self) -> None:
+        """Copy the layers' parameters into the flat buffer."""
+        start = 0
+        for array in self.arrays:
+            self.params[start : start + array.size] = array.reshape(-1)
+            start += array.size
+
+    def store(self) -> None:
+        """Copy the flat buffer back into the layers' parameter arrays, in place."""
+        start = 0
+        for array in self.arrays:
+            array.reshape(-1)[:] = self.params[start : start + array.size]
+            start += array.size
+
+    def samples(self, data: NDArray) -> NDArray:
+        """Checked ``data`` (N, ...) as an (N, size) C-contiguous array in the program's dtype."""
         return np.ascontiguousarray(data, self.dtype).reshape(len(data), -1)
 
-    def train(self, xs, ys, rate, losses):
+    def train(self, xs: NDArray, ys: NDArray, rate: float, losses: NDArray) -> int:
+        """Train on ``xs``/``ys`` from the flat buffer; the layers' arrays are updated by
+        :meth:`store` (the caller's job, once per chunk). Returns the samples done."""
+        dtype = np.dtype(self.dtype)
         args = (
-            self.ops,
-            self.dims,
+            self.spec,
             self.params,
             self.acts,
             self.grads,
             xs,
             ys,
-            self.dtype.type(rate),
+            dtype.type(rate),
             self.row,
         )
         if self.num_threads == 1:
@@ -95,23 +127,24 @@ class Program:
         with _threads(self.num_threads):
             return k_network.train_mse_sgd_threads(*args, self.partial, losses)
 
-    def predict(self, xs):
-        out = np.empty((len(xs), self.acts[-1].size), self.dtype)
+    def predict(self, xs: NDArray) -> NDArray:
+        out = np.empty((len(xs), self.output_size), self.dtype)
         # One thread: a prediction reads each weight once, too little work to share.
-        k_network.predict_many(self.ops, self.dims, self.params, self.acts, xs, out)
+        k_network.predict_many(self.spec, self.params, self.acts, xs, out)
         return out
 
 
 @contextlib.contextmanager
-def _threads(n):
+def _threads(n: int) -> Iterator[None]:
     """Numba's thread count for this call only: ``set_num_threads`` is per calling thread, and a
     library must not leave it changed. More threads than Numba has are an error, not a wish."""
     if n == 1:
         yield
         return
-    if n > numba.config.NUMBA_NUM_THREADS:
+    limit: int = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+    if n > limit:
         raise ValueError(
-            f"num_threads={n}, but Numba runs at most {numba.config.NUMBA_NUM_THREADS} threads "
+            f"num_threads={n}, but Numba runs at most {limit} threads "
             f"here (NUMBA_NUM_THREADS / the number of cores)."
         )
     before = numba.get_num_threads()
@@ -126,14 +159,9 @@ class _Unsupported(Exception):
     pass
 
 
-def _out_size(op, dims):
-    if op == k_network.CONV:
-        _d, h, w, s, c = dims
-        return c * (h - s + 1) * (w - s + 1)
-    return dims[1] if op == k_network.LINEAR else 0
-
-
-def program(layers, loss=mse, d_loss=d_mse, num_threads=1):
+def program(
+    layers: Sequence[Layer], loss: Any = mse, d_loss: Any = d_mse, num_threads: int = 1
+) -> Program | None:
     """A :class:`Program` for ``layers``, or None when the compiled path does not apply."""
     if loss is not mse or d_loss is not d_mse:
         return None

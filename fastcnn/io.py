@@ -29,8 +29,7 @@ from typing import Any, Union
 import numpy as np
 
 from ._validation import BACKENDS
-from .functions import d_sigmoid, sigmoid
-from .layers import Activation, Convolution, Linear, Reshape
+from .layers import ACTIVATIONS, LAYERS, Layer
 from .network import Network
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -39,13 +38,9 @@ FORMAT = "fastcnn-model"
 VERSION = 1
 ARCHITECTURE = "architecture.json"
 
-# The only layer types a file may name, and the JSON fields each one must have (no more, no fewer).
-_FIELDS = {
-    "Convolution": ("input_shape", "filter_size", "filter_count", "dtype", "backend"),
-    "Linear": ("input_size", "output_size", "dtype", "backend"),
-    "Activation": ("activation", "backend"),
-    "Reshape": ("input_shape", "output_shape"),
-}
+# The only layer types a file may name (fastcnn.layers.LAYERS), and the JSON fields each one must
+# have (no more, no fewer): the keys of its get_config().
+_FIELDS = {kind: cls.CONFIG_FIELDS for kind, cls in LAYERS.items()}
 _DTYPES = ("float64", "float32")
 _MAX_ARCHITECTURE_BYTES = 1 << 20  # a real one is a few hundred bytes; refuse to parse megabytes
 
@@ -86,7 +81,7 @@ def save(network: Network, path: PathLike) -> None:
         spec = _describe(i, layer)
         specs.append(spec)
         for name, shape in _param_shapes(spec).items():
-            value = np.asarray(getattr(layer, name))
+            value = np.asarray(layer.named_parameters()[name])
             fault = _array_fault(name, value.shape, value.dtype, shape, spec["dtype"])
             if fault:
                 raise ValueError(f"Cannot save layer {i} ({layer!r}): {fault}.")
@@ -97,43 +92,33 @@ def save(network: Network, path: PathLike) -> None:
 
 
 def _describe(i: int, layer: Any) -> dict:
-    """The JSON object for one layer; exact types only, since a subclass may behave differently."""
-    kind = type(layer)
-    if kind is Convolution:
-        return {
-            "type": "Convolution",
-            "input_shape": [int(d) for d in layer.input_shape],
-            "filter_size": int(layer.filter_size),
-            "filter_count": int(layer.filter_count),
-            "dtype": layer.dtype.name,
-            "backend": layer.backend,
-        }
-    if kind is Linear:
-        return {
-            "type": "Linear",
-            "input_size": int(layer.input_size),
-            "output_size": int(layer.output_size),
-            "dtype": layer.dtype.name,
-            "backend": layer.backend,
-        }
-    if kind is Reshape:
-        return {
-            "type": "Reshape",
-            "input_shape": [int(d) for d in layer.input_shape],
-            "output_shape": [int(d) for d in layer.output_shape],
-        }
-    if kind is Activation:
-        if layer.activation is sigmoid and layer.d_activation is d_sigmoid:
-            return {"type": "Activation", "activation": "sigmoid", "backend": layer.backend}
+    """The JSON object for one layer: its type and ``get_config()``. Exact registered types only,
+    since a subclass may behave differently."""
+    kind = type(layer).__name__
+    if LAYERS.get(kind) is not type(layer):
         raise ValueError(
-            f"Cannot save layer {i} ({layer!r}): a model file can hold only "
-            f"Activation(sigmoid, d_sigmoid). Model files hold no code, so a user-defined "
-            f"activation cannot be stored; save the parameters yourself (np.savez) instead."
+            f"Cannot save layer {i} ({layer!r}): model files hold only the layer types "
+            f"{', '.join(LAYERS)}, not {kind}."
         )
-    raise ValueError(
-        f"Cannot save layer {i} ({layer!r}): model files hold only the layer types "
-        f"{', '.join(_FIELDS)}, not {kind.__name__}."
-    )
+    try:
+        config = layer.get_config()
+    except ValueError as exc:
+        raise ValueError(
+            f"Cannot save layer {i} ({layer!r}): {exc}; save the parameters "
+            f"yourself (np.savez) instead."
+        ) from None
+    return {"type": kind, **_json(config)}
+
+
+def _json(value: Any) -> Any:
+    """A config with NumPy integers and tuples turned into JSON ints and lists."""
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json(v) for v in value]
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return value
 
 
 def _write_npz(file: Any, arrays: dict) -> None:
@@ -356,29 +341,21 @@ class _Reader:
         if fault:
             raise self.fail(f"layer {i} ({kind}): {fault}.")
 
-    def layer(self, i: int, spec: dict):
+    def layer(self, i: int, spec: dict) -> Layer:
         kind, label = spec["type"], f"layer {i} ({_signature(spec)})"
-        if kind == "Activation":
-            return Activation(sigmoid, d_sigmoid, backend=spec["backend"])
-        if kind == "Reshape":
-            try:
-                return Reshape(spec["input_shape"], spec["output_shape"])
-            except (ValueError, TypeError, OverflowError) as exc:
-                raise self.fail(f"{label}: {exc}") from None
-        dtype = np.dtype(spec["dtype"])
+        cls = LAYERS[kind]
+        config = {k: v for k, v in spec.items() if k != "type"}
         params = {
-            name: self.read(f"layer{i}.{name}", shape, dtype, label)
+            name: self.read(f"layer{i}.{name}", shape, np.dtype(spec["dtype"]), label)
             for name, shape in _param_shapes(spec).items()
         }
         # rng=0: the throw-away initial draws come from a private RandomState, so loading leaves
         # NumPy's global random state (which the seed's code draws from) untouched.
-        options = dict(backend=spec["backend"], dtype=dtype, rng=0)
-        if kind == "Linear":
-            layer = Linear(spec["input_size"], spec["output_size"], **options)
-        else:
-            layer = Convolution(
-                tuple(spec["input_shape"]), spec["filter_size"], spec["filter_count"], **options
-            )
+        options = {"rng": 0} if cls._PARAMETERS else {}
+        try:
+            layer = cls.from_config(config, **options)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise self.fail(f"{label}: {exc}") from None
         for name, value in params.items():  # replace the throw-away initial draws
             setattr(layer, name, value)
         return layer
@@ -389,20 +366,11 @@ class _Reader:
 
 
 def _param_shapes(spec: dict) -> dict:
-    """``{name: shape}`` of the parameters of a (checked) layer spec."""
-    if spec["type"] == "Linear":
-        return {
-            "weights": (spec["output_size"], spec["input_size"]),
-            "biases": (spec["output_size"], 1),
-        }
-    if spec["type"] == "Convolution":
-        depth, height, width = spec["input_shape"]
-        size, count = spec["filter_size"], spec["filter_count"]
-        return {
-            "filters": (count, depth, size, size),
-            "biases": (count, height - size + 1, width - size + 1),
-        }
-    return {}
+    """``{name: shape}`` of the parameters of a (checked) layer spec, as its layer type says."""
+    cls = LAYERS[spec["type"]]
+    if not cls._PARAMETERS:
+        return {}
+    return cls.shapes_for(spec)  # type: ignore[attr-defined]
 
 
 def _array_fault(
@@ -426,7 +394,7 @@ def _array_fault(
 
 
 def _positive_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 1
 
 
 def _shape_fault(field: str, value: Any, ndim: int | None = None) -> str | None:
@@ -451,10 +419,11 @@ def _spec_fault(spec: dict) -> str | None:
         return f"dtype must be one of {_DTYPES}, found {spec['dtype']!r}"
     if "backend" in spec and spec["backend"] not in BACKENDS:
         return f"backend must be one of {BACKENDS}, found {spec['backend']!r}"
-    if kind == "Activation" and spec["activation"] != "sigmoid":
+    if kind == "Activation" and spec["activation"] not in ACTIVATIONS:
+        names = ", ".join(f'"{n}"' for n in ACTIVATIONS)
         return (
-            f'activation must be "sigmoid" (the only one a model file can name), found '
-            f"{spec['activation']!r}"
+            f"activation must be {names} (the only one{'s' if len(ACTIVATIONS) > 1 else ''} a "
+            f"model file can name), found {spec['activation']!r}"
         )
     if kind == "Convolution":
         fault = _shape_fault("input_shape", spec["input_shape"], 3)
@@ -493,4 +462,5 @@ def _signature(spec: dict) -> str:
         )
     if kind == "Reshape":
         return f"Reshape({tuple(spec['input_shape'])}, {tuple(spec['output_shape'])})"
-    return "Activation(sigmoid, d_sigmoid)"
+    entry = ACTIVATIONS[spec["activation"]]
+    return f"Activation({entry.function.__name__}, {entry.derivative.__name__})"

@@ -3,10 +3,26 @@
 * ``"scipy"``: the seed's own NumPy/SciPy lines, kept verbatim as the reference path (the oracle of
   the tests); it never calls ``fastcnn.kernels``, or the oracle would share a kernel's bug.
 * ``"numba"`` (default): the same arithmetic in the Numba kernels of ``fastcnn.kernels``.
+
+Every layer describes itself, so the model files (:mod:`fastcnn.io`), the compiled training path
+(:mod:`fastcnn._compiled`) and the tests loop over layers and ask them:
+
+* ``get_config()`` / ``from_config(config)``: the constructor arguments, as JSON values;
+* ``parameters()`` (the seed's order), ``named_parameters()``, ``parameter_shapes()``;
+* ``input_shape`` / ``output_shape`` where the layer knows them;
+* ``gradient(d_output)`` -> ``(d_input, grads)`` without an update, and ``apply_gradient(grads,
+  rate)``; ``backward_prop(d_output, rate)`` is the two in one, as in the seed.
+
+A new element-wise activation is a function pair in :mod:`fastcnn.functions`, its kernels in
+``fastcnn.kernels`` and one line in :data:`ACTIVATIONS`.
 """
 
+from __future__ import annotations
+
+from typing import Any, ClassVar, NamedTuple
+
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import DTypeLike, NDArray
 from scipy import signal
 
 from . import _validation as check
@@ -14,6 +30,31 @@ from .functions import d_sigmoid, sigmoid
 from .kernels import activation as k_activation
 from .kernels import conv as k_conv
 from .kernels import dense as k_dense
+from .kernels import gradient as k_gradient
+from .kernels import network as k_network
+
+Shape = tuple[int, ...]
+Grads = tuple[NDArray, ...]
+
+
+class ActivationKernels(NamedTuple):
+    """A registered element-wise activation: the seed-style function pair (the reference path),
+    its two kernels ``forward(x, out)`` / ``backward(output, d_output, out)``, and its op code in
+    the compiled network loop."""
+
+    function: Any
+    derivative: Any
+    forward: Any
+    backward: Any
+    op: int
+
+
+# The activations a model file can name and the Numba backend runs as kernels; a new one is one line.
+ACTIVATIONS: dict[str, ActivationKernels] = {
+    "sigmoid": ActivationKernels(
+        sigmoid, d_sigmoid, k_activation.sigmoid, k_activation.sigmoid_backward, k_network.SIGMOID
+    ),
+}
 
 
 class Layer:
@@ -21,24 +62,74 @@ class Layer:
     takes the loss gradient of the output, updates the layer's parameters in place by SGD with step
     ``rate`` and returns the loss gradient of the input."""
 
-    def __init__(self):
-        self.input = None
+    # Names of the arrays SGD updates, in the order of ``parameters()``.
+    _PARAMETERS: ClassVar[tuple[str, ...]] = ()
+    # An element-wise layer keeps its input's shape; a network's shape checks look through it.
+    _KEEPS_SHAPE: ClassVar[bool] = False
+    # The keys of get_config(), in its order (a model file's fields for this layer type).
+    CONFIG_FIELDS: ClassVar[tuple[str, ...]] = ()
+    input_shape: Shape | None = None
+    output_shape: Shape | None = None
 
-    def forward_prop(self, input):
+    def __init__(self) -> None:
+        self.input: Any = None
+
+    def forward_prop(self, input: Any) -> NDArray:
         raise NotImplementedError(f"{type(self).__name__} does not implement forward_prop.")
 
-    def backward_prop(self, d_output, rate):
+    def backward_prop(self, d_output: Any, rate: float) -> NDArray:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward_prop.")
 
-    def _check_forwarded(self):
+    def gradient(self, d_output: Any) -> tuple[NDArray, Grads]:
+        """``(d_input, grads)``: the input gradient and the parameter gradients in the order of
+        :meth:`parameters`, from the current parameters; changes nothing."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement gradient (needed to compute gradients "
+            f"apart from updates, as mini-batch training does)."
+        )
+
+    def apply_gradient(self, grads: Grads, rate: float) -> None:
+        """``p -= g * rate`` for each parameter ``p`` and its gradient ``g``, as the seed rounds."""
+        if tuple(grads) != ():
+            raise ValueError(f"layer {self!r} has no parameters, but received {len(grads)} grads.")
+
+    def parameters(self) -> tuple[NDArray, ...]:
+        """The arrays SGD updates in place; none for this layer."""
+        return ()
+
+    def named_parameters(self) -> dict[str, NDArray]:
+        """``{name: array}`` of :meth:`parameters`, in the same order."""
+        return dict(zip(self._PARAMETERS, self.parameters(), strict=True))
+
+    def parameter_shapes(self) -> dict[str, Shape]:
+        """``{name: shape}`` the parameters must have."""
+        return {}
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as JSON values (what a model file stores)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement get_config.")
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], **options: Any) -> Layer:
+        """The layer ``get_config`` describes; ``options`` adds keyword arguments (e.g. ``rng``)."""
+        return cls(**config, **options)
+
+    def _compiled_spec(self) -> dict[str, Any] | None:
+        """What the compiled network loop needs (op code and sizes, by name), or None when this
+        layer cannot run there (a subclass, the scipy backend, a custom activation)."""
+        return None
+
+    def _check_forwarded(self) -> None:
         if self.input is None:
             raise RuntimeError(f"backward_prop of layer {self!r} was called before forward_prop.")
 
 
 class _ComputeLayer(Layer):
-    """A layer with a ``backend`` and a ``dtype``; both are checked whenever they are set."""
+    """A layer with parameters, a ``backend`` and a ``dtype``; both are checked whenever set."""
 
-    def __init__(self, backend, dtype):
+    dtype: np.dtype
+
+    def __init__(self, backend: str, dtype: DTypeLike) -> None:
         super().__init__()
         self.backend = backend
         self.dtype = check.check_dtype(dtype)
@@ -48,10 +139,30 @@ class _ComputeLayer(Layer):
         return self._backend
 
     @backend.setter
-    def backend(self, value):
+    def backend(self, value: str) -> None:
         self._backend = check.check_backend(value)
 
-    def _options(self):
+    @classmethod
+    def shapes_for(cls, config: dict[str, Any]) -> dict[str, Shape]:
+        """``{name: shape}`` of the parameters of the layer that ``config`` describes."""
+        raise NotImplementedError
+
+    def parameter_shapes(self) -> dict[str, Shape]:
+        return dict(self._shapes)
+
+    @property
+    def _shapes(self) -> dict[str, Shape]:
+        # Sizes never change after __init__; computed once, as the kernels' guard runs per call.
+        shapes = self.__dict__.get("_shapes_cache")
+        if shapes is None:
+            shapes = self.__dict__["_shapes_cache"] = self.shapes_for(self.get_config())
+        return shapes
+
+    def parameters(self) -> tuple[NDArray, ...]:
+        """The arrays SGD updates in place, in the seed's order."""
+        return tuple(getattr(self, name) for name in self._PARAMETERS)
+
+    def _options(self) -> str:
         """The keyword arguments of ``repr`` that differ from their defaults."""
         parts = []
         if self.backend != "numba":
@@ -60,33 +171,67 @@ class _ComputeLayer(Layer):
             parts.append(f"dtype={self.dtype.name!r}")
         return "".join(", " + p for p in parts)
 
-    def _check_parameters(self):
+    def _check_parameters(self) -> None:
         """The kernels index the parameters without bounds checks: a user who assigned, say,
         ``layer.weights = something_else`` gets an error here instead of corrupted memory."""
-        for name, array, shape in zip(
-            self._PARAMETERS, self.parameters(), self._shapes(), strict=True
-        ):
+        dtype = self.dtype
+        for name, shape in self._shapes.items():
+            array = getattr(self, name)
             if (
-                not isinstance(array, np.ndarray)
-                or array.shape != shape
-                or array.dtype != self.dtype
-                or not array.flags.c_contiguous
-                or not array.flags.writeable
+                type(array) is np.ndarray  # the fast path of check_array, without its message
+                and array.shape == shape
+                and array.dtype == dtype
+                and array.flags.c_contiguous
+                and array.flags.writeable
             ):
-                got = (
-                    f"{array.dtype} array of shape {array.shape}"
-                    if isinstance(array, np.ndarray)
-                    else type(array).__name__
-                )
-                raise ValueError(
-                    f"{name} of layer {self!r} must be a writeable C-contiguous {self.dtype} array "
-                    f"of shape {shape}, but it is a {got}. Assign with "
-                    f"layer.{name}[...] = values, or np.ascontiguousarray(values, {self.dtype})."
-                )
+                continue
+            check.check_array(
+                self,
+                name,
+                array,
+                shape,
+                dtype,
+                writeable=True,
+                hint=f" Assign with layer.{name}[...] = values, or "
+                f"np.ascontiguousarray(values, {dtype}).",
+            )
 
-    def _rate(self, rate):
+    def _check_input(self) -> None:
+        """``self.input`` as ``forward_prop`` left it; a reassigned one would be read out of bounds."""
+        self._check_forwarded()
+        check.check_array(
+            self,
+            "input",
+            self.input,
+            tuple(self.input_shape or ()),  # every parametrised layer knows it
+            self.dtype,
+            hint=" It was changed after forward_prop; call forward_prop again.",
+        )
+
+    def _rate(self, rate: Any) -> Any:
         # In the layer's dtype, so a float32 kernel stays in float32 (Numba would promote to float64).
         return self.dtype.type(check.check_rate(rate))
+
+    def apply_gradient(self, grads: Grads, rate: float) -> None:
+        rate = self._rate(rate)
+        grads = tuple(grads)
+        shapes = self.parameter_shapes()
+        if len(grads) != len(shapes):
+            raise ValueError(
+                f"apply_gradient of layer {self!r} expects {len(shapes)} grads "
+                f"({', '.join(shapes)}), but received {len(grads)}."
+            )
+        self._check_parameters()
+        for (name, shape), grad in zip(shapes.items(), grads, strict=True):
+            grad = check.as_array(self, f"gradient of {name}", grad, shape, self.dtype)
+            getattr(self, name).__isub__(grad * rate)  # p -= g * rate, the seed's rounding
+
+    def backward_prop(self, d_output: Any, rate: float) -> NDArray:
+        """SGD step on the parameters; returns the input gradient (from the parameters before it)."""
+        rate = self._rate(rate)
+        d_input, grads = self.gradient(d_output)
+        self.apply_gradient(grads, rate)
+        return d_input
 
 
 class Linear(_ComputeLayer):
@@ -99,9 +244,11 @@ class Linear(_ComputeLayer):
     dtype : float64 or float32, keyword-only
     rng : None, int, np.random.RandomState or np.random.Generator, keyword-only
         Source of the initial weights; None draws from NumPy's global state as the seed does.
-    init : {"seed", "xavier"}, keyword-only
-        ``"seed"``: ``weights = randn(out, in)`` then ``biases = randn(out, 1)``. ``"xavier"``:
-        Glorot-normal weights, standard deviation ``sqrt(2 / (in + out))``, and zero biases.
+    init : {"notebook", "xavier"}, keyword-only
+        ``"notebook"``: ``weights = randn(out, in)`` then ``biases = randn(out, 1)``, as the
+        notebook does. ``"xavier"``: Glorot-normal weights, standard deviation
+        ``sqrt(2 / (in + out))``, and zero biases. ``"seed"`` is a deprecated name of
+        ``"notebook"``.
 
     Attributes
     ----------
@@ -110,14 +257,24 @@ class Linear(_ComputeLayer):
     input : ndarray of shape (input_size, 1), the last input seen by ``forward_prop``
     """
 
+    _PARAMETERS = ("weights", "biases")
+    CONFIG_FIELDS = ("input_size", "output_size", "dtype", "backend")
+
     def __init__(
-        self, input_size, output_size, *, backend="numba", dtype=np.float64, rng=None, init="seed"
-    ):
+        self,
+        input_size: int,
+        output_size: int,
+        *,
+        backend: str = "numba",
+        dtype: DTypeLike = np.float64,
+        rng: Any = None,
+        init: str = "notebook",
+    ) -> None:
         self.input_size = check.check_size("input_size", input_size)
         self.output_size = check.check_size("output_size", output_size)
         super().__init__(backend, dtype)
         randn = check.random_normal(rng)
-        if check.check_init(init) == "seed":
+        if check.check_init(init) == "notebook":
             weights = randn(output_size, input_size)
             biases = randn(output_size, 1)
         else:
@@ -126,19 +283,36 @@ class Linear(_ComputeLayer):
         self.weights: NDArray = weights.astype(self.dtype)
         self.biases: NDArray = biases.astype(self.dtype)
 
-    _PARAMETERS = ("weights", "biases")
+    @property
+    def input_shape(self) -> Shape:  # type: ignore[override]
+        return (self.input_size, 1)
 
-    def parameters(self):
-        """The arrays SGD updates in place: ``(weights, biases)``."""
-        return self.weights, self.biases
+    @property
+    def output_shape(self) -> Shape:  # type: ignore[override]
+        return (self.output_size, 1)
 
-    def _shapes(self):
-        return (self.output_size, self.input_size), (self.output_size, 1)
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "input_size": self.input_size,
+            "output_size": self.output_size,
+            "dtype": self.dtype.name,
+            "backend": self.backend,
+        }
 
-    def __repr__(self):
+    @classmethod
+    def shapes_for(cls, config: dict[str, Any]) -> dict[str, Shape]:
+        n, m = config["input_size"], config["output_size"]
+        return {"weights": (m, n), "biases": (m, 1)}
+
+    def __repr__(self) -> str:
         return f"Linear({self.input_size}, {self.output_size}{self._options()})"
 
-    def forward_prop(self, input):
+    def _compiled_spec(self) -> dict[str, Any] | None:
+        if type(self) is not Linear or self.backend != "numba":
+            return None  # a subclass may change what a method does
+        return {"op": k_network.LINEAR, "in_size": self.input_size, "out_size": self.output_size}
+
+    def forward_prop(self, input: Any) -> NDArray:
         """``weights @ input + biases``; input of shape (input_size, 1) -> (output_size, 1)."""
         self.input = check.as_array(self, "Input", input, (self.input_size, 1), self.dtype)
         if self.backend == "scipy":
@@ -148,18 +322,27 @@ class Linear(_ComputeLayer):
         k_dense.dense_forward(self.weights, self.input, self.biases, out)
         return out
 
-    def backward_prop(self, d_output, rate):
-        """SGD step on weights and biases; returns ``weights.T @ d_output`` (weights before it)."""
-        self._check_forwarded()
+    def gradient(self, d_output: Any) -> tuple[NDArray, Grads]:
+        """``(weights.T @ d_output, (d_output @ input.T, d_output))``; changes nothing."""
+        self._check_input()
         d_output = check.as_array(self, "d_output", d_output, (self.output_size, 1), self.dtype)
-        rate = self._rate(rate)
         if self.backend == "scipy":
             d_weights = np.dot(d_output, self.input.T)
-            d_biases = d_output
             d_input = np.dot(self.weights.T, d_output)
-            self.weights -= d_weights * rate
-            self.biases -= d_biases * rate
-            return d_input
+            return d_input, (d_weights, d_output.copy())
+        self._check_parameters()
+        d_weights = np.empty((self.output_size, self.input_size), self.dtype)
+        d_input = np.empty((self.input_size, 1), self.dtype)
+        k_gradient.dense_backward(self.weights, self.input, d_output, d_weights, d_input)
+        return d_input, (d_weights, d_output.copy())
+
+    def backward_prop(self, d_output: Any, rate: float) -> NDArray:
+        """SGD step on weights and biases; returns ``weights.T @ d_output`` (weights before it)."""
+        if self.backend == "scipy":
+            return super().backward_prop(d_output, rate)
+        self._check_input()
+        d_output = check.as_array(self, "d_output", d_output, (self.output_size, 1), self.dtype)
+        rate = self._rate(rate)
         self._check_parameters()
         d_input = np.empty((self.input_size, 1), self.dtype)
         k_dense.dense_backward_sgd(self.weights, self.biases, self.input, d_output, rate, d_input)
@@ -169,11 +352,15 @@ class Linear(_ComputeLayer):
 class Activation(Layer):
     """Elementwise activation ``Y = activation(X)``; backward ``d_output * d_activation(X)``.
 
-    Any pair of NumPy functions works. The seed's :func:`~fastcnn.sigmoid` /
-    :func:`~fastcnn.d_sigmoid` pair runs as a Numba kernel unless ``backend="scipy"``.
+    Any pair of NumPy functions works. A pair registered in :data:`ACTIVATIONS` (the seed's
+    :func:`~fastcnn.sigmoid` / :func:`~fastcnn.d_sigmoid`) runs as a Numba kernel unless
+    ``backend="scipy"``, and a model file can store it.
     """
 
-    def __init__(self, activation, d_activation, *, backend="numba"):
+    _KEEPS_SHAPE = True
+    CONFIG_FIELDS = ("activation", "backend")
+
+    def __init__(self, activation: Any, d_activation: Any, *, backend: str = "numba") -> None:
         if not callable(activation) or not callable(d_activation):
             raise TypeError(
                 f"activation and d_activation must be callables, got {activation!r} and "
@@ -184,19 +371,46 @@ class Activation(Layer):
         self.backend = check.check_backend(backend)
         super().__init__()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         names = f"{self.activation.__name__}, {self.d_activation.__name__}"
         return f"Activation({names}{'' if self.backend == 'numba' else ', backend=' + repr(self.backend)})"
 
-    def _kernel(self):
-        return (
-            self.backend == "numba"
-            and self.activation is sigmoid
-            and self.d_activation is d_sigmoid
-        )
+    def _registered(self) -> str | None:
+        """The name of this layer's function pair in :data:`ACTIVATIONS`, or None."""
+        for name, entry in ACTIVATIONS.items():
+            if self.activation is entry.function and self.d_activation is entry.derivative:
+                return name
+        return None
 
-    def forward_prop(self, input):
-        if not self._kernel():
+    def _kernels(self) -> ActivationKernels | None:
+        name = self._registered() if self.backend == "numba" else None
+        return None if name is None else ACTIVATIONS[name]
+
+    def get_config(self) -> dict[str, Any]:
+        name = self._registered()
+        if name is None:
+            pairs = ", ".join(
+                f"Activation({e.function.__name__}, {e.derivative.__name__})"
+                for e in ACTIVATIONS.values()
+            )
+            raise ValueError(
+                f"a model file can hold only {pairs}. Model files hold no code, so a "
+                f"user-defined activation cannot be stored"
+            )
+        return {"activation": name, "backend": self.backend}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], **options: Any) -> Activation:
+        entry = ACTIVATIONS[config["activation"]]
+        return cls(entry.function, entry.derivative, backend=config["backend"])
+
+    def _compiled_spec(self) -> dict[str, Any] | None:
+        kernels = self._kernels() if type(self) is Activation else None
+        return None if kernels is None else {"op": kernels.op}
+
+    def forward_prop(self, input: Any) -> NDArray:
+        kernels = self._kernels()
+        if kernels is None:
             self.input = input
             return self.activation(self.input)
         input = np.asarray(input)
@@ -204,23 +418,37 @@ class Activation(Layer):
         dtype = input.dtype if input.dtype in check.DTYPES else np.float64
         self.input = check.as_array(self, "Input", input, input.shape, dtype)
         self._output = np.empty_like(self.input)
-        k_activation.sigmoid(self.input, self._output)
+        kernels.forward(self.input, self._output)
         return self._output.copy()  # the caller may modify what it gets
 
-    def backward_prop(self, d_output, rate):
+    def gradient(self, d_output: Any) -> tuple[NDArray, Grads]:
+        """``(d_output * d_activation(input), ())``: no parameters."""
         self._check_forwarded()
-        if not self._kernel():
+        kernels = self._kernels()
+        if kernels is None:
             shape = np.shape(self.input)
             if np.shape(d_output) != shape:  # np.multiply would broadcast it into nonsense
                 raise ValueError(
                     f"d_output of layer {self!r} is incompatible with the layer: expected shape "
                     f"{shape}, but received d_output with shape {np.shape(d_output)}."
                 )
-            return np.multiply(d_output, self.d_activation(self.input))
+            return np.multiply(d_output, self.d_activation(self.input)), ()
+        # The kernel reads the forward output; a reassigned input or output must still fit it.
+        output = getattr(self, "_output", None)
+        if not isinstance(self.input, np.ndarray) or self.input.dtype not in check.DTYPES:
+            raise ValueError(
+                f"input of layer {self!r} must be the float array forward_prop left, but it is "
+                f"{type(self.input).__name__}; call forward_prop again."
+            )
+        check.check_array(self, "input", self.input, self.input.shape, self.input.dtype)
+        check.check_array(self, "_output", output, self.input.shape, self.input.dtype)
         d_output = check.as_array(self, "d_output", d_output, self.input.shape, self.input.dtype)
         d_input = np.empty_like(self.input)
-        k_activation.sigmoid_backward(self._output, d_output, d_input)
-        return d_input
+        kernels.backward(output, d_output, d_input)
+        return d_input, ()
+
+    def backward_prop(self, d_output: Any, rate: float) -> NDArray:
+        return self.gradient(d_output)[0]
 
 
 class Convolution(_ComputeLayer):
@@ -231,7 +459,7 @@ class Convolution(_ComputeLayer):
     input_shape : tuple (depth, height, width)
     filter_size : int, at most ``min(height, width)``
     filter_count : int
-    backend, dtype, rng, init : keyword-only, as for :class:`Linear`. ``init="seed"`` draws
+    backend, dtype, rng, init : keyword-only, as for :class:`Linear`. ``init="notebook"`` draws
         ``randn(*filters_shape) - 0.5`` then ``randn(*output_shape) - 0.5``; ``"xavier"`` draws
         Glorot-normal filters (fan in ``depth * size**2``, fan out ``count * size**2``) and zero
         biases.
@@ -242,17 +470,22 @@ class Convolution(_ComputeLayer):
     biases : ndarray of shape output_shape = (filter_count, height - size + 1, width - size + 1)
     """
 
+    _PARAMETERS = ("filters", "biases")
+    CONFIG_FIELDS = ("input_shape", "filter_size", "filter_count", "dtype", "backend")
+    input_shape: Shape
+    output_shape: Shape
+
     def __init__(
         self,
-        input_shape,
-        filter_size,
-        filter_count,
+        input_shape: Shape,
+        filter_size: int,
+        filter_count: int,
         *,
-        backend="numba",
-        dtype=np.float64,
-        rng=None,
-        init="seed",
-    ):
+        backend: str = "numba",
+        dtype: DTypeLike = np.float64,
+        rng: Any = None,
+        init: str = "notebook",
+    ) -> None:
         input_depth, input_height, input_width = check.check_shape("input_shape", input_shape, 3)
         filter_size = check.check_size("filter_size", filter_size)
         filter_count = check.check_size("filter_count", filter_count)
@@ -273,7 +506,7 @@ class Convolution(_ComputeLayer):
         self.filter_count = filter_count
         self.filters_shape = (filter_count, input_depth, filter_size, filter_size)
         randn = check.random_normal(rng)
-        if check.check_init(init) == "seed":
+        if check.check_init(init) == "notebook":
             filters = randn(*self.filters_shape) - 0.5
             biases = randn(*self.output_shape) - 0.5
         else:
@@ -284,22 +517,55 @@ class Convolution(_ComputeLayer):
         self.biases: NDArray = biases.astype(self.dtype)
         self._row = np.empty(self.output_shape[2], self.dtype)
 
-    _PARAMETERS = ("filters", "biases")
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "input_shape": list(self.input_shape),
+            "filter_size": self.filter_size,
+            "filter_count": self.filter_count,
+            "dtype": self.dtype.name,
+            "backend": self.backend,
+        }
 
-    def parameters(self):
-        """The arrays SGD updates in place: ``(filters, biases)``."""
-        return self.filters, self.biases
+    @classmethod
+    def from_config(cls, config: dict[str, Any], **options: Any) -> Convolution:
+        return cls(**{**config, "input_shape": tuple(config["input_shape"])}, **options)
 
-    def _shapes(self):
-        return self.filters_shape, self.output_shape
+    @classmethod
+    def shapes_for(cls, config: dict[str, Any]) -> dict[str, Shape]:
+        depth, height, width = config["input_shape"]
+        size, count = config["filter_size"], config["filter_count"]
+        return {
+            "filters": (count, depth, size, size),
+            "biases": (count, height - size + 1, width - size + 1),
+        }
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"Convolution({self.input_shape}, {self.filter_size}, {self.filter_count}"
             f"{self._options()})"
         )
 
-    def forward_prop(self, input):
+    def _compiled_spec(self) -> dict[str, Any] | None:
+        if type(self) is not Convolution or self.backend != "numba":
+            return None
+        depth, height, width = self.input_shape
+        return {
+            "op": k_network.CONV,
+            "in_size": depth * height * width,
+            "out_size": int(np.prod(self.output_shape)),
+            "depth": depth,
+            "height": height,
+            "width": width,
+            "filter_size": self.filter_size,
+            "filter_count": self.filter_count,
+        }
+
+    def _check_row(self) -> None:
+        check.check_array(
+            self, "_row", self._row, (self.output_shape[2],), self.dtype, writeable=True
+        )
+
+    def forward_prop(self, input: Any) -> NDArray:
         self.input = check.as_array(self, "Input", input, self.input_shape, self.dtype)
         if self.backend == "scipy":
             output = self.biases.copy()
@@ -312,22 +578,35 @@ class Convolution(_ComputeLayer):
         k_conv.conv_forward(self.input, self.filters, self.biases, out)
         return out
 
-    def backward_prop(self, d_output, rate):
-        self._check_forwarded()
+    def gradient(self, d_output: Any) -> tuple[NDArray, Grads]:
+        """``(d_input, (d_filters, d_output))`` with ``d_filters[i, j] = correlate2d(input[j],
+        d_output[i], "valid")`` and ``d_input[j] = sum_i convolve2d(d_output[i], filters[i, j],
+        "full")``; changes nothing."""
+        self._check_input()
         d_output = check.as_array(self, "d_output", d_output, self.output_shape, self.dtype)
-        rate = self._rate(rate)
         if self.backend == "scipy":
             d_filters = np.zeros(self.filters_shape, self.dtype)
-            d_biases = d_output
             d_input = np.zeros(self.input_shape, self.dtype)
             for i in range(self.filter_count):
                 for j in range(self.input_depth):
                     d_filters[i, j] = signal.correlate2d(self.input[j], d_output[i], "valid")
                     d_input[j] += signal.convolve2d(d_output[i], self.filters[i, j], "full")
-            self.filters -= d_filters * rate
-            self.biases -= d_biases * rate
-            return d_input
+            return d_input, (d_filters, d_output.copy())
         self._check_parameters()
+        self._check_row()
+        d_filters = np.empty(self.filters_shape, self.dtype)
+        d_input = np.empty(self.input_shape, self.dtype)
+        k_gradient.conv_backward(self.input, self.filters, d_output, d_filters, d_input, self._row)
+        return d_input, (d_filters, d_output.copy())
+
+    def backward_prop(self, d_output: Any, rate: float) -> NDArray:
+        if self.backend == "scipy":
+            return super().backward_prop(d_output, rate)
+        self._check_input()
+        d_output = check.as_array(self, "d_output", d_output, self.output_shape, self.dtype)
+        rate = self._rate(rate)
+        self._check_parameters()
+        self._check_row()
         d_input = np.empty(self.input_shape, self.dtype)
         k_conv.conv_backward_sgd(
             self.input, self.filters, self.biases, d_output, rate, d_input, self._row
@@ -338,7 +617,11 @@ class Convolution(_ComputeLayer):
 class Reshape(Layer):
     """Reshapes ``input_shape`` to ``output_shape`` forward, and back on the way backward."""
 
-    def __init__(self, input_shape, output_shape):
+    CONFIG_FIELDS = ("input_shape", "output_shape")
+    input_shape: Shape
+    output_shape: Shape
+
+    def __init__(self, input_shape: Shape, output_shape: Shape) -> None:
         self.input_shape = check.check_shape("input_shape", input_shape)
         self.output_shape = check.check_shape("output_shape", output_shape)
         sizes = [int(np.prod(s)) for s in (self.input_shape, self.output_shape)]
@@ -349,10 +632,19 @@ class Reshape(Layer):
             )
         super().__init__()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Reshape({self.input_shape}, {self.output_shape})"
 
-    def _reshape(self, what, value, from_shape, to_shape):
+    def get_config(self) -> dict[str, Any]:
+        return {"input_shape": list(self.input_shape), "output_shape": list(self.output_shape)}
+
+    def _compiled_spec(self) -> dict[str, Any] | None:
+        if type(self) is not Reshape:
+            return None
+        size = int(np.prod(self.input_shape))
+        return {"op": None, "in_size": size, "out_size": size}  # flat buffers: nothing to do
+
+    def _reshape(self, what: str, value: Any, from_shape: Shape, to_shape: Shape) -> NDArray:
         array = np.asarray(value)
         if array.dtype.kind not in "biuf":
             raise TypeError(
@@ -366,8 +658,21 @@ class Reshape(Layer):
             )
         return np.reshape(array, to_shape)
 
-    def forward_prop(self, input):
+    def forward_prop(self, input: Any) -> NDArray:
         return self._reshape("Input", input, self.input_shape, self.output_shape)
 
-    def backward_prop(self, d_output, rate):
-        return self._reshape("d_output", d_output, self.output_shape, self.input_shape)
+    def gradient(self, d_output: Any) -> tuple[NDArray, Grads]:
+        """``(d_output reshaped to input_shape, ())``."""
+        return self._reshape("d_output", d_output, self.output_shape, self.input_shape), ()
+
+    def backward_prop(self, d_output: Any, rate: float) -> NDArray:
+        return self.gradient(d_output)[0]
+
+
+# The layer types a model file may name; io.py builds and describes layers through this table.
+LAYERS: dict[str, type[Layer]] = {
+    "Convolution": Convolution,
+    "Linear": Linear,
+    "Activation": Activation,
+    "Reshape": Reshape,
+}

@@ -1,16 +1,24 @@
 """Ready-made networks: the seed notebook's MNIST CNN (cell 335)."""
 
 import numbers
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
+from ._validation import check_init
 from .functions import d_sigmoid, sigmoid
 from .layers import Activation, Convolution, Linear, Reshape
 from .network import Network
 
 
 def mnist_cnn(
-    *, backend="numba", dtype=np.float64, rng=None, init="seed", num_threads=1
+    *,
+    backend: str = "numba",
+    dtype: DTypeLike = np.float64,
+    rng: Any = None,
+    init: str = "notebook",
+    num_threads: int = 1,
 ) -> Network:
     """The seed's MNIST network, layer for layer::
 
@@ -30,9 +38,10 @@ def mnist_cnn(
         (Convolution, then the two Linear layers). None draws from NumPy's global state, exactly as
         the seed's cell does; an int ``s`` gives the same weights as ``np.random.seed(s)`` followed
         by that cell. A Generator draws a different (equally good) sequence.
-    init : {"seed", "xavier"}
-        ``"seed"``: the notebook's ``randn`` initialisation, which saturates the sigmoids and
-        learns slowly. ``"xavier"``: Glorot-normal weights and zero biases.
+    init : {"notebook", "xavier"}
+        ``"notebook"``: the notebook's ``randn`` initialisation, which saturates the sigmoids and
+        learns slowly. ``"xavier"``: Glorot-normal weights and zero biases. ``"seed"`` is a
+        deprecated name of ``"notebook"``.
     num_threads : int
         Threads for the compiled training path (see :class:`~fastcnn.Network`).
 
@@ -45,6 +54,7 @@ def mnist_cnn(
     # giving the first Linear layer the convolution's numbers instead of the seed's next draws.
     if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
         rng = np.random.RandomState(int(rng))
+    init = check_init(init)  # once, so a deprecated name warns once
     options = dict(backend=backend, dtype=dtype, rng=rng, init=init)
     # A list literal evaluates left to right, so the draws from ``rng`` come in the seed's order.
     layers = [

@@ -1,11 +1,18 @@
 """The seed's ``Network``: a list of layers, per-sample prediction and per-sample SGD training."""
 
+from __future__ import annotations
+
 import numbers
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import _compiled
+from . import _validation as check
 from ._validation import check_backend, check_size
+from .layers import Layer, Reshape
 
 # Samples per compiled call: small enough that progress and Ctrl-C come every few tens of ms.
 _CHUNK = 256
@@ -15,15 +22,15 @@ class History(list):
     """Per-epoch training losses (a list, as the seed's epoch lines), plus ``accuracy``: per-epoch
     accuracy on the validation data, when ``train`` was given some."""
 
-    def __init__(self, losses=(), accuracy=()):
+    def __init__(self, losses: Sequence[float] = (), accuracy: Sequence[float] = ()) -> None:
         super().__init__(losses)
         self.accuracy = list(accuracy)
 
     @property
-    def loss(self):
+    def loss(self) -> list[float]:
         return list(self)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         # A notebook cell ending in ``net.train(...)`` shows this line, not 10,000 floats.
         last = f", last loss {self[-1]}" if self else ""
         acc = f", last accuracy {self.accuracy[-1]}" if self.accuracy else ""
@@ -44,7 +51,9 @@ class Network:
         but its last bits may differ from a one-thread run.
     """
 
-    def __init__(self, layers, *, backend=None, num_threads=1):
+    def __init__(
+        self, layers: list[Layer], *, backend: str | None = None, num_threads: int = 1
+    ) -> None:
         self.layers = layers
         self.num_threads = check_size("num_threads", num_threads)
         if backend is not None:
@@ -53,35 +62,100 @@ class Network:
                 if hasattr(layer, "backend"):
                     layer.backend = backend
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         inner = "".join(f"\n    {layer!r}," for layer in self.layers)
         return f"Network([{inner}\n])"
 
-    def predict(self, input):
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """The shape of one sample, from the first layer that knows it (None if unknown)."""
+        layer = self._input_layer()
+        return None if layer is None else layer.input_shape
+
+    @property
+    def output_shape(self) -> tuple[int, ...] | None:
+        """The shape of the network's output, from the last layer that knows it (None if unknown)."""
+        for layer in reversed(self.layers):
+            if layer.output_shape is not None:
+                return tuple(layer.output_shape)
+            if not layer._KEEPS_SHAPE:
+                return None
+        return None
+
+    def _input_layer(self) -> Layer | None:
+        for layer in self.layers:
+            if layer.input_shape is not None:
+                return layer
+            if not layer._KEEPS_SHAPE:
+                return None
+        return None
+
+    def _check_chain(self) -> None:
+        """Each layer's output fits the next layer's input (looking through activations)."""
+        previous: tuple[int, Layer] | None = None
+        for i, layer in enumerate(self.layers):
+            if previous is not None and layer.input_shape is not None:
+                j, before = previous
+                have, want = tuple(before.output_shape or ()), tuple(layer.input_shape)
+                fits = (
+                    np.prod(have) == np.prod(want) if isinstance(layer, Reshape) else have == want
+                )
+                if not fits:
+                    raise ValueError(
+                        f"layer {i} ({layer!r}) expects input of shape {want}, but layer {j} "
+                        f"({before!r}) outputs shape {have}."
+                    )
+            if layer.output_shape is not None:
+                previous = (i, layer)
+            elif not layer._KEEPS_SHAPE:
+                previous = None
+
+    def _check_inputs(self, name: str, data: Any, finite: bool = True) -> NDArray:
+        layer = self._input_layer()
+        shape = None if layer is None else layer.input_shape
+        return check.check_samples(
+            name, data, shape, exact=not isinstance(layer, Reshape), finite=finite
+        )
+
+    def predict(self, input: Any) -> Any:
         """The network's output for one sample ``input``."""
+        layer = self._input_layer()
+        if layer is not None:
+            shape = np.shape(input)
+            want = tuple(layer.input_shape or ())
+            if shape != want and (
+                not isinstance(layer, Reshape) or np.prod(shape) != np.prod(want)
+            ):
+                raise ValueError(
+                    f"predict takes one sample of shape {want} (the network's input), but "
+                    f"received shape {shape}; for N samples, loop or use evaluate."
+                )
         output = input
         for layer in self.layers:
             output = layer.forward_prop(output)
         return output
 
-    def evaluate(self, data_x, labels):
+    def evaluate(self, data_x: Any, labels: Any) -> float:
         """Fraction of samples whose ``argmax`` output equals ``labels`` (ints, or one-hot arrays)."""
+        self._check_chain()
+        xs = self._check_inputs("data_x", data_x, finite=False)
         labels = np.asarray(labels)
-        if len(data_x) != len(labels):
-            raise ValueError(f"evaluate got {len(data_x)} samples but {len(labels)} labels.")
+        if labels.dtype.kind not in "biuf":
+            raise TypeError(f"labels must be numeric, but they have dtype {labels.dtype}.")
+        if labels.ndim == 0 or len(xs) != len(labels):
+            raise ValueError(f"evaluate got {len(xs)} samples but {labels.size} labels.")
         if len(labels) == 0:
             raise ValueError("evaluate needs at least one sample.")
         if labels.ndim > 1:
             labels = labels.reshape(len(labels), -1).argmax(axis=1)
         program = _compiled.program(self.layers, num_threads=self.num_threads)
-        xs = None if program is None else program.samples(data_x, program.input_shape)
-        if xs is not None:
-            predicted = program.predict(xs).argmax(axis=1)
+        if program is not None:
+            predicted = program.predict(program.samples(xs)).argmax(axis=1)
         else:
-            predicted = np.array([np.argmax(self.predict(x)) for x in data_x])
+            predicted = np.array([np.argmax(self.predict(x)) for x in xs])
         return float(np.mean(predicted == labels))
 
-    def save(self, path):
+    def save(self, path: Any) -> None:
         """Write the network to ``path`` (``.npz``); :func:`fastcnn.load` reads it back exactly."""
         from .io import save
 
@@ -89,18 +163,18 @@ class Network:
 
     def train(
         self,
-        data_x,
-        data_y,
-        loss,
-        d_loss,
-        epochs,
-        rate,
+        data_x: Any,
+        data_y: Any,
+        loss: Callable[[Any, Any], Any],
+        d_loss: Callable[[Any, Any], Any],
+        epochs: int,
+        rate: float,
         *,
-        verbose=True,
-        validation_data=None,
-        progress=None,
-        on_epoch=None,
-    ):
+        verbose: bool = True,
+        validation_data: tuple[Any, Any] | None = None,
+        progress: Callable[[int, int, float], Any] | None = None,
+        on_epoch: Callable[[int, History], Any] | None = None,
+    ) -> History:
         """Per-sample SGD over ``data_x``/``data_y`` for ``epochs`` epochs with step ``rate``.
 
         Prints ``Epoch {e}, total loss: {mean loss}`` after each epoch, as the seed does, unless
@@ -115,12 +189,20 @@ class Network:
 
         Raises
         ------
+        TypeError, ValueError
+            Before any update, for a ``rate`` that is not a finite real number, samples or
+            targets whose shapes do not fit the network, integer class labels given as targets,
+            non-numeric or non-finite data.
         FloatingPointError
             When a sample's loss is not finite, before that sample's update: the weights stay as
             they were after the previous sample.
         """
         if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}.")
+        check.check_rate(rate)
+        self._check_chain()
+        data_x = self._check_inputs("data_x", data_x)
+        data_y = check.check_targets(data_y, self.output_shape)
         if len(data_x) != len(data_y):
             raise ValueError(
                 f"train got {len(data_x)} inputs (data_x) but {len(data_y)} targets (data_y); "
@@ -128,12 +210,10 @@ class Network:
             )
         if len(data_x) == 0:
             raise ValueError("train needs at least one sample; data_x is empty.")
+        # From here on the inputs are right; the compiled path is a choice, never an error.
         program = _compiled.program(self.layers, loss, d_loss, self.num_threads)
         if program is not None:
-            xs = program.samples(data_x, program.input_shape)
-            ys = program.samples(data_y, program.output_shape)
-            if xs is None or ys is None:
-                program = None
+            xs, ys = program.samples(data_x), program.samples(data_y)
         history = History()
         for e in range(epochs):
             if program is not None:
@@ -151,7 +231,16 @@ class Network:
                 on_epoch(e + 1, history)
         return history
 
-    def _epoch(self, data_x, data_y, loss, d_loss, rate, e, progress):
+    def _epoch(
+        self,
+        data_x: NDArray,
+        data_y: NDArray,
+        loss: Callable,
+        d_loss: Callable,
+        rate: float,
+        e: int,
+        progress: Callable | None,
+    ) -> float:
         """One epoch the seed's way: every layer called from Python, sample by sample."""
         total_loss = 0.0
         for k, (x, y) in enumerate(zip(data_x, data_y, strict=True)):
@@ -167,27 +256,47 @@ class Network:
                 progress(e + 1, k + 1, total_loss / (k + 1))
         return total_loss / len(data_x)
 
-    def _compiled_epoch(self, program, xs, ys, loss, d_loss, rate, e, progress):
-        """One epoch in compiled chunks; the same arithmetic as :meth:`_epoch`."""
+    def _compiled_epoch(
+        self,
+        program: _compiled.Program,
+        xs: NDArray,
+        ys: NDArray,
+        loss: Callable,
+        d_loss: Callable,
+        rate: float,
+        e: int,
+        progress: Callable | None,
+    ) -> float:
+        """One epoch in compiled chunks; the same arithmetic as :meth:`_epoch`. The program
+        trains a copy of the parameters, stored back into the layers after every chunk that a
+        callback may see and when the epoch ends (or stops)."""
         losses = np.empty(len(xs), program.dtype)
+        program.load()  # on_epoch may have changed the weights since the last epoch
         done = 0
-        while done < len(xs):
-            stop = min(len(xs), done + _CHUNK)
-            k = done + program.train(xs[done:stop], ys[done:stop], rate, losses[done:stop])
-            if k < stop:
-                raise _not_finite(e, k, "not finite")
-            done = stop
-            if progress is not None:
-                progress(e + 1, done, losses[:done].sum() / done)
-                # The callback may have replaced a layer's arrays; never train stale views.
-                program = _compiled.program(self.layers, loss, d_loss, self.num_threads)
-                if program is None:
-                    raise RuntimeError("progress callback changed the network's layers mid-epoch.")
+        try:
+            while done < len(xs):
+                stop = min(len(xs), done + _CHUNK)
+                k = done + program.train(xs[done:stop], ys[done:stop], rate, losses[done:stop])
+                if k < stop:
+                    raise _not_finite(e, k, "not finite")
+                done = stop
+                if progress is not None:
+                    program.store()
+                    progress(e + 1, done, losses[:done].sum() / done)
+                    # The callback may have changed or replaced a layer's arrays.
+                    new = _compiled.program(self.layers, loss, d_loss, self.num_threads)
+                    if new is None:
+                        raise RuntimeError(
+                            "progress callback changed the network's layers mid-epoch."
+                        )
+                    program = new
+        finally:
+            program.store()
         # cumsum adds in order from the first sample, as the seed's `total_loss += loss` does.
-        return np.cumsum(losses)[-1] / len(xs)
+        return float(np.cumsum(losses)[-1] / len(xs))
 
 
-def _not_finite(e, k, value):
+def _not_finite(e: int, k: int, value: Any) -> FloatingPointError:
     return FloatingPointError(
         f"Epoch {e + 1}, sample {k}: the loss is {value}. Training stopped before this sample's "
         f"update, so the weights are those after sample {k - 1}. A smaller rate or scaled inputs "

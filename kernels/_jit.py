@@ -49,18 +49,21 @@ _STAMP = ("fastcnn.kernels", _package_digest())
 REASSOCIATE = {"reassoc"}
 
 
-def jit(function=None, *, reassociate=False, parallel=False, cache=True):
+def jit(function=None, *, reassociate=False, parallel=False, cache=True, inline=False):
     """``numba.njit(cache=True)`` with a package-wide cache stamp; no cache where none can be written.
 
     ``reassociate=True`` adds the :data:`REASSOCIATE` flag, for kernels whose hot loop is a sum;
     ``parallel=True`` lets ``numba.prange`` loops run on ``numba.get_num_threads()`` threads.
-    ``cache=False`` compiles in every process. Parallel kernels, and any kernel that calls one, are
+    ``cache=False`` compiles in every process; ``inline=True`` inlines the function into its
+    callers (``numba.njit(inline="always")``), which then compile it as part of themselves. Parallel kernels, and any kernel that calls one, are
     never cached: a process that loads such a function from the cache and then compiles another
     signature of it leaves a cache entry that crashes the next process to load it (numba#10128,
     reproduced here; pynndescent stopped caching its parallel functions for the same reason).
     """
     if function is None:
-        return lambda f: jit(f, reassociate=reassociate, parallel=parallel, cache=cache)
+        return lambda f: jit(
+            f, reassociate=reassociate, parallel=parallel, cache=cache, inline=inline
+        )
     # NumPy's error model: 1 / 0 is inf, as in the reference path, instead of Python's
     # ZeroDivisionError, whose check in every division also stops LLVM from vectorising a loop.
     options = {"error_model": "numpy"}
@@ -68,7 +71,11 @@ def jit(function=None, *, reassociate=False, parallel=False, cache=True):
         options["fastmath"] = set(REASSOCIATE)
     if parallel:
         options["parallel"] = True
-    if parallel or not cache:
+    if inline:
+        # Inlined into each caller at Numba-IR level and never compiled on its own: a helper
+        # that is its own function makes LLVM optimise everything it calls once more.
+        options["inline"] = "always"
+    if parallel or not cache or inline:
         return numba.njit(**options)(function)
     try:
         dispatcher = numba.njit(cache=True, **options)(function)

@@ -52,8 +52,13 @@ def conv_forward(x, filters, biases, out):
     x (depth, H, W), filters (count, depth, s, s), biases and out (count, H-s+1, W-s+1).
     """
     count, depth = filters.shape[0], filters.shape[1]
+    oh, ow = out.shape[1], out.shape[2]
     for i in range(count):
-        out[i] = biases[i]
+        # A loop, not `out[i] = biases[i]`: an array assignment makes Numba compile its broadcast
+        # check, whose error message costs seconds of compile on a cold cache.
+        for a in range(oh):
+            for b in range(ow):
+                out[i, a, b] = biases[i, a, b]
         for j in range(depth):
             _correlate2d_valid_add(x[j], filters[i, j], out[i])
 

@@ -1,14 +1,21 @@
 """A whole network's per-sample SGD loop in one compiled call.
 
-The network arrives as a program: ``ops[l]`` says what layer ``l`` is, ``dims[l]`` its sizes, and
-``params`` holds each parametrised layer's two arrays (weights or filters, then biases) flattened.
-Activations and gradients live in flat buffers ``acts[l]`` (layer ``l``'s input; ``acts[L]`` the
-output) and ``grads[l]``. A Reshape is no operation on flat buffers, so it never appears.
+The network arrives as a program: ``spec`` is a record array (:data:`LAYER`), one record per
+layer, read by field name (``spec[l].op``, ``spec[l].in_size``...). Every layer's parameters live in
+one flat buffer ``params`` (weights or filters at ``spec[l].weights``, biases at
+``spec[l].biases``); activations and gradients in the flat buffers ``acts`` and ``grads``, layer
+``l``'s input at ``spec[l].x`` and its output at ``spec[l].y``. Every argument is an array or a
+number whatever the network's length, so each entry point compiles once per dtype. A Reshape is no
+operation on flat buffers, so it never appears.
 
 ``partial`` is None on one thread. With threads it is scratch of shape (blocks, widest dense
 input), and the large dense layers run on the parallel kernels. The one-thread entry points are
 cached; the threaded ones compile in each process (see ``_jit.jit``). ``partial is None`` is
 decided when Numba compiles, so the cached code never contains a parallel kernel.
+
+``_forward``, ``_backward`` and ``_train`` are inlined into the entry points (``inline=True``):
+compiled as functions of their own, each would make LLVM optimise every kernel below it once
+more, which cost about a third of a cold start.
 """
 
 import numpy as np
@@ -24,75 +31,104 @@ from .dense import (
     dense_sgd,
 )
 
-CONV = 0  # dims: depth, height, width, filter_size, filter_count
-LINEAR = 1  # dims: input_size, output_size
+CONV = 0
+LINEAR = 1
 SIGMOID = 2
+
+# One layer of a program. Sizes count values; offsets index the flat buffers. A field a layer
+# does not use is 0 (an activation has no parameters, a dense layer no image sizes).
+LAYER = np.dtype(
+    [
+        ("op", np.int64),  # CONV, LINEAR, SIGMOID...
+        ("in_size", np.int64),
+        ("out_size", np.int64),
+        ("x", np.int64),  # offset of the layer's input in acts/grads
+        ("y", np.int64),  # offset of its output
+        ("weights", np.int64),  # offset of its weights (filters) in params
+        ("biases", np.int64),  # offset of its biases in params
+        ("depth", np.int64),  # a convolution's input (depth, height, width) and filters
+        ("height", np.int64),
+        ("width", np.int64),
+        ("filter_size", np.int64),
+        ("filter_count", np.int64),
+    ],
+    align=True,
+)
 
 # Dense layers with fewer weights than this stay on one thread: starting a parallel region costs
 # a few microseconds, more than a small layer takes.
 PARALLEL_MIN_WEIGHTS = 1 << 16
 
 
-@jit(cache=False)
-def _forward(ops, dims, params, acts, partial):
-    p = 0
-    for l in range(ops.size):
-        x, y = acts[l], acts[l + 1]
-        if ops[l] == CONV:
-            d, h, w, s, c = dims[l, 0], dims[l, 1], dims[l, 2], dims[l, 3], dims[l, 4]
+@jit
+def _copy(a, out):
+    """``out[:] = a`` for 1-D arrays of one size, as a loop: an array-to-array assignment makes
+    Numba compile its broadcast check, whose error message pulls in seconds of string code."""
+    for i in range(a.size):
+        out[i] = a[i]
+
+
+@jit(inline=True)
+def _forward(spec, params, acts, partial):
+    for l in range(spec.size):
+        layer = spec[l]
+        x = acts[layer.x : layer.x + layer.in_size]
+        y = acts[layer.y : layer.y + layer.out_size]
+        w = params[layer.weights : layer.biases]
+        b = params[layer.biases : layer.biases + layer.out_size]
+        if layer.op == CONV:
+            d, h, wd = layer.depth, layer.height, layer.width
+            s, c = layer.filter_size, layer.filter_count
             conv_forward(
-                x.reshape((d, h, w)),
-                params[p].reshape((c, d, s, s)),
-                params[p + 1].reshape((c, h - s + 1, w - s + 1)),
-                y.reshape((c, h - s + 1, w - s + 1)),
+                x.reshape((d, h, wd)),
+                w.reshape((c, d, s, s)),
+                b.reshape((c, h - s + 1, wd - s + 1)),
+                y.reshape((c, h - s + 1, wd - s + 1)),
             )
-            p += 2
-        elif ops[l] == LINEAR:
-            n, m = dims[l, 0], dims[l, 1]
-            args = (
-                params[p].reshape((m, n)),
-                x.reshape((n, 1)),
-                params[p + 1].reshape((m, 1)),
-                y.reshape((m, 1)),
-            )
+        elif layer.op == LINEAR:
+            n, m = layer.in_size, layer.out_size
+            args = (w.reshape((m, n)), x.reshape((n, 1)), b.reshape((m, 1)), y.reshape((m, 1)))
             if partial is None:
                 dense_forward(*args)
             elif m * n >= PARALLEL_MIN_WEIGHTS:
                 dense_forward_blocks(*args, partial.shape[0])
             else:
                 dense_forward(*args)
-            p += 2
         else:
             sigmoid(x, y)
 
 
-@jit(cache=False)
-def _backward(ops, dims, params, acts, grads, rate, row, partial):
-    """Backward from ``grads[L]``; the first layer's input gradient is never needed."""
-    p = len(params)
-    for l in range(ops.size - 1, -1, -1):
-        x, g_out, g_in = acts[l], grads[l + 1], grads[l]
-        if ops[l] == CONV:
-            p -= 2
-            d, h, w, s, c = dims[l, 0], dims[l, 1], dims[l, 2], dims[l, 3], dims[l, 4]
-            shape_out = (c, h - s + 1, w - s + 1)
+@jit(inline=True)
+def _backward(spec, params, acts, grads, rate, row, partial):
+    """Backward from the last layer's output gradient; the first layer's input gradient is never
+    needed."""
+    for l in range(spec.size - 1, -1, -1):
+        layer = spec[l]
+        x = acts[layer.x : layer.x + layer.in_size]
+        g_in = grads[layer.x : layer.x + layer.in_size]
+        g_out = grads[layer.y : layer.y + layer.out_size]
+        w = params[layer.weights : layer.biases]
+        b = params[layer.biases : layer.biases + layer.out_size]
+        if layer.op == CONV:
+            d, h, wd = layer.depth, layer.height, layer.width
+            s, c = layer.filter_size, layer.filter_count
+            shape_out = (c, h - s + 1, wd - s + 1)
             args = (
-                x.reshape((d, h, w)),
-                params[p].reshape((c, d, s, s)),
-                params[p + 1].reshape(shape_out),
+                x.reshape((d, h, wd)),
+                w.reshape((c, d, s, s)),
+                b.reshape(shape_out),
                 g_out.reshape(shape_out),
                 rate,
             )
             if l == 0:
                 conv_sgd(*args, row)
             else:
-                conv_backward_sgd(*args, g_in.reshape((d, h, w)), row)
-        elif ops[l] == LINEAR:
-            p -= 2
-            n, m = dims[l, 0], dims[l, 1]
+                conv_backward_sgd(*args, g_in.reshape((d, h, wd)), row)
+        elif layer.op == LINEAR:
+            n, m = layer.in_size, layer.out_size
             args = (
-                params[p].reshape((m, n)),
-                params[p + 1].reshape((m, 1)),
+                w.reshape((m, n)),
+                b.reshape((m, 1)),
                 x.reshape((n, 1)),
                 g_out.reshape((m, 1)),
                 rate,
@@ -106,18 +142,21 @@ def _backward(ops, dims, params, acts, grads, rate, row, partial):
             else:
                 dense_backward_sgd(*args, g_in.reshape((n, 1)))
         elif l > 0:
-            sigmoid_backward(acts[l + 1], g_out, g_in)
+            sigmoid_backward(acts[layer.y : layer.y + layer.out_size], g_out, g_in)
 
 
-@jit(cache=False)
-def _train(ops, dims, params, acts, grads, xs, ys, rate, row, partial, losses):
-    out = acts[len(acts) - 1]
-    g = grads[len(grads) - 1]
+@jit(inline=True)
+def _train(spec, params, acts, grads, xs, ys, rate, row, partial, losses):
+    last = spec[spec.size - 1]
+    out = acts[last.y : last.y + last.out_size]
+    g = grads[last.y : last.y + last.out_size]
+    first = spec[0]
+    x = acts[first.x : first.x + first.in_size]
     size = out.size
     two = out.dtype.type(2)
     for k in range(xs.shape[0]):
-        acts[0][:] = xs[k]
-        _forward(ops, dims, params, acts, partial)
+        _copy(xs[k], x)
+        _forward(spec, params, acts, partial)
         y = ys[k]
         # mse = np.mean(np.power(actual - predicted, 2)); summed in float64 as np.mean does.
         total = 0.0
@@ -130,33 +169,35 @@ def _train(ops, dims, params, acts, grads, xs, ys, rate, row, partial, losses):
         losses[k] = loss
         for i in range(size):  # d_mse = 2 * (predicted - actual) / np.size(actual)
             g[i] = two * (out[i] - y[i]) / size
-        _backward(ops, dims, params, acts, grads, rate, row, partial)
+        _backward(spec, params, acts, grads, rate, row, partial)
     return xs.shape[0]
 
 
 @jit
-def train_mse_sgd(ops, dims, params, acts, grads, xs, ys, rate, row, losses):
+def train_mse_sgd(spec, params, acts, grads, xs, ys, rate, row, losses):
     """Seed's ``Network.train`` inner loop with ``mse``/``d_mse``, over samples ``xs``/``ys``.
 
     xs (N, input size), ys (N, output size), losses (N,) receives each sample's loss; ``row`` is
     scratch for the convolutions (as long as the widest output row). Returns N, or the index of
     the first sample whose loss is not finite, before that sample's update.
     """
-    return _train(ops, dims, params, acts, grads, xs, ys, rate, row, None, losses)
+    return _train(spec, params, acts, grads, xs, ys, rate, row, None, losses)
 
 
 @jit(cache=False)
-def train_mse_sgd_threads(ops, dims, params, acts, grads, xs, ys, rate, row, partial, losses):
+def train_mse_sgd_threads(spec, params, acts, grads, xs, ys, rate, row, partial, losses):
     """:func:`train_mse_sgd` with the large dense layers split into ``len(partial)`` blocks run
     on ``numba.get_num_threads()`` threads; ``partial`` is scratch (blocks, widest dense input)."""
-    return _train(ops, dims, params, acts, grads, xs, ys, rate, row, partial, losses)
+    return _train(spec, params, acts, grads, xs, ys, rate, row, partial, losses)
 
 
 @jit
-def predict_many(ops, dims, params, acts, xs, out):
+def predict_many(spec, params, acts, xs, out):
     """``out[k] = network(xs[k])`` for every sample; shapes as :func:`train_mse_sgd`."""
-    last = acts[len(acts) - 1]
+    last, first = spec[spec.size - 1], spec[0]
+    y = acts[last.y : last.y + last.out_size]
+    x = acts[first.x : first.x + first.in_size]
     for k in range(xs.shape[0]):
-        acts[0][:] = xs[k]
-        _forward(ops, dims, params, acts, None)
-        out[k] = last
+        _copy(xs[k], x)
+        _forward(spec, params, acts, None)
+        _copy(y, out[k])

@@ -174,8 +174,10 @@ def test_dense_block_kernels_match_serial(blocks, dtype):
 def test_nan_in_compiled_path_stops_before_the_update():
     # Catches the compiled loop applying the update of the sample whose loss is not finite, or
     # naming the wrong sample.
+    # A finite but huge target overflows the squared error at sample 13 only.
     x, y = data(1, 6, 20, 1)
-    x[13, 0, 2, 2] = np.nan
+    y = y.astype(np.float64)
+    y[13, 0, 0] = 1e300
     net, twin = conv_net(1, 6, 3, 2, 4, np.float64, 5), conv_net(1, 6, 3, 2, 4, np.float64, 5)
     with pytest.raises(FloatingPointError, match=r"Epoch 1, sample 13: the loss is not finite"):
         net.train(x, y, mse, d_mse, 1, 0.1, verbose=False)
@@ -277,3 +279,30 @@ def test_replaced_parameters_are_checked_on_both_numba_paths(replacement):
         Network([layer]).train(
             np.zeros((2, 3, 1)), np.zeros((2, 3, 1)), mse, d_mse, 1, 0.1, verbose=False
         )
+
+
+@pytest.mark.slow
+def test_one_compile_per_dtype_whatever_the_network_length():
+    # Catches the program reaching Numba as tuples again: one signature (and a new multi-second
+    # compile) per network length instead of one per dtype.
+    from fastcnn.models import mnist_cnn
+
+    xor = Network(
+        [
+            Linear(2, 3, rng=0),
+            Activation(sigmoid, d_sigmoid),
+            Linear(3, 1, rng=0),
+            Activation(sigmoid, d_sigmoid),
+        ]
+    )
+    xor.train(np.ones((2, 2, 1)), np.ones((2, 1, 1)), mse, d_mse, 1, 0.1, verbose=False)
+    after_xor = list(k_network.train_mse_sgd.signatures)
+    mnist = mnist_cnn(rng=0)
+    x, y = np.ones((2, 1, 28, 28)), np.zeros((2, 10, 1))
+    mnist.train(x, y, mse, d_mse, 1, 0.1, verbose=False)
+    assert list(k_network.train_mse_sgd.signatures) == after_xor
+    float64 = [s for s in after_xor if s[1].dtype == numba.float64]
+    assert len(float64) == 1
+    mnist.evaluate(x, [0, 0])
+    xor.evaluate(np.ones((2, 2, 1)), [0, 0])
+    assert len([s for s in k_network.predict_many.signatures if s[1].dtype == numba.float64]) == 1

@@ -273,7 +273,7 @@ BAD_CONSTRUCTORS = [
     (
         lambda: Linear(3, 2, init="he"),
         ValueError,
-        "init must be one of ('seed', 'xavier'), got 'he'.",
+        "init must be one of ('notebook', 'xavier'), got 'he'.",
     ),
     (
         lambda: Linear(3, 2, rng="seed"),
@@ -352,26 +352,41 @@ LOSSES = {"numba": (mse, d_mse), "scipy": (mse, d_mse), "numba-per-layer": (own_
 
 
 @pytest.mark.parametrize("path", sorted(LOSSES))
-def test_nan_input_stops_training_before_its_update(path):
-    # Catches training through a NaN, or stopping only after the bad sample's update.
+def test_non_finite_input_rejected_before_any_update(path):
+    # Catches training through a NaN/inf sample: an inf pixel saturates the sigmoid, the loss stays
+    # finite and the update writes NaN, so the data must be checked before the first update.
     backend = path.split("-")[0]
     loss, d_loss = LOSSES[path]
-    x = XOR_X.copy()
-    x[2, 1, 0] = np.nan
+    for bad in (np.nan, np.inf, -np.inf):
+        x = XOR_X.copy()
+        x[2, 1, 0] = bad
+        net, initial = xor_net(backend), xor_net(backend)
+        with pytest.raises(
+            ValueError, match=text("data_x holds a non-finite value (nan or inf) in sample 2")
+        ):
+            net.train(x, XOR_Y, loss, d_loss, 3, 0.1, verbose=False)
+        for a, b in zip(params(net), params(initial), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg="weights changed before the error")
+
+
+@pytest.mark.parametrize("path", sorted(LOSSES))
+def test_infinite_loss_stops_training_before_its_update(path):
+    # Catches training through a non-finite loss, or stopping only after the bad sample's update.
+    # A finite but huge target makes the squared error overflow at sample 2 only.
+    backend = path.split("-")[0]
+    loss, d_loss = LOSSES[path]
+    y = XOR_Y.copy()
+    y[2, 0, 0] = 1e300
     net = xor_net(backend)
-    with pytest.raises(FloatingPointError, match=text("Epoch 1, sample 2: the loss is")):
-        net.train(x, XOR_Y, loss, d_loss, 3, 0.1, verbose=False)
+    with (
+        np.errstate(all="ignore"),
+        pytest.raises(FloatingPointError, match=text("Epoch 1, sample 2: the loss is")),
+    ):
+        net.train(XOR_X, y, loss, d_loss, 3, 0.1, verbose=False)
     snapshot = xor_net(backend)
-    snapshot.train(x[:2], XOR_Y[:2], loss, d_loss, 1, 0.1, verbose=False)
+    snapshot.train(XOR_X[:2], y[:2], loss, d_loss, 1, 0.1, verbose=False)
     for a, b in zip(params(net), params(snapshot), strict=True):
         np.testing.assert_array_equal(a, b, err_msg="weights differ from those after sample 1")
-
-    x[0, 0, 0] = np.nan  # the very first sample: nothing may change
-    net, initial = xor_net(backend), xor_net(backend)
-    with pytest.raises(FloatingPointError, match=text("Epoch 1, sample 0: the loss is")):
-        net.train(x, XOR_Y, loss, d_loss, 1, 0.1, verbose=False)
-    for a, b in zip(params(net), params(initial), strict=True):
-        np.testing.assert_array_equal(a, b, err_msg="weights changed before the first update")
 
 
 @pytest.mark.parametrize("path", sorted(LOSSES))
@@ -424,17 +439,20 @@ def test_train_bad_epochs(epochs):
         xor_net("numba").train(XOR_X, XOR_Y, mse, d_mse, epochs, 0.1, verbose=False)
 
 
-def test_train_wrong_sample_shape_names_layer():
-    # Catches the compiled path hiding a data shape error that the first layer must name.
-    net = xor_net("numba")
+@pytest.mark.parametrize("path", sorted(LOSSES))
+def test_train_wrong_sample_shape_names_network_shape(path):
+    # Catches the compiled path hiding a data shape error, or a message without the shapes.
+    backend = path.split("-")[0]
+    loss, d_loss = LOSSES[path]
+    net = xor_net(backend)
     with pytest.raises(
         ValueError,
         match=text(
-            "Input of layer Linear(2, 3) is incompatible with the layer: expected shape (2, 1), "
-            "but received input with shape (3, 1)"
+            "data_x has samples of shape (3, 1) (array of shape (4, 3, 1)), but the network's "
+            "input has shape (2, 1)"
         ),
     ):
-        net.train(np.ones((4, 3, 1)), XOR_Y, mse, d_mse, 1, 0.1, verbose=False)
+        net.train(np.ones((4, 3, 1)), XOR_Y, loss, d_loss, 1, 0.1, verbose=False)
 
 
 @pytest.mark.parametrize("backend", ["numba", "scipy"])
@@ -454,3 +472,154 @@ def test_reshape_rejects_text():
     # Catches strings passing through Reshape into a Linear layer's TypeError, one layer late.
     with pytest.raises(TypeError, match=r"Input of layer Reshape.*must be numeric"):
         Reshape((2,), (2, 1)).forward_prop(np.array(["a", "b"]))
+
+
+# Each invalid call of train: (description, kwargs changed from a valid call, error, message).
+_LABELS = np.array([0, 1, 1, 0])
+BAD_TRAIN_CALLS = [
+    ("rate-str", {"rate": "0.1"}, TypeError, "rate must be a real number, got '0.1' of type str."),
+    ("rate-bool", {"rate": True}, TypeError, "rate must be a real number, got True of type bool."),
+    (
+        "rate-none",
+        {"rate": None},
+        TypeError,
+        "rate must be a real number, got None of type NoneType.",
+    ),
+    ("rate-nan", {"rate": float("nan")}, ValueError, "rate must be a finite real number, got nan."),
+    ("rate-inf", {"rate": np.inf}, ValueError, "rate must be a finite real number, got inf."),
+    (
+        "x-shape",
+        {"data_x": np.ones((4, 2))},
+        ValueError,
+        "data_x has samples of shape (2,) (array of shape (4, 2)), but the network's input has "
+        "shape (2, 1); pass an array of shape (N, 2, 1).",
+    ),
+    (
+        "y-shape",
+        {"data_y": np.ones((4, 1))},
+        ValueError,
+        "data_y has targets of shape (1,) (array of shape (4, 1)), but the network's output has "
+        "shape (1, 1); pass an array of shape (N, 1, 1).",
+    ),
+    (
+        "x-strings",
+        {"data_x": np.full((4, 2, 1), "a")},
+        TypeError,
+        "data_x must be numeric, but it has dtype <U1. Convert it with .astype(np.float64).",
+    ),
+    (
+        "y-nan",
+        {"data_y": np.where(XOR_Y == 1, np.nan, XOR_Y)},
+        ValueError,
+        "data_y holds a non-finite value (nan or inf) in sample 1",
+    ),
+    (
+        "x-inf",
+        {"data_x": np.where(XOR_X == 1, np.inf, XOR_X)},
+        ValueError,
+        "data_x holds a non-finite value (nan or inf) in sample 1",
+    ),
+    (
+        "pairs",
+        {"data_y": XOR_Y[:3]},
+        ValueError,
+        "train got 4 inputs (data_x) but 3 targets (data_y)",
+    ),
+]
+
+
+@pytest.mark.parametrize("path", sorted(LOSSES))
+@pytest.mark.parametrize("case", BAD_TRAIN_CALLS, ids=[c[0] for c in BAD_TRAIN_CALLS])
+def test_train_rejects_bad_input_on_every_path(path, case):
+    # Catches a bad rate or data that trains silently on one path (rate="0.1" or True on the
+    # compiled path, nan corrupting weights) or that the compiled path turns into another error.
+    _, change, error, message = case
+    backend = path.split("-")[0]
+    loss, d_loss = LOSSES[path]
+    net, initial = xor_net(backend), xor_net(backend)
+    call = dict(data_x=XOR_X, data_y=XOR_Y, loss=loss, d_loss=d_loss, epochs=1, rate=0.1)
+    with pytest.raises(error, match=text(message)) as info:
+        net.train(**{**call, **change}, verbose=False)
+    assert "\n" not in str(info.value)
+    for a, b in zip(params(net), params(initial), strict=True):
+        np.testing.assert_array_equal(a, b, err_msg="weights changed before the error")
+
+
+@pytest.mark.parametrize("labels", [np.arange(4) % 10, (np.arange(4) % 10).reshape(4, 1)])
+@pytest.mark.parametrize("backend", ["numba", "scipy"])
+def test_train_rejects_integer_labels_as_targets(backend, labels):
+    # Catches class labels given where one-hot targets belong: mse broadcasts them against the
+    # (10, 1) output and training "works" with a loss near 11.
+    np.random.seed(0)
+    net = Network([Linear(2, 10), Activation(sigmoid, d_sigmoid)], backend=backend)
+    before = [p.copy() for p in params(net)]
+    x = np.ones((4, 2, 1))
+    with pytest.raises(ValueError, match=text("data_y looks like integer class labels")) as info:
+        net.train(x, labels, mse, d_mse, 1, 0.1, verbose=False)
+    assert "np.eye(10)[labels]" in str(info.value)
+    for a, b in zip(params(net), before, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("backend", ["numba", "scipy"])
+def test_evaluate_and_predict_check_shapes_at_the_door(backend):
+    # Catches evaluate/predict errors that depend on the path chosen, or name no shape.
+    net = xor_net(backend)
+    with pytest.raises(ValueError, match=text("but the network's input has shape (2, 1)")):
+        net.evaluate(np.ones((4, 3, 1)), [0, 1, 1, 0])
+    with pytest.raises(ValueError, match=text("predict takes one sample of shape (2, 1)")):
+        net.predict(np.ones((3, 1)))
+    with pytest.raises(ValueError, match=text("evaluate got 4 samples but 3 labels.")):
+        net.evaluate(XOR_X, [0, 1, 1])
+
+
+def test_network_whose_layers_do_not_chain():
+    # Catches a network whose layer sizes disagree, reported by whichever path happened to run.
+    net = Network([Linear(2, 3, rng=0), Activation(sigmoid, d_sigmoid), Linear(4, 1, rng=0)])
+    with pytest.raises(
+        ValueError,
+        match=text(
+            "layer 2 (Linear(4, 1)) expects input of shape (4, 1), but layer 0 "
+            "(Linear(2, 3)) outputs shape (3, 1)."
+        ),
+    ):
+        net.train(XOR_X, XOR_Y, mse, d_mse, 1, 0.1, verbose=False)
+
+
+@pytest.mark.parametrize("backend", ["numba", "scipy"])
+def test_reassigned_input_is_checked_before_a_kernel_reads_it(backend):
+    # Catches issue 10 item 3: a reassigned layer.input (or conv._row) read or written out of
+    # bounds by the backward kernels, silently updating weights from memory past the array.
+    linear = Linear(30, 10, rng=0, backend=backend)
+    linear.forward_prop(np.ones((30, 1)))
+    linear.input = np.zeros((10, 1))
+    before = linear.weights.copy()
+    with pytest.raises(ValueError, match=text("input of layer Linear(30, 10")):
+        linear.backward_prop(np.ones((10, 1)), 0.1)
+    np.testing.assert_array_equal(linear.weights, before)
+    conv = Convolution((1, 6, 6), 3, 2, rng=0, backend=backend)
+    conv.forward_prop(np.ones((1, 6, 6)))
+    conv.input = np.zeros((1, 3, 3))
+    with pytest.raises(ValueError, match=text("input of layer Convolution((1, 6, 6), 3, 2")):
+        conv.backward_prop(np.ones((2, 4, 4)), 0.1)
+    conv.input = np.ones((1, 6, 6))
+    if backend == "numba":
+        conv._row = np.empty(1)
+        with pytest.raises(ValueError, match=text("_row of layer Convolution((1, 6, 6), 3, 2)")):
+            conv.backward_prop(np.ones((2, 4, 4)), 0.1)
+    conv.input = np.ones((1, 6, 6))[:, ::1, ::-1]  # right shape, not C-contiguous
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        conv.gradient(np.ones((2, 4, 4)))
+
+
+def test_reassigned_activation_input_is_checked_before_the_kernel():
+    # Catches the sigmoid backward kernel writing d_input of the new input's size from a smaller
+    # forward output (out of bounds).
+    layer = Activation(sigmoid, d_sigmoid)
+    layer.forward_prop(np.zeros((3, 1)))
+    layer.input = np.zeros((10, 1))
+    with pytest.raises(ValueError, match=text("_output of layer Activation(sigmoid, d_sigmoid)")):
+        layer.backward_prop(np.ones((10, 1)), 0.1)
+    layer.input = [0.0, 1.0, 2.0]
+    with pytest.raises(ValueError, match="must be the float array forward_prop left"):
+        layer.backward_prop(np.ones((3, 1)), 0.1)

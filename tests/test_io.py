@@ -431,3 +431,64 @@ def test_save_missing_directory(tmp_path: Path) -> None:
     # Catches an error naming mkstemp's random temporary file instead of the user's path.
     with pytest.raises(FileNotFoundError, match=re.escape(f"{tmp_path / 'no' / 'm.npz'}")):
         io.save(Network([Linear(2, 3, rng=0)]), tmp_path / "no" / "m.npz")
+
+
+# ---------------------------------------------------------------------------------------------------
+# files written before layers described themselves
+
+
+# The architecture JSON exactly as io.save wrote it before get_config existed (version 1).
+TODAYS_ARCHITECTURE = {
+    "format": "fastcnn-model",
+    "version": 1,
+    "layers": [
+        {
+            "type": "Convolution",
+            "input_shape": [1, 6, 6],
+            "filter_size": 3,
+            "filter_count": 2,
+            "dtype": "float64",
+            "backend": "numba",
+        },
+        {"type": "Activation", "activation": "sigmoid", "backend": "numba"},
+        {"type": "Reshape", "input_shape": [2, 4, 4], "output_shape": [32, 1]},
+        {
+            "type": "Linear",
+            "input_size": 32,
+            "output_size": 3,
+            "dtype": "float32",
+            "backend": "scipy",
+        },
+    ],
+}
+
+
+def test_file_in_todays_format_loads_and_save_writes_it(tmp_path: Path) -> None:
+    # Catches get_config/from_config changing the file format: a hand-built file in the version-1
+    # layout (JSON fields, member names) must load exactly, and save must write the same JSON.
+    rng = np.random.default_rng(0)
+    arrays = {
+        "layer0.filters": rng.standard_normal((2, 1, 3, 3)),
+        "layer0.biases": rng.standard_normal((2, 4, 4)),
+        "layer3.weights": rng.standard_normal((3, 32)).astype(np.float32),
+        "layer3.biases": rng.standard_normal((3, 1)).astype(np.float32),
+    }
+    doc = json.dumps(TODAYS_ARCHITECTURE).encode()
+    path = tmp_path / "old.npz"
+    np.savez(path, **{io.ARCHITECTURE: np.frombuffer(doc, np.uint8)}, **arrays)
+    network = io.load(path)
+    assert [type(layer).__name__ for layer in network.layers] == [
+        "Convolution",
+        "Activation",
+        "Reshape",
+        "Linear",
+    ]
+    for key, value in arrays.items():
+        i, name = key[len("layer") :].split(".")
+        stored = network.layers[int(i)].named_parameters()[name]
+        assert stored.dtype == value.dtype
+        np.testing.assert_array_equal(stored, value)
+    io.save(network, tmp_path / "new.npz")
+    members = read_members(tmp_path / "new.npz")
+    assert architecture(members) == TODAYS_ARCHITECTURE
+    assert set(members) == {io.ARCHITECTURE, *arrays}

@@ -2,6 +2,7 @@
 test over every layer, seeding and initialisation, dtypes, user-supplied activations."""
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -9,6 +10,8 @@ from hypothesis import given
 
 import fastcnn
 from fastcnn import Activation, Convolution, Linear, Network, Reshape, d_sigmoid, sigmoid
+from fastcnn.layers import LAYERS
+from fastcnn.models import mnist_cnn
 
 from .conftest import DTYPES, conv_shapes, seeds, tolerance
 
@@ -356,3 +359,130 @@ def test_layers_deepcopy_independently():
     twin.backward_prop(np.ones(twin.output_shape), 1.0)
     assert not np.array_equal(twin.filters, layer.filters)
     np.testing.assert_array_equal(layer.filters, Convolution((1, 5, 5), 3, 2, rng=0).filters)
+
+
+# ---------------------------------------------------------------------------------------------------
+# what a layer says about itself
+
+
+DESCRIBED = [
+    lambda: Linear(5, 3, rng=0),
+    lambda: Linear(5, 3, rng=0, backend="scipy", dtype=np.float32),
+    lambda: Convolution((2, 6, 5), 3, 4, rng=0),
+    lambda: Convolution((1, 7, 7), 2, 3, rng=0, backend="scipy", dtype=np.float32),
+    lambda: Activation(sigmoid, d_sigmoid),
+    lambda: Activation(sigmoid, d_sigmoid, backend="scipy"),
+    lambda: Reshape((2, 3, 4), (24, 1)),
+]
+
+
+@pytest.mark.parametrize("make", DESCRIBED, ids=lambda m: repr(m()))
+def test_layer_describes_itself(make):
+    # Catches a config that does not rebuild the same layer, named parameters out of step with
+    # parameters() or their shapes, or a layer missing from the registry io.py iterates.
+    layer = make()
+    config = layer.get_config()
+    assert tuple(config) == type(layer).CONFIG_FIELDS
+    assert LAYERS[type(layer).__name__] is type(layer)
+
+    rebuilt = type(layer).from_config(json.loads(json.dumps(config)))
+    assert repr(rebuilt) == repr(layer)
+    assert rebuilt.get_config() == config
+    named = layer.named_parameters()
+    assert tuple(named) == type(layer)._PARAMETERS
+    assert all(a is b for a, b in zip(named.values(), layer.parameters(), strict=True))
+    assert {k: v.shape for k, v in named.items()} == layer.parameter_shapes()
+    if isinstance(layer, Linear):
+        assert (layer.input_shape, layer.output_shape) == ((5, 1), (3, 1))
+
+
+def test_user_activation_cannot_describe_itself():
+    # Catches a user-defined activation described (and so saved) as a registered one.
+    with pytest.raises(ValueError, match="a model file can hold only Activation"):
+        Activation(np.tanh, d_tanh).get_config()
+
+
+@pytest.mark.parametrize("backend", ["numba", "scipy"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize(
+    "make, shape",
+    [
+        (lambda **kw: Linear(7, 4, rng=1, **kw), (7, 1)),
+        (lambda **kw: Convolution((2, 6, 5), 3, 4, rng=1, **kw), (2, 6, 5)),
+    ],
+    ids=["Linear", "Convolution"],
+)
+def test_gradient_then_apply_equals_backward_prop(make, shape, dtype, backend):
+    # Catches gradient() changing parameters, or gradient + apply_gradient rounding differently
+    # from the seed's backward_prop (mini-batch training builds on the two halves).
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, shape)
+    fused, split = make(backend=backend, dtype=dtype), make(backend=backend, dtype=dtype)
+    g = rng.uniform(-1, 1, fused.output_shape)
+    fused.forward_prop(x)
+    split.forward_prop(x)
+    before = [p.copy() for p in split.parameters()]
+    d_input, grads = split.gradient(g)
+    for a, b in zip(split.parameters(), before, strict=True):
+        np.testing.assert_array_equal(a, b, err_msg="gradient changed a parameter")
+    assert len(grads) == len(before)
+    split.apply_gradient(grads, RATE)
+    np.testing.assert_array_equal(d_input, fused.backward_prop(g, RATE), err_msg="d_input")
+    for name, a, b in zip(
+        type(fused)._PARAMETERS, fused.parameters(), split.parameters(), strict=True
+    ):
+        np.testing.assert_array_equal(a, b, err_msg=f"updated {name}")
+
+
+@pytest.mark.parametrize(
+    "make, shape",
+    [
+        (lambda **kw: Linear(7, 4, rng=1, **kw), (7, 1)),
+        (lambda **kw: Convolution((2, 6, 5), 3, 4, rng=1, **kw), (2, 6, 5)),
+    ],
+    ids=["Linear", "Convolution"],
+)
+def test_gradient_backends_agree(make, shape):
+    # Catches a numba gradient kernel that differs from the seed's maths (say, an unflipped filter).
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, shape)
+    fast, slow = make(), make(backend="scipy")
+    g = rng.uniform(-1, 1, fast.output_shape)
+    fast.forward_prop(x)
+    slow.forward_prop(x)
+    (d_fast, g_fast), (d_slow, g_slow) = fast.gradient(g), slow.gradient(g)
+    tol = tolerance(np.float64)
+    np.testing.assert_allclose(d_fast, d_slow, **tol, err_msg="d_input")
+    for name, a, b in zip(type(fast)._PARAMETERS, g_fast, g_slow, strict=True):
+        np.testing.assert_allclose(a, b, **tol, err_msg=f"d_{name}")
+
+
+def test_parameter_free_layers_have_empty_gradients():
+    # Catches an activation or reshape returning gradients that an optimiser would try to apply.
+    act, reshape = Activation(sigmoid, d_sigmoid), Reshape((2, 3), (6, 1))
+    act.forward_prop(np.zeros((4, 1)))
+    d_input, grads = act.gradient(np.ones((4, 1)))
+    assert grads == () and np.allclose(d_input, 0.25)
+    assert reshape.gradient(np.ones((6, 1)))[0].shape == (2, 3)
+    act.apply_gradient((), 0.1)
+    with pytest.raises(ValueError, match="has no parameters, but received 1 grads"):
+        act.apply_gradient((np.ones(1),), 0.1)
+
+
+def test_apply_gradient_checks_its_grads():
+    # Catches a gradient of the wrong shape broadcast into the weights.
+    layer = Linear(3, 2, rng=0)
+    with pytest.raises(ValueError, match=r"expects 2 grads \(weights, biases\), but received 1"):
+        layer.apply_gradient((np.ones((2, 3)),), 0.1)
+    with pytest.raises(ValueError, match=r"gradient of weights of layer Linear\(3, 2\)"):
+        layer.apply_gradient((np.ones((2, 1)), np.ones((2, 1))), 0.1)
+
+
+def test_init_seed_is_a_deprecated_name_of_notebook():
+    # Catches the rename breaking init="seed", or it silently meaning something else.
+    with pytest.warns(DeprecationWarning, match='init="seed" is deprecated; use init="notebook"'):
+        old = Linear(4, 3, rng=5, init="seed")
+    new = Linear(4, 3, rng=5, init="notebook")
+    np.testing.assert_array_equal(old.weights, new.weights)
+    with pytest.warns(DeprecationWarning):
+        mnist_cnn(rng=0, init="seed")
