@@ -235,7 +235,7 @@ def _load_in_thread(path) -> tuple[threading.Thread, dict]:
     def run():
         try:
             io.load(path)
-        except BaseException as exc:  # noqa: BLE001 - the test inspects whatever came out
+        except BaseException as exc:
             outcome["error"] = exc
 
     thread = threading.Thread(target=run, daemon=True)
