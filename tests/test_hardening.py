@@ -6,6 +6,7 @@ none is a checked-in blob.
 
 from __future__ import annotations
 
+import gzip
 import io as stdio
 import json
 import os
@@ -19,8 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastcnn import Linear, Network, io
+from fastcnn import Linear, Network, datasets, io
+from fastcnn.datasets import FILES, DataFileError, DataNotFoundError
 from fastcnn.io import ModelFileError
+
+from .test_datasets import QuietHandler, digests, idx_bytes, make_set, serve, write
 
 # --------------------------------------------------------------------------------------------------
 # model files: forged archives
@@ -323,3 +327,97 @@ def test_no_pickle_in_the_package():
     for source in root.rglob("*.py"):
         text = source.read_text()
         assert "import pickle" not in text and "allow_pickle=True" not in text, source
+
+
+# --------------------------------------------------------------------------------------------------
+# IDX files and downloads (issue 10 item 4)
+
+
+def gzip_with_zeros(path: Path, head: bytes, zeros: int) -> Path:
+    """``head`` followed by ``zeros`` zero bytes, gzipped in a stream (never all in memory)."""
+    block = bytes(1 << 22)
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(head)
+        for _ in range(zeros // len(block)):
+            f.write(block)
+    return path
+
+
+def test_idx_gzip_bomb_stops_after_the_promised_bytes(tmp_path):
+    # Catches issue 10 item 4: a .gz whose header says 10 images but which inflates to gigabytes
+    # was decompressed whole (6.3 GB RSS) before its size was checked. Here 256 MiB of zeros: a
+    # whole-file reader holds all of it at once; a streaming one ~8 kB past the promise.
+    head = idx_bytes(np.zeros((10, 28, 28)))
+    path = gzip_with_zeros(tmp_path / "t10k-images-idx3-ubyte.gz", head, 256 << 20)
+    tracemalloc.start()
+    with pytest.raises(DataFileError) as info:
+        datasets.read_idx(path, ndim=3)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert str(info.value) == (
+        f"{path}: expected 7856 bytes for 10 images of 28x28, found more (trailing bytes?)"
+    )
+    assert peak < 8 << 20, peak
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_idx_header_promising_too_much_is_refused_before_reading(tmp_path, suffix):
+    # Catches a forged header (4 billion images) making read_idx allocate or read before
+    # noticing: the promise is checked against max_bytes (and a raw file's size) first.
+    path = write(
+        tmp_path / f"x{suffix}", bytes([0, 0, 8, 3]) + struct.pack(">3I", 2**32 - 1, 28, 28)
+    )
+    with pytest.raises(DataFileError, match="more than the limit of 1,073,741,824"):
+        datasets.read_idx(path)
+    small = write(tmp_path / f"y{suffix}", idx_bytes(np.zeros((4, 28, 28))))
+    with pytest.raises(DataFileError, match="more than the limit of 1,000"):
+        datasets.read_idx(small, max_bytes=1000)
+    assert datasets.read_idx(small, max_bytes=None).shape == (4, 28, 28)
+
+
+class NoLengthHandler(QuietHandler):
+    """Streams the file without a Content-Length, as a chunked or hostile server may."""
+
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self) -> None:
+        body = (Path(self.directory) / self.path.lstrip("/")).read_bytes()
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.mark.parametrize("handler", [QuietHandler, NoLengthHandler], ids=["length", "no-length"])
+def test_download_stops_past_the_expected_size(tmp_path, monkeypatch, handler):
+    # Catches issue 10 item 4: a download wrote the whole stream before any size check, so a
+    # hostile mirror could fill the disk. The expected size of each file is known.
+    arrays = make_set(tmp_path / "mirror")
+    monkeypatch.setattr(datasets, "MNIST_SHA256", digests(arrays))
+    monkeypatch.setattr(datasets, "IDX_SIZES", {**datasets.IDX_SIZES, FILES[0]: 1000})
+    limit = datasets._download_limit(FILES[0])
+    big = tmp_path / "mirror" / f"{FILES[0]}.gz"
+    big.write_bytes(np.random.default_rng(0).bytes(limit + (3 << 20)))  # incompressible
+    cache = tmp_path / "cache"
+    with (
+        serve(tmp_path / "mirror", handler) as (url, _),
+        pytest.raises(DataNotFoundError) as info,
+    ):
+        datasets.load_mnist(cache_dir=cache, mirrors=[url])
+    message = str(info.value)
+    assert f"more than the {limit} bytes a gzip of {FILES[0]} can take; download stopped" in message
+    assert list(cache.iterdir()) == []
+
+
+def test_download_decompressing_past_the_expected_size_is_refused(tmp_path, monkeypatch):
+    # Catches a small download that is a gzip bomb being decompressed whole to check its digest.
+    arrays = make_set(tmp_path / "mirror")
+    monkeypatch.setattr(datasets, "MNIST_SHA256", digests(arrays))
+    head = idx_bytes(arrays[FILES[0]])
+    gzip_with_zeros(tmp_path / "mirror" / f"{FILES[0]}.gz", head, 64 << 20)
+    cache = tmp_path / "cache"
+    with (
+        serve(tmp_path / "mirror") as (url, _),
+        pytest.raises(DataFileError, match="decompresses to more than 47040016 bytes"),
+    ):
+        datasets.load_mnist(cache_dir=cache, mirrors=[url])
+    assert list(cache.iterdir()) == []
