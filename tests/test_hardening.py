@@ -11,6 +11,8 @@ import io as stdio
 import json
 import os
 import struct
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -421,3 +423,191 @@ def test_download_decompressing_past_the_expected_size_is_refused(tmp_path, monk
     ):
         datasets.load_mnist(cache_dir=cache, mirrors=[url])
     assert list(cache.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# the command line (issue 10 items 6 and 7)
+
+
+def cli_error(capsys, argv, status=1) -> str:
+    """Run ``fastcnn ARGV`` in process; the one stderr line, after checking the status."""
+    from fastcnn import cli
+
+    assert cli.main([str(a) for a in argv]) == status
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = err.splitlines()
+    if status == 2:  # argparse: usage line(s), then "fastcnn ...: error: ..."
+        assert lines[-1].startswith("fastcnn") and ": error: " in lines[-1], err
+        return lines[-1]
+    assert len(lines) == 1 and lines[0].startswith("fastcnn: error: "), err
+    return lines[0]
+
+
+@pytest.fixture
+def model(tmp_path) -> Path:
+    from fastcnn.models import mnist_cnn
+
+    path = tmp_path / "model.npz"
+    io.save(mnist_cnn(rng=0), path)
+    return path
+
+
+def test_cli_threads_above_the_cpu_count_is_a_usage_error(capsys, monkeypatch):
+    # Catches issue 10 item 6: `--threads 3` on a 2-core machine was a 24-line ValueError.
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    too_many = (os.cpu_count() or 1) + 1
+    line = cli_error(capsys, ["train", "--threads", too_many], status=2)
+    assert f"expected 1 to {too_many - 1} (the threads Numba can run here), got {too_many}" in line
+
+
+def test_cli_evaluate_on_an_empty_test_set(tmp_path, capsys, model):
+    # Catches issue 10 item 6: `evaluate` on a test set of 0 images was a ZeroDivisionError.
+    make_set(tmp_path / "data", n_test=0)
+    line = cli_error(capsys, ["evaluate", model, "--data", tmp_path / "data"])
+    assert line == (
+        f"fastcnn: error: {tmp_path / 'data'}: the test set holds no images; nothing to test on"
+    )
+
+
+@pytest.mark.parametrize("which", ["training", "test"])
+def test_cli_train_refuses_an_empty_set_up_front(tmp_path, capsys, which):
+    # Catches issue 10 item 6: `train` with 0 test images printed "test accuracy: nan", exit 0.
+    make_set(tmp_path / "data", **{"n_train" if which == "training" else "n_test": 0})
+    out = tmp_path / "m.npz"
+    line = cli_error(capsys, ["train", "--data", tmp_path / "data", "--out", out])
+    assert f"the {which} set holds no images" in line
+    assert not out.exists()
+
+
+def test_cli_refuses_a_model_with_nan_weights(tmp_path, capsys, model):
+    # Catches issue 10 item 6: a model with NaN weights predicted "0 (nan)" and evaluated to
+    # 0.085, exit 0.
+    from fastcnn.models import mnist_cnn
+
+    network = mnist_cnn(rng=0)
+    network.layers[3].weights[0, 0] = np.nan
+    io.save(network, model)
+    make_set(tmp_path / "data")
+    line = cli_error(capsys, ["evaluate", model, "--data", tmp_path / "data"])
+    assert "weights holds 1 non-finite values" in line
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_cli_fifo_model_does_not_hang(tmp_path, capsys):
+    # Catches issue 10 item 6: a FIFO given as the model hung (open() waits for a writer). The
+    # load itself is checked not to block in test_fifo_model_is_refused_without_blocking.
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    line = cli_error(capsys, ["predict", fifo, "digit.png"])
+    assert "not a regular file (it is a FIFO (named pipe))" in line
+
+
+def test_cli_max_parameters(capsys, model):
+    # Catches --max-parameters not reaching load (the budget could not be lowered or raised).
+    line = cli_error(capsys, ["predict", model, "--max-parameters", 1000, "x.png"])
+    assert "342,535 parameters, more than the limit of 1,000" in line
+
+
+def _read_only_directory(tmp_path) -> Path:
+    if os.geteuid() != 0:
+        directory = tmp_path / "read-only"
+        directory.mkdir()
+        directory.chmod(0o555)
+        return directory
+    try:  # root writes through chmod; /sys refuses even root
+        os.close(os.open("/sys/.fastcnn-probe", os.O_RDWR | os.O_CREAT))
+    except OSError:
+        return Path("/sys")
+    pytest.skip("running as root with a writable /sys: no read-only directory to try")
+
+
+@pytest.mark.parametrize("case", ["directory", "missing-parent", "parent-is-a-file", "read-only"])
+def test_cli_out_is_checked_before_training(tmp_path, capsys, case):
+    # Catches issue 10 item 7: an --out that is a directory or in a read-only directory failed
+    # only after the first epoch's work, naming the temporary file. No data is given here, so a
+    # check that comes after loading or training fails differently.
+    out, expected = {
+        "directory": (tmp_path, "is a directory; --out names the model file to write"),
+        "missing-parent": (
+            tmp_path / "no" / "m.npz",
+            f"directory {tmp_path / 'no'} does not exist",
+        ),
+        "parent-is-a-file": (tmp_path / "f" / "m.npz", f"{tmp_path / 'f'} is not a directory"),
+        "read-only": (None, "cannot write in directory"),
+    }[case]
+    (tmp_path / "f").write_text("")
+    if out is None:
+        out = _read_only_directory(tmp_path) / "m.npz"
+    line = cli_error(capsys, ["train", "--data", tmp_path / "nothing-here", "--out", out])
+    assert line.startswith(f"fastcnn: error: {out}: "), line
+    assert expected in line, line
+
+
+@pytest.mark.skipif(io.fcntl is None, reason="no flock")
+def test_cli_second_writer_of_one_out_is_refused(tmp_path, capsys):
+    # Catches issue 10 item 7: two `fastcnn train --out M` both printed "model saved" and the
+    # last silently won. The first run's lock is held here, as its process would hold it.
+    out = tmp_path / "m.npz"
+    lock = tmp_path / ".m.npz.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    try:
+        io.fcntl.flock(fd, io.fcntl.LOCK_EX)
+        line = cli_error(capsys, ["train", "--data", tmp_path / "nothing-here", "--out", out])
+    finally:
+        os.close(fd)
+    assert line == (
+        f"fastcnn: error: {out}: another fastcnn train is writing this model (it holds {lock}); "
+        f"wait for it to finish or choose another --out"
+    )
+    # released: the next run gets past the lock (and fails on the missing data instead), and
+    # removes the lock file when it ends
+    line = cli_error(capsys, ["train", "--data", tmp_path / "nothing-here", "--out", out])
+    assert "no such directory (--data)" in line
+    assert not lock.exists()
+
+
+def test_cli_module_imports_no_numpy():
+    # Catches heavy imports before main() starts catching Ctrl-C: the console script imports
+    # fastcnn.cli first, and Ctrl-C during those ~0.6-2 s printed a 50-line KeyboardInterrupt.
+    code = "import sys, fastcnn.cli; print(sorted({'numpy', 'numba', 'scipy'} & set(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+# Sends SIGINT to itself the moment NumPy starts to import, i.e. at the earliest heavy import:
+# a deterministic "Ctrl-C during the first second", without sleeping or timing.
+CTRL_C_AT_IMPORT = """\
+import os, signal, sys
+
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["fastcnn", *sys.argv[1:]]
+{launch}
+"""
+LAUNCHERS = {
+    "python -m fastcnn": "import runpy; runpy.run_module('fastcnn', run_name='__main__')",
+    "console script": "from fastcnn.cli import main; sys.exit(main())",
+}
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_cli_ctrl_c_while_importing_is_one_line_and_130(tmp_path, launcher):
+    # Catches issue 10 item 6: Ctrl-C during the first ~0.6 s (imports) printed a 50-line
+    # KeyboardInterrupt and exited -2 instead of 130.
+    script = CTRL_C_AT_IMPORT.format(launch=LAUNCHERS[launcher])
+    result = subprocess.run(
+        [sys.executable, "-c", script, "evaluate", str(tmp_path / "m.npz")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (result.returncode, result.stderr) == (130, "fastcnn: interrupted\n")
