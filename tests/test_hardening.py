@@ -17,13 +17,16 @@ import threading
 import time
 import tracemalloc
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from fastcnn import Linear, Network, datasets, io
 from fastcnn.datasets import FILES, DataFileError, DataNotFoundError
+from fastcnn.images import ImageFileError, load_digit
 from fastcnn.io import ModelFileError
 
 from .test_datasets import QuietHandler, digests, idx_bytes, make_set, serve, write
@@ -611,3 +614,124 @@ def test_cli_ctrl_c_while_importing_is_one_line_and_130(tmp_path, launcher):
         timeout=120,
     )
     assert (result.returncode, result.stderr) == (130, "fastcnn: interrupted\n")
+
+
+# --------------------------------------------------------------------------------------------------
+# images (issue 10 item 5)
+
+
+def soft_digit() -> np.ndarray:
+    """A thin "4", dark (0) on light (1), blurred so it has every shade in between."""
+    from scipy import ndimage
+
+    from .test_images import draw_digit
+
+    return ndimage.gaussian_filter(np.asarray(draw_digit(width=4), dtype=np.float64) / 255, 3)
+
+
+def load_8bit(tmp_path: Path, brightness: np.ndarray) -> np.ndarray:
+    """load_digit of ``brightness`` (0..1) saved as an ordinary 8-bit grey PNG: the reference."""
+    path = tmp_path / "reference.png"
+    Image.fromarray(np.rint(brightness * 255).astype(np.uint8)).save(path)
+    return load_digit(path)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "16-bit dark on light",
+        "16-bit light on dark",
+        "int32 tiff",
+        "float tiff 0..1",
+        "float tiff 0..255",
+    ],
+)
+def test_high_bit_depth_images_are_read_by_their_range(tmp_path, case):
+    # Catches issue 10 item 5: Pillow's 8-bit conversion clips at 255, so a 16-bit dark digit on
+    # light paper (8000 on 50000) was "blank", a 16-bit light-on-dark digit binarised, and int32
+    # and float TIFFs wrong too.
+    soft = soft_digit()
+    brightness = {
+        "16-bit dark on light": (8000 + soft * 42000) / 65535,
+        "16-bit light on dark": 1 - soft,
+        "int32 tiff": (8000 + soft * 42000) / 65535,
+        "float tiff 0..1": 0.1 + 0.8 * soft,
+        "float tiff 0..255": 0.1 + 0.8 * soft,
+    }[case]
+    if case.startswith("16-bit"):
+        path = tmp_path / "digit.png"
+        Image.fromarray(np.rint(brightness * 65535).astype(np.uint16)).save(path)
+        with Image.open(path) as image:
+            assert image.mode.startswith("I")
+    elif case == "int32 tiff":
+        path = tmp_path / "digit.tiff"
+        Image.fromarray(np.rint(brightness * 65535).astype(np.int32)).save(path)
+        with Image.open(path) as image:
+            assert image.mode == "I"
+    else:
+        path = tmp_path / "digit.tiff"
+        scale = 255.0 if case.endswith("255") else 1.0
+        Image.fromarray((brightness * scale).astype(np.float32)).save(path)
+        with Image.open(path) as image:
+            assert image.mode == "F"
+    np.testing.assert_allclose(load_digit(path), load_8bit(tmp_path, brightness), atol=0.02)
+
+
+def test_palette_png_with_transparent_background_is_not_an_outline(tmp_path):
+    # Catches issue 10 item 5: a palette PNG whose background is transparent (stored black) and
+    # whose black strokes are anti-aliased against a white matte came out as an outline: the
+    # mean of the opaque pixels (black core, many light edge shades) picked a black background.
+    soft = soft_digit()  # 0 ink .. 1 paper
+    levels = np.clip(np.rint(soft * 15), 0, 15).astype(np.uint8)  # 16 shades, 15 = paper
+    palette = [v for k in range(15) for v in (k * 17,) * 3] + [0, 0, 0] + [0] * (240 * 3)
+    image = Image.frombytes("P", levels.shape[::-1], levels.tobytes())
+    image.putpalette(palette)
+    path = tmp_path / "palette.png"
+    image.save(path, transparency=15)
+    reference = load_8bit(tmp_path, np.where(levels == 15, 1.0, levels * 17 / 255))
+    np.testing.assert_allclose(load_digit(path), reference, atol=0.02)
+
+
+@pytest.mark.parametrize("mode", ["LA", "RGBA", "CMYK", "1", "P", "RGB"])
+def test_every_pillow_mode_reads_as_the_grey_image(tmp_path, mode):
+    # Catches a Pillow mode read wrong (colour, alpha, bilevel, palette, CMYK) or refused.
+    from .test_images import draw_digit
+
+    grey = draw_digit()
+    image = (
+        grey.convert(mode) if mode != "LA" else Image.merge("LA", (grey, grey.point(lambda _: 255)))
+    )
+    path = tmp_path / ("digit.jpg" if mode == "CMYK" else "digit.png")
+    image.save(path)
+    expected = load_8bit(tmp_path, np.asarray(grey) / 255)
+    np.testing.assert_allclose(load_digit(path), expected, atol=0.05)
+
+
+def forged_png(path: Path, width: int, height: int) -> Path:
+    """A valid 1x1 PNG whose header then claims ``width`` x ``height`` (CRC fixed)."""
+    buffer = stdio.BytesIO()
+    Image.new("L", (1, 1), 255).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    at = data.index(b"IHDR")
+    data[at + 4 : at + 12] = struct.pack(">II", width, height)
+    data[at + 17 : at + 21] = struct.pack(">I", zlib.crc32(bytes(data[at : at + 17])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_huge_image_is_refused_before_decoding(tmp_path):
+    # Catches issue 10 item 5: a 9000x9000 PNG of 108 kB took 2.75 GB once decoded. The size is
+    # checked on the header, before decoding: a decoder would fail on this forged file instead.
+    path = forged_png(tmp_path / "huge.png", 9000, 9000)
+    tracemalloc.start()
+    with pytest.raises(ImageFileError) as info:
+        load_digit(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert str(info.value) == (
+        f"{path}: 9000x9000 pixels, more than the limit of 16,000,000 (max_pixels); a digit "
+        f"needs far fewer, so scale the image down"
+    )
+    assert peak < 4 << 20, peak
+    with pytest.raises(ImageFileError, match="more than the limit of 80"):
+        load_digit(forged_png(tmp_path / "small.png", 9, 9), max_pixels=80)
