@@ -459,8 +459,9 @@ class _Progress:
     without tqdm (an optional dependency)."""
 
     def __init__(self, total: int, epochs: int, *, enabled: bool):
-        self.total, self.epochs, self.bar, self.shown = total, epochs, None, 0
-        self.tqdm = None
+        self.total, self.epochs, self.shown = total, epochs, 0
+        self.bar: Any = None
+        self.tqdm: Any = None
         if enabled:
             try:
                 from tqdm import tqdm

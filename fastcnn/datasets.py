@@ -66,6 +66,7 @@ IDX_SIZES = {
     "t10k-labels-idx1-ubyte": 10_008,
 }
 MAX_IDX_BYTES = 1 << 30  # read_idx's default limit on the data a header may promise
+_Stream = IO[bytes] | gzip.GzipFile
 _TIMEOUT = 60.0  # seconds per connection attempt; a stalled mirror must not hang a training script
 
 
@@ -119,7 +120,7 @@ def read_idx(
             raise DataFileError(f"{path}: not a valid gzip file ({exc})") from None
 
 
-def _read_up_to(stream: IO[bytes], count: int) -> bytearray:
+def _read_up_to(stream: _Stream, count: int) -> bytearray:
     """Up to ``count`` bytes (fewer only at the end of the stream), read in bounded chunks, so
     memory follows the bytes that really arrive, not the count a header promised."""
     data = bytearray()
@@ -132,7 +133,7 @@ def _read_up_to(stream: IO[bytes], count: int) -> bytearray:
 
 
 def _read_idx_stream(
-    stream: IO[bytes], path: Path, ndim: int | None, max_bytes: int | None, file_size: int | None
+    stream: _Stream, path: Path, ndim: int | None, max_bytes: int | None, file_size: int | None
 ) -> NDArray[np.uint8]:
     """``file_size``: the raw file's size (None for a gzip stream, whose size is unknown)."""
     head = _read_up_to(stream, 4)
@@ -339,7 +340,8 @@ def _load(
                     break  # offline: one file failing on every mirror is enough to know
         if not all(found):
             raise DataNotFoundError(_not_found(spec, searched, failures if download else None))
-    return _split(found[0], found[1]), _split(found[2], found[3])
+    paths = [p for p in found if p is not None]  # all four, as checked above
+    return _split(paths[0], paths[1]), _split(paths[2], paths[3])
 
 
 def _existing(stem: Path) -> Path | None:

@@ -735,3 +735,61 @@ def test_huge_image_is_refused_before_decoding(tmp_path):
     assert peak < 4 << 20, peak
     with pytest.raises(ImageFileError, match="more than the limit of 80"):
         load_digit(forged_png(tmp_path / "small.png", 9, 9), max_pixels=80)
+
+
+# --------------------------------------------------------------------------------------------------
+# a read-only but warm Numba cache (issue 10 item 7)
+
+WARM_SCRIPT = """\
+import json
+import numpy as np
+from fastcnn import Linear
+from fastcnn.kernels import dense
+
+layer = Linear(2, 1, rng=0)
+x = np.array([[3.0], [4.0]])
+out = layer.forward_prop(x)
+s = dense.dense_forward.stats
+print(json.dumps({"cache": type(dense.dense_forward._cache).__name__,
+                  "hits": sum(s.cache_hits.values()), "misses": sum(s.cache_misses.values()),
+                  "out": out.tolist(), "expected": (layer.weights @ x + layer.biases).tolist()}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT", "0") != "0", reason="nothing is cached")
+def test_read_only_warm_cache_is_used():
+    # Catches issue 10 item 7: a read-only NUMBA_CACHE_DIR was ignored (Numba's locator insists on
+    # creating a file there), so every run recompiled, ~23 s, although the cache held every kernel.
+    import shutil
+    import tempfile
+
+    from . import test_cache as tc
+
+    root = Path(tempfile.mkdtemp(prefix="fastcnn-warm-cache-"))  # not under pytest's 0700 tmp
+    try:
+        site, cache = root / "site", root / "cache"
+        tc.copy_package(site)
+        env = tc.clean_env(PYTHONPATH=site, NUMBA_CACHE_DIR=cache, HOME=root)
+        args = [sys.executable, "-c", WARM_SCRIPT]
+        cold = tc.run_json(args, cwd=root, env=env)
+        assert cold["misses"] >= 1 and cold["cache"] == "FunctionCache", cold
+        tc._set_tree_mode(root, writable=os.geteuid() == 0)
+        preexec = None
+        if os.geteuid() == 0:  # root writes anywhere: run as nobody, or in a read-only mount
+            if tc._nobody_can_run_python():
+                preexec = tc._become_nobody
+            elif tc._private_read_only_mount_works(cache):
+                mount = 'mount --bind -o ro "$0" "$0" && exec "$@"'
+                args = ["unshare", "--mount", "--", "sh", "-c", mount, str(cache), *args]
+            else:
+                pytest.skip("root, and neither user nobody nor `unshare --mount` available")
+        before = sorted(p.name for p in cache.rglob("*"))
+        warm = tc.run_json(args, cwd=root, env=env, preexec_fn=preexec)
+        assert warm["cache"] == "_ReadOnlyCache", warm
+        assert warm["hits"] >= 1 and warm["misses"] == 0, warm
+        np.testing.assert_allclose(warm["out"], warm["expected"], rtol=1e-15)
+        assert sorted(p.name for p in cache.rglob("*")) == before, "the read-only cache changed"
+    finally:
+        tc._set_tree_mode(root, writable=True)
+        shutil.rmtree(root)
