@@ -21,6 +21,8 @@ from typing import IO, NamedTuple, Union
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+from ._files import open_regular
+
 PathLike = Union[str, "os.PathLike[str]"]
 Split = tuple[NDArray[np.uint8], NDArray[np.uint8]]
 
@@ -110,7 +112,8 @@ def read_idx(
         The file cannot be opened.
     """
     path = Path(path)
-    with open(path, "rb") as raw:  # OSError (missing file...) propagates unchanged
+    # OSError (missing file...) propagates unchanged; a FIFO or device is refused without blocking
+    with open_regular(path, DataFileError, "an IDX file is a file on disk.") as raw:
         if path.suffix != ".gz":
             return _read_idx_stream(raw, path, ndim, max_bytes, os.fstat(raw.fileno()).st_size)
         try:

@@ -16,6 +16,8 @@ from typing import Any, Union
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+from ._files import open_regular
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 SIZE = 28  # the MNIST field
@@ -162,11 +164,17 @@ def _read_grey(path: PathLike, max_pixels: int | None = None) -> NDArray[np.floa
         raise ImportError("Reading images needs Pillow: pip install fastcnn[cli]") from None
     name = os.fspath(path)
     try:
+        # a FIFO or device is refused without blocking; Pillow closes the file with the image
+        file = open_regular(path, ImageFileError, "an image is a file on disk.")
         with warnings.catch_warnings():
             # our own limit below is far lower than the one Pillow warns about
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            opened = Image.open(path)  # lazy: reads the header, decodes nothing yet
-        with opened:
+            try:
+                opened = Image.open(file)  # lazy: reads the header, decodes nothing yet
+            except BaseException:
+                file.close()
+                raise
+        with opened, file:
             width, height = opened.size
             if max_pixels is not None and width * height > max_pixels:
                 raise ImageFileError(

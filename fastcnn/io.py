@@ -31,7 +31,7 @@ import time
 import tokenize
 import zipfile
 import zlib
-from typing import IO, Any, Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -40,6 +40,7 @@ try:
 except ImportError:  # Windows: no flock; stale temporary files are then left alone
     fcntl = None  # type: ignore[assignment]
 
+from ._files import open_regular
 from ._validation import BACKENDS
 from .functions import d_sigmoid, sigmoid
 from .layers import Activation, Convolution, Linear, Reshape
@@ -299,7 +300,8 @@ def load(
         raise ValueError(
             f"max_parameters must be a non-negative integer or None, got {max_parameters!r}."
         )
-    with _open_regular(name) as f:  # OSError (missing file...) propagates unchanged
+    # OSError (missing file...) propagates unchanged; a FIFO or device is refused without blocking
+    with open_regular(name, ModelFileError, "a model file is a .npz file.") as f:
         head = f.read(4)
         if head[:2] != b"PK":
             what = (
@@ -324,35 +326,6 @@ def load(
             reader = _Reader(name, archive)
             reader.max_parameters, reader.allow_nonfinite = max_parameters, allow_nonfinite
             return reader.network()
-
-
-def _open_regular(name: str) -> IO[bytes]:
-    """``open(name, "rb")`` for a regular file only; a FIFO is opened without waiting for a writer
-    (O_NONBLOCK) and refused, as are devices, sockets and directories."""
-    fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(errno.EISDIR, "is a directory, not a model file", name)
-        if not stat.S_ISREG(mode):
-            kind = (
-                "FIFO (named pipe)"
-                if stat.S_ISFIFO(mode)
-                else "character device"
-                if stat.S_ISCHR(mode)
-                else "block device"
-                if stat.S_ISBLK(mode)
-                else "socket"
-                if stat.S_ISSOCK(mode)
-                else "special file"
-            )
-            raise ModelFileError(
-                f"{name}: not a regular file (it is a {kind}); a model file is a .npz file."
-            )
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def _describe_error(exc: BaseException) -> str:

@@ -793,3 +793,30 @@ def test_read_only_warm_cache_is_used():
     finally:
         tc._set_tree_mode(root, writable=True)
         shutil.rmtree(root)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+@pytest.mark.parametrize("reader", ["read_idx", "load_digit"])
+def test_fifo_data_or_image_is_refused_without_blocking(tmp_path, reader):
+    # Catches a FIFO given as an IDX or image file blocking for ever in open() (no writer comes).
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    read = datasets.read_idx if reader == "read_idx" else load_digit
+    outcome: dict = {}
+
+    def run():
+        try:
+            read(fifo)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=30)  # a bound for a hang, not a timing: a correct read returns at once
+    if thread.is_alive():
+        with open(fifo, "wb"):
+            pass
+        pytest.fail(f"{reader} blocked on a FIFO")
+    error = outcome["error"]
+    assert isinstance(error, DataFileError if reader == "read_idx" else ImageFileError), error
+    assert str(error).startswith(f"{fifo}: not a regular file (it is a FIFO (named pipe))")
