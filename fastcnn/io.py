@@ -27,7 +27,6 @@ import os
 import stat
 import struct
 import tempfile
-import time
 import tokenize
 import zipfile
 import zlib
@@ -87,7 +86,6 @@ _PARSE_ERRORS = (
     IndexError,
     TypeError,
 )
-_STARTED = time.time()  # a temporary file older than this process and unlocked is a killed save's
 
 
 class ModelFileError(ValueError):
@@ -185,8 +183,8 @@ def _atomic_write(path: PathLike, arrays: dict) -> None:
     """Write ``arrays`` to a temporary file beside ``path`` and rename it over ``path``.
 
     The temporary file, ``.NAME.XXXXXXXX.tmp``, is flock-ed by its writer until the rename, so a
-    later save can tell a killed save's leftover (unlocked, older than this process) from a save in
-    progress, and removes the leftovers (:func:`_remove_stale_temporaries`)."""
+    later save can tell a killed save's leftover (unlocked) from a save in progress, and removes
+    the leftovers (:func:`_remove_stale_temporaries`)."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
@@ -196,11 +194,8 @@ def _atomic_write(path: PathLike, arrays: dict) -> None:
     if os.path.isdir(path):
         raise IsADirectoryError(errno.EISDIR, "is a directory, not a model file", path)
     _remove_stale_temporaries(path)
-    # Same directory as the target, so os.replace is an atomic rename on one file system.
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    fd, tmp = _locked_temporary(directory, f".{os.path.basename(path)}.")
     try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # held on `fd` until after the rename
         with os.fdopen(os.dup(fd), "wb") as f:
             _write_npz(f, arrays)
             f.flush()
@@ -212,21 +207,35 @@ def _atomic_write(path: PathLike, arrays: dict) -> None:
             os.unlink(tmp)
         raise
     finally:
+        os.close(fd)  # releases the lock, after the rename
+
+
+def _locked_temporary(directory: str, prefix: str) -> tuple[int, str]:
+    """mkstemp in ``directory`` (same file system as the target, so os.replace is an atomic
+    rename), holding an exclusive flock on it. Another process's cleanup may take the file between
+    its creation and our lock; it is then unlinked, and we start over with a new one."""
+    while True:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".tmp")
+        if fcntl is None:
+            return fd, tmp
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink > 0:
+            return fd, tmp
         os.close(fd)
 
 
 def _remove_stale_temporaries(path: str) -> None:
-    """Delete ``.NAME.*.tmp`` files that a killed save left beside ``path``: those older than this
-    process whose writer no longer holds their lock. A save in progress keeps its lock, so its file
-    is left alone. Without flock (Windows) nothing is removed."""
+    """Delete the ``.NAME.*.tmp`` files beside ``path`` that no writer holds locked: leftovers
+    of a save that was killed (SIGKILL, power loss) before it could remove its temporary file. A
+    save in progress holds its lock, so its file is left alone. Without flock (Windows) nothing is
+    removed."""
     if fcntl is None:
         return
     directory, base = os.path.split(os.path.abspath(path))
     pattern = os.path.join(glob.escape(directory), glob.escape(f".{base}.") + "*.tmp")
     for tmp in glob.glob(pattern):
         with contextlib.suppress(OSError):  # gone meanwhile, not ours to open, locked: keep going
-            info = os.lstat(tmp)
-            if not stat.S_ISREG(info.st_mode) or info.st_mtime >= _STARTED:
+            if not stat.S_ISREG(os.lstat(tmp).st_mode):
                 continue
             fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
             try:
