@@ -17,6 +17,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -61,11 +62,37 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
+    previous = _catch_sigint()
     try:
         return _main(argv)
     except KeyboardInterrupt:  # at any moment: while importing, parsing, loading, computing
         _interrupted()
         return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+class _Interrupted(KeyboardInterrupt):
+    """Ctrl-C, raised by our own SIGINT handler. Every ``except KeyboardInterrupt`` catches it;
+    but CPython remembers a plain KeyboardInterrupt that escaped code it ran through PyRun_* (as
+    some imports do) and then ends the process by SIGINT (status -2) even after main() handled it
+    and returned 130. It compares the exact type, so a subclass leaves no such mark."""
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise _Interrupted
+
+
+def _catch_sigint() -> Any:
+    """Install :func:`_raise_interrupted` for SIGINT; the handler it replaces, or None when
+    there is none to replace (not the main thread, or SIGINT ignored, as in `cmd &`)."""
+    try:
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return None
+        return signal.signal(signal.SIGINT, _raise_interrupted)
+    except ValueError:  # signal only works in the main thread
+        return None
 
 
 def _interrupted(message: str = "interrupted") -> None:

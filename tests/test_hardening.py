@@ -834,3 +834,21 @@ def test_fifo_data_or_image_is_refused_without_blocking(tmp_path, reader):
     error = outcome["error"]
     assert isinstance(error, DataFileError if reader == "read_idx" else ImageFileError), error
     assert str(error).startswith(f"{fifo}: not a regular file (it is a FIFO (named pipe))")
+
+
+def test_cli_restores_the_sigint_handler(capsys):
+    # Catches main() leaving its own SIGINT handler installed in a process that called it (a
+    # notebook or test runner), or failing where it cannot install one (not the main thread).
+    import signal
+
+    from fastcnn import cli
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert cli.main(["predict", "missing.npz", "x.png"]) == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.update(rc=cli.main(["--version"])))
+    thread.start()
+    thread.join()
+    assert outcome == {"rc": 0}
+    capsys.readouterr()
