@@ -7,7 +7,12 @@
 * ``fastcnn predict MODEL IMAGE...``: the digit in each of the user's own image files.
 
 A bad data, model or image file ends the command with exit status 1 and one line on stderr naming
-the file and the fault; a usage error exits with 2, Ctrl-C with 130.
+the file and the fault; a usage error exits with 2, Ctrl-C with 130 and one line, at any moment
+after Python has started (this module imports only the standard library; NumPy, SciPy and Numba
+load inside ``main``, after it began to catch Ctrl-C). Files are bounded: a model file by
+``--max-parameters`` (default 10**8), images by 16 megapixels, IDX files by what their header
+promises; a FIFO or device given as a file is refused at once. ``train`` checks ``--out`` and
+locks it (``.NAME.lock``) before any work, so a second ``train`` to the same file is refused.
 """
 
 from __future__ import annotations

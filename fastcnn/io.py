@@ -11,7 +11,10 @@ A model file is an ordinary NumPy ``.npz`` (a zip of ``.npy`` members):
 
 ``load`` trusts nothing in the file: layer types come from an allow-list, every field, member name,
 shape and dtype is checked against the architecture before any parameter data is read, and arrays
-are read with ``allow_pickle=False``. Nothing in a file is ever executed.
+are read with ``allow_pickle=False``. Nothing in a file is ever executed. The architecture's
+parameter count (at most ``max_parameters``, default ``MAX_PARAMETERS``) and every member's declared
+size are checked before anything is decompressed or allocated; every zip or ``.npy`` parse failure
+is a ``ModelFileError``; only regular files are opened; non-finite parameters are refused.
 """
 
 from __future__ import annotations
