@@ -83,10 +83,10 @@ def jit(function=None, *, reassociate=False, parallel=False, cache=True):
         options["parallel"] = True
     if parallel or not cache:
         return numba.njit(**options)(function)
-    if _read_only_cache_dir(function):
+    read_only = _read_only_cache(function)
+    if read_only is not None:
         dispatcher = numba.njit(**options)(function)
-        with contextlib.suppress(RuntimeError):  # the directory went away: no cache
-            dispatcher._cache = _ReadOnlyCache(function)  # what enable_caching does, read-only
+        dispatcher._cache = read_only  # what enable_caching does, read-only
     else:
         try:
             dispatcher = numba.njit(cache=True, **options)(function)
@@ -121,18 +121,26 @@ def _locked(method, lock_path, operation):
     return call
 
 
-def _read_only_cache_dir(function) -> bool:
-    """True when ``NUMBA_CACHE_DIR`` holds a cache directory for ``function`` that Numba refuses
-    because it cannot write there (Numba's own locator tries to create a file in it)."""
+def _read_only_cache(function) -> _ReadOnlyCache | None:
+    """A cache that loads ``function`` from ``NUMBA_CACHE_DIR`` when Numba refuses that directory
+    because it cannot write there (its locator tries to create a file in it) but the directory
+    holds an index for ``function``; None otherwise, for Numba's usual choice (a kernel the
+    read-only cache lacks is then cached in a writable place, not recompiled in every process)."""
     if not getattr(numba_config, "CACHE_DIR", ""):
-        return False
+        return None
     try:
         source = inspect.getfile(function)
     except TypeError:
-        return False
+        return None
     if UserProvidedCacheLocator.from_function(function, source) is not None:
-        return False  # writable: Numba's usual cache
-    return _ReadOnlyLocator.from_function(function, source) is not None
+        return None  # writable: Numba's usual cache
+    if _ReadOnlyLocator.from_function(function, source) is None:
+        return None
+    try:
+        cache = _ReadOnlyCache(function)
+    except RuntimeError:  # the directory went away meanwhile
+        return None
+    return cache if os.path.isfile(cache._cache_file._index_path) else None
 
 
 class _ReadOnlyLocator(UserProvidedCacheLocator):
