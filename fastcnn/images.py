@@ -163,38 +163,37 @@ def _read_grey(path: PathLike, max_pixels: int | None = None) -> NDArray[np.floa
     except ImportError:
         raise ImportError("Reading images needs Pillow: pip install fastcnn[cli]") from None
     name = os.fspath(path)
-    try:
-        # a FIFO or device is refused without blocking; Pillow closes the file with the image
-        file = open_regular(path, ImageFileError, "an image is a file on disk.")
-        with warnings.catch_warnings():
-            # our own limit below is far lower than the one Pillow warns about
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            try:
+    # OSError (missing file...) propagates unchanged; a FIFO or device is refused without blocking
+    with open_regular(path, ImageFileError, "an image is a file on disk.") as file:
+        try:
+            with warnings.catch_warnings():
+                # our own limit below is far lower than the one Pillow warns about
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 opened = Image.open(file)  # lazy: reads the header, decodes nothing yet
-            except BaseException:
-                file.close()
-                raise
-        with opened, file:
-            width, height = opened.size
-            if max_pixels is not None and width * height > max_pixels:
-                raise ImageFileError(
-                    f"{name}: {width}x{height} pixels, more than the limit of {max_pixels:,} "
-                    f"(max_pixels); a digit needs far fewer, so scale the image down"
-                )
-            opened.load()  # decode now, so a truncated file fails here and not later
-            image = ImageOps.exif_transpose(opened)  # a phone photo is stored sideways
-            grey, alpha = _grey_and_alpha(image)
-    except (FileNotFoundError, IsADirectoryError, PermissionError, ImageFileError):
-        raise
-    except UnidentifiedImageError:
-        raise ImageFileError(
-            f"{name}: not an image file Pillow can read (PNG, JPEG, GIF, BMP, ...)"
-        ) from None
-    except Image.DecompressionBombError as exc:
-        raise ImageFileError(f"{name}: {exc}") from None
-    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
-        # Pillow reports damaged data as OSError ("image file is truncated"), SyntaxError, ...
-        raise ImageFileError(f"{name}: the image data is damaged or truncated ({exc})") from None
+            with opened:
+                width, height = opened.size
+                if max_pixels is not None and width * height > max_pixels:
+                    raise ImageFileError(
+                        f"{name}: {width}x{height} pixels, more than the limit of "
+                        f"{max_pixels:,} (max_pixels); a digit needs far fewer, so scale the "
+                        f"image down"
+                    )
+                opened.load()  # decode now, so a truncated file fails here and not later
+                image = ImageOps.exif_transpose(opened)  # a phone photo is stored sideways
+                grey, alpha = _grey_and_alpha(image)
+        except ImageFileError:
+            raise
+        except UnidentifiedImageError:
+            raise ImageFileError(
+                f"{name}: not an image file Pillow can read (PNG, JPEG, GIF, BMP, ...)"
+            ) from None
+        except Image.DecompressionBombError as exc:
+            raise ImageFileError(f"{name}: {exc}") from None
+        except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+            # Pillow reports damaged data as OSError ("image file is truncated"), SyntaxError...
+            raise ImageFileError(
+                f"{name}: the image data is damaged or truncated ({exc})"
+            ) from None
     return grey if alpha is None else _flatten_alpha(grey, alpha)
 
 

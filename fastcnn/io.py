@@ -417,11 +417,12 @@ class _Reader:
         for i, (spec, layer) in enumerate(zip(specs, shapes, strict=True)):
             for param, shape in layer.items():
                 info = self.archive.getinfo(f"layer{i}.{param}.npy")
-                limit = math.prod(shape) * np.dtype(spec["dtype"]).itemsize + _MAX_NPY_HEADER
+                itemsize = np.dtype(spec.get("dtype", "float64")).itemsize
+                limit = math.prod(shape) * itemsize + _MAX_NPY_HEADER
                 if info.file_size > limit:
                     raise self.fail(
                         f"layer {i} ({_signature(spec)}): member {param} is {info.file_size:,} "
-                        f"bytes uncompressed, but a {spec['dtype']} array of shape {shape} needs "
+                        f"bytes uncompressed, but an array of shape {shape} needs "
                         f"at most {limit:,}; the file is corrupt or forged."
                     )
 
