@@ -167,20 +167,22 @@ def _read_grey(path: PathLike, max_pixels: int | None = None) -> NDArray[np.floa
     with open_regular(path, ImageFileError, "an image is a file on disk.") as file:
         try:
             with warnings.catch_warnings():
-                # our own limit below is far lower than the one Pillow warns about
+                # our own limit below is far lower than the one Pillow warns about, and damaged
+                # metadata (EXIF, TIFF tags) that Pillow skips with a warning is no error here:
+                # the image either decodes (and is checked) or fails with one ImageFileError
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                opened = Image.open(file)  # lazy: reads the header, decodes nothing yet
-            with opened:
-                width, height = opened.size
-                if max_pixels is not None and width * height > max_pixels:
-                    raise ImageFileError(
-                        f"{name}: {width}x{height} pixels, more than the limit of "
-                        f"{max_pixels:,} (max_pixels); a digit needs far fewer, so scale the "
-                        f"image down"
-                    )
-                opened.load()  # decode now, so a truncated file fails here and not later
-                image = ImageOps.exif_transpose(opened)  # a phone photo is stored sideways
-                grey, alpha = _grey_and_alpha(image)
+                warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+                with Image.open(file) as opened:  # lazy: reads the header, decodes nothing yet
+                    width, height = opened.size
+                    if max_pixels is not None and width * height > max_pixels:
+                        raise ImageFileError(
+                            f"{name}: {width}x{height} pixels, more than the limit of "
+                            f"{max_pixels:,} (max_pixels); a digit needs far fewer, so scale "
+                            f"the image down"
+                        )
+                    opened.load()  # decode now, so a truncated file fails here and not later
+                    image = ImageOps.exif_transpose(opened)  # a phone photo is stored sideways
+                    grey, alpha = _grey_and_alpha(image)
         except ImageFileError:
             raise
         except UnidentifiedImageError:

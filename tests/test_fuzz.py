@@ -1,8 +1,10 @@
-"""Fuzzing the two readers of untrusted files: fastcnn.io.load and fastcnn.datasets.read_idx.
+"""Fuzzing the readers of untrusted files: fastcnn.io.load, fastcnn.datasets.read_idx and
+fastcnn.images.load_digit.
 
 Byte flips, overwritten runs and truncations of real files (a small model saved here, stored and
 deflated; MNIST's t10k label file when the shared data is present, else a generated one; a
-generated image file), a few hundred seeded cases each. Every outcome must be either the reader's
+generated IDX image file; a digit drawn and saved in seven image formats), a few hundred seeded
+cases each. Every outcome must be either the reader's
 documented one-line error naming the file, or a correct result; and no case may allocate much
 (tracemalloc peak, which sees NumPy's and Python's allocations).
 """
@@ -10,6 +12,7 @@ documented one-line error naming the file, or a correct result; and no case may 
 from __future__ import annotations
 
 import gzip
+import io as stdio
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -94,10 +97,11 @@ def fuzz(
     error: type[Exception],
     check: Callable[[object, bytes], None],
     seed: int,
+    cases: int = CASES,
 ) -> dict[str, int]:
     path = tmp_path / name
     outcomes = {"error": 0, "loaded": 0}
-    for what, damaged in mutations(original, seed, CASES):
+    for what, damaged in mutations(original, seed, cases):
         path.write_bytes(damaged)
         tracemalloc.start()
         try:
@@ -200,3 +204,47 @@ def read_idx_bytes(raw: bytes) -> np.ndarray:
     ndim = raw[3]
     dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, offset=4))
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+IMAGE_FORMATS = {
+    # name: (Pillow format, mode, file suffix)
+    "png-grey": ("PNG", "L", ".png"),
+    "png-palette": ("PNG", "P", ".png"),
+    "png-16-bit": ("PNG", "I;16", ".png"),
+    "jpeg": ("JPEG", "L", ".jpg"),
+    "gif": ("GIF", "L", ".gif"),
+    "bmp": ("BMP", "RGB", ".bmp"),
+    "tiff": ("TIFF", "L", ".tif"),
+}
+
+
+@pytest.mark.parametrize("kind", IMAGE_FORMATS)
+def test_fuzz_image_reader(tmp_path, kind):
+    # Catches a damaged image escaping load_digit as another exception (a Traceback in
+    # `fastcnn predict`), a warning on stderr, or a decode larger than max_pixels allows.
+    from PIL import Image
+
+    from fastcnn.images import ImageFileError, load_digit
+
+    from .test_images import draw_digit
+
+    fmt, mode, suffix = IMAGE_FORMATS[kind]
+    grey = draw_digit(size=(60, 48), box=(10, 6, 34, 42), width=5)
+    image = (
+        Image.fromarray(np.asarray(grey).astype(np.uint16) * 257)
+        if mode == "I;16"
+        else grey.convert(mode)
+    )
+    buffer = stdio.BytesIO()
+    image.save(buffer, fmt)
+
+    def check(digit, _damaged):
+        digit = np.asarray(digit)
+        assert digit.shape == (1, 28, 28) and np.isfinite(digit).all()
+        assert digit.min() >= 0 and digit.max() <= 1
+
+    def read(path):
+        return load_digit(path, max_pixels=100_000)  # bounds what a forged header can decode
+
+    seed = 40 + list(IMAGE_FORMATS).index(kind)
+    fuzz(tmp_path, buffer.getvalue(), "fuzzed" + suffix, read, ImageFileError, check, seed, 120)
