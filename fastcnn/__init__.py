@@ -1,11 +1,36 @@
 """fastcnn: the from-scratch CNN notebook's API (Layer, Linear, Activation, Convolution, Reshape,
 Network, sigmoid, mse) with the same numbers, on Numba kernels; ``backend="scipy"`` runs the
-notebook's own NumPy/SciPy code instead."""
+notebook's own NumPy/SciPy code instead.
 
-from .functions import d_mse, d_sigmoid, mse, sigmoid
-from .io import load
-from .layers import Activation, Convolution, Layer, Linear, Reshape
-from .network import History, Network
+The names below are imported on first use (PEP 562), so ``import fastcnn.cli`` is quick: the
+``fastcnn`` command catches Ctrl-C from its very start, before NumPy, SciPy and Numba load.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .functions import d_mse, d_sigmoid, mse, sigmoid
+    from .io import load
+    from .layers import Activation, Convolution, Layer, Linear, Reshape
+    from .network import History, Network
+
+_WHERE = {
+    "d_mse": "functions",
+    "d_sigmoid": "functions",
+    "mse": "functions",
+    "sigmoid": "functions",
+    "load": "io",
+    "Activation": "layers",
+    "Convolution": "layers",
+    "Layer": "layers",
+    "Linear": "layers",
+    "Reshape": "layers",
+    "History": "network",
+    "Network": "network",
+}
 
 __all__ = [
     "Activation",
@@ -22,3 +47,16 @@ __all__ = [
     "sigmoid",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fastcnn' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

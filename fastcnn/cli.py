@@ -7,25 +7,35 @@
 * ``fastcnn predict MODEL IMAGE...``: the digit in each of the user's own image files.
 
 A bad data, model or image file ends the command with exit status 1 and one line on stderr naming
-the file and the fault; a usage error exits with 2, Ctrl-C with 130.
+the file and the fault; a usage error exits with 2, Ctrl-C with 130 and one line, at any moment
+after Python has started (this module imports only the standard library; NumPy, SciPy and Numba
+load inside ``main``, after it began to catch Ctrl-C). Files are bounded: a model file by
+``--max-parameters`` (default 10**8), images by 16 megapixels, IDX files by what their header
+promises; a FIFO or device given as a file is refused at once. ``train`` checks ``--out`` and
+locks it (``.NAME.lock``) before any work, so a second ``train`` to the same file is refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
+import signal
 import sys
 from collections.abc import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .datasets import DataFileError, load_fashion_mnist, load_mnist, one_hot, scale_images
-from .functions import d_mse, mse
-from .images import ImageFileError
-from .io import ModelFileError
-from .network import Network
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .network import Network
+
+# Only the standard library above: NumPy, SciPy and Numba load inside main(), after it has begun
+# to catch Ctrl-C (fastcnn/__init__.py imports them lazily too).
 
 PROG = "fastcnn"
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -37,37 +47,79 @@ class CommandError(Exception):
     """A fault the user can fix, reported as one line without a traceback."""
 
 
-# Everything a user can cause with a bad file, path or setting; anything else is a bug in fastcnn
-# and keeps its traceback.
-_USER_ERRORS = (
-    CommandError,
-    DataFileError,
-    ModelFileError,
-    ImageFileError,
-    OSError,
-    FloatingPointError,
-    ImportError,
-)
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Everything a user can cause with a bad file, path or setting; anything else is a bug in
+    fastcnn and keeps its traceback."""
+    from .datasets import DataFileError
+    from .images import ImageFileError
+    from .io import ModelFileError
+
+    return (
+        CommandError,
+        DataFileError,
+        ModelFileError,
+        ImageFileError,
+        OSError,
+        FloatingPointError,
+        ImportError,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
+    previous = _catch_sigint()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # at any moment: while importing, parsing, loading, computing
+        _interrupted()
+        return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+class _Interrupted(KeyboardInterrupt):
+    """Ctrl-C, raised by our own SIGINT handler. Every ``except KeyboardInterrupt`` catches it;
+    but CPython remembers a plain KeyboardInterrupt that escaped code it ran through PyRun_* (as
+    some imports do) and then ends the process by SIGINT (status -2) even after main() handled it
+    and returned 130. It compares the exact type, so a subclass leaves no such mark."""
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise _Interrupted
+
+
+def _catch_sigint() -> Any:
+    """Install :func:`_raise_interrupted` for SIGINT; the handler it replaces, or None when
+    there is none to replace (not the main thread, or SIGINT ignored, as in `cmd &`)."""
+    try:
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return None
+        return signal.signal(signal.SIGINT, _raise_interrupted)
+    except ValueError:  # signal only works in the main thread
+        return None
+
+
+def _interrupted(message: str = "interrupted") -> None:
+    with contextlib.suppress(OSError, ValueError):  # stderr closed: nothing left to tell
+        print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2): return it, as promised
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    user_errors = _user_errors()
     try:
         return args.run(args)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `fastcnn evaluate ... | head`: the reader left. Point stdout at devnull so the
         # interpreter's final flush does not print a second error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
-    except _USER_ERRORS as exc:
+    except user_errors as exc:
         print(f"{PROG}: error: {_message(exc)}", file=sys.stderr)
         return EXIT_ERROR
 
@@ -142,16 +194,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--threads",
-        type=_positive_int,
+        type=_threads,
         default=1,
         metavar="N",
-        help="threads for the large dense layer (default: 1). 2 is faster on an "
-        "otherwise idle 2-core machine and much slower on a busy one",
+        help="threads for the large dense layer (default: 1; at most the CPU count, or "
+        "$NUMBA_NUM_THREADS). 2 is faster on an otherwise idle 2-core machine and much slower "
+        "on a busy one",
     )
     train.add_argument(
         "--out",
         metavar="PATH",
-        help="model file to write (default: fastcnn-DATASET.npz, e.g. fastcnn-mnist.npz)",
+        help="model file to write (default: fastcnn-DATASET.npz, e.g. fastcnn-mnist.npz); "
+        "checked writable before training, and locked for the run (.NAME.lock beside it) so a "
+        "second fastcnn train cannot write it at the same time",
     )
     train.add_argument(
         "--plot",
@@ -171,6 +226,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Print a model's accuracy on the test set and its 10x10 confusion matrix.",
     )
     evaluate.add_argument("model", metavar="MODEL", help="model file written by fastcnn train")
+    _model_options(evaluate)
     _data_options(evaluate, "test images")
     evaluate.add_argument(
         "--plot", metavar="DIR", help="also write confusion.png and filters.png to DIR"
@@ -187,6 +243,7 @@ def _parser() -> argparse.ArgumentParser:
         "which need not sum to 1).",
     )
     predict.add_argument("model", metavar="MODEL", help="model file written by fastcnn train")
+    _model_options(predict)
     predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     predict.add_argument(
         "--json",
@@ -195,6 +252,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     predict.set_defaults(run=_predict)
     return parser
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-parameters",
+        type=_positive_int,
+        metavar="N",
+        help="refuse a model file whose architecture has more than N parameters (default: "
+        "10**8, 800 MB as float64; a forged file cannot make fastcnn take more memory)",
+    )
 
 
 def _data_options(parser: argparse.ArgumentParser, what: str) -> None:
@@ -222,6 +289,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _threads(text: str) -> int:
+    value = _positive_int(text)
+    available = _available_threads()
+    if value > available:
+        raise argparse.ArgumentTypeError(
+            f"expected 1 to {available} (the threads Numba can run here), got {value}"
+        )
+    return value
+
+
+def _available_threads() -> int:
+    """Numba's thread count limit, without importing Numba: $NUMBA_NUM_THREADS if set, else the
+    CPU count (Numba's own default)."""
+    with contextlib.suppress(ValueError):
+        configured = int(os.environ.get("NUMBA_NUM_THREADS", ""))
+        if configured >= 1:
+            return configured
+    return os.cpu_count() or 1
+
+
 def _seed(text: str) -> int:
     try:
         value = int(text)
@@ -237,7 +324,7 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or not np.isfinite(value):
+    if not value > 0 or not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
 
@@ -247,14 +334,20 @@ def _positive_float(text: str) -> float:
 
 
 def _train(args: argparse.Namespace) -> int:
+    out = args.out or f"fastcnn-{args.dataset}.npz"
+    # Fail now, not after the first epoch's work is done; hold the lock for the whole run.
+    with _OutputLock(out):
+        return _train_into(args, out)
+
+
+def _train_into(args: argparse.Namespace, out: str) -> int:
+    import numpy as np
+
     from . import io
+    from .datasets import one_hot, scale_images
+    from .functions import d_mse, mse
     from .models import mnist_cnn
 
-    out = args.out or f"fastcnn-{args.dataset}.npz"
-    # Fail now, not after the first epoch's work is done.
-    out_dir = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(out_dir):
-        raise CommandError(f"{out}: directory {out_dir} does not exist (--out)")
     if args.plot:
         from .plots import require_matplotlib
 
@@ -262,6 +355,8 @@ def _train(args: argparse.Namespace) -> int:
     (train_x, train_y), (test_x, test_y) = _load_data(args)
     train_x, train_y = train_x[: args.limit], train_y[: args.limit]  # [:None] keeps everything
     test_x, test_y = test_x[: args.test_limit], test_y[: args.test_limit]
+    _require_images(args, train_x, "training")
+    _require_images(args, test_x, "test")
     x, y, test_images = scale_images(train_x), one_hot(train_y), scale_images(test_x)
     network = mnist_cnn(
         backend=args.backend,
@@ -279,7 +374,7 @@ def _train(args: argparse.Namespace) -> int:
     )
 
     progress = _Progress(len(x), args.epochs, enabled=not args.quiet)
-    kept = {"epoch": 0, "matrix": None}
+    kept: dict[str, Any] = {"epoch": 0, "matrix": None}
 
     def on_epoch(epoch: int, history) -> None:
         progress.close()
@@ -305,16 +400,12 @@ def _train(args: argparse.Namespace) -> int:
         progress.close()
         during = kept["epoch"] + 1
         if kept["epoch"]:
-            print(
-                f"{PROG}: interrupted during epoch {during}; kept the model of epoch "
-                f"{kept['epoch']} in {out}",
-                file=sys.stderr,
+            _interrupted(
+                f"interrupted during epoch {during}; kept the model of epoch "
+                f"{kept['epoch']} in {out}"
             )
         else:
-            print(
-                f"{PROG}: interrupted during epoch 1; no epoch completed, so no model was saved",
-                file=sys.stderr,
-            )
+            _interrupted("interrupted during epoch 1; no epoch completed, so no model was saved")
         return EXIT_INTERRUPTED
     finally:
         progress.close()
@@ -325,14 +416,84 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+class _OutputLock:
+    """Checks that ``--out`` can be written, before any training, and holds an exclusive
+    ``flock`` on ``.NAME.lock`` beside it for the run, so a second ``fastcnn train`` writing the
+    same file is refused at once instead of silently overwriting the first one's model. The lock
+    file is removed at the end (while still locked; a waiting process then sees that the file it
+    locked is gone and starts over)."""
+
+    def __init__(self, out: str):
+        self.out = out
+        self.directory = os.path.dirname(os.path.abspath(out))
+        self.path = os.path.join(self.directory, f".{os.path.basename(out)}.lock")
+        self.fd: int | None = None
+
+    def __enter__(self) -> _OutputLock:
+        out, directory = self.out, self.directory
+        if not os.path.exists(directory):
+            raise CommandError(f"{out}: directory {directory} does not exist (--out)")
+        if not os.path.isdir(directory):
+            raise CommandError(f"{out}: {directory} is not a directory (--out)")
+        if os.path.isdir(out):
+            raise CommandError(f"{out}: is a directory; --out names the model file to write")
+        if os.path.lexists(out) and not os.path.isfile(out):
+            raise CommandError(f"{out}: exists and is not a regular file (--out)")
+        try:
+            import fcntl
+        except ImportError:  # Windows: check writability only
+            fcntl = None  # type: ignore[assignment]
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            except OSError as exc:
+                raise CommandError(
+                    f"{out}: cannot write in directory {directory} ({exc.strerror}) (--out)"
+                ) from None
+            if fcntl is None:
+                self.fd = fd
+                return self
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise CommandError(
+                    f"{out}: another fastcnn train is writing this model (it holds "
+                    f"{self.path}); wait for it to finish or choose another --out"
+                ) from None
+            with contextlib.suppress(OSError):
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    self.fd = fd
+                    return self
+            os.close(fd)  # the previous holder removed the file we locked: lock the new one
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            os.close(self.fd)
+            self.fd = None
+
+
+def _require_images(args: argparse.Namespace, images: Any, which: str) -> None:
+    """An empty set would give a nan loss or accuracy (or a division by zero): refuse it now."""
+    if len(images) == 0:
+        where = args.data or args.dataset
+        raise CommandError(
+            f"{where}: the {which} set holds no images; nothing to "
+            f"{'train on' if which == 'training' else 'test on'}"
+        )
+
+
 class _Progress:
     """``progress=`` callback of ``Network.train``: one tqdm bar per epoch on stderr, showing
     images/s and the running mean loss. Silent when stderr is not a terminal, when disabled, or
     without tqdm (an optional dependency)."""
 
     def __init__(self, total: int, epochs: int, *, enabled: bool):
-        self.total, self.epochs, self.bar, self.shown = total, epochs, None, 0
-        self.tqdm = None
+        self.total, self.epochs, self.shown = total, epochs, 0
+        self.bar: Any = None
+        self.tqdm: Any = None
         if enabled:
             try:
                 from tqdm import tqdm
@@ -369,16 +530,18 @@ class _Progress:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from . import io
+    import numpy as np
+
+    from .datasets import scale_images
 
     if args.plot:
         from .plots import require_matplotlib
 
         require_matplotlib()
-    network = io.load(args.model)
-    _check_model(network, args.model)
+    network = _load_model(args)
     _, (test_x, test_y) = _load_data(args)
     test_x, test_y = test_x[: args.limit], test_y[: args.limit]
+    _require_images(args, test_x, "test")
     matrix = _confusion(network, scale_images(test_x), test_y)
     correct, total = int(np.trace(matrix)), int(matrix.sum())
     print(f"accuracy: {correct / total:.4f} ({correct} of {total} {args.dataset} test images)")
@@ -390,11 +553,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from . import io
+    import numpy as np
+
     from .images import load_digit
 
-    network = io.load(args.model)
-    _check_model(network, args.model)
+    network = _load_model(args)
     # Read every image before printing anything, so a bad file fails the command cleanly
     # instead of leaving half a JSON list on stdout.
     digits = [load_digit(path) for path in args.images]
@@ -423,7 +586,18 @@ def _predict(args: argparse.Namespace) -> int:
 # helpers
 
 
+def _load_model(args: argparse.Namespace) -> Network:
+    from . import io
+
+    limit = io.MAX_PARAMETERS if args.max_parameters is None else args.max_parameters
+    network = io.load(args.model, max_parameters=limit)
+    _check_model(network, args.model)
+    return network
+
+
 def _load_data(args: argparse.Namespace):
+    from .datasets import load_fashion_mnist, load_mnist
+
     loader = load_mnist if args.dataset == "mnist" else load_fashion_mnist
     if args.data is None:
         return loader()
@@ -435,6 +609,8 @@ def _load_data(args: argparse.Namespace):
 
 def _check_model(network: Network, path: str) -> None:
     """The model must map one 28x28 image to 10 outputs; say so now rather than mid-way."""
+    import numpy as np
+
     try:
         outputs = network.predict(np.zeros((1, 28, 28)))
     except ValueError as exc:
@@ -447,6 +623,8 @@ def _check_model(network: Network, path: str) -> None:
 
 def _confusion(network: Network, images, labels) -> np.ndarray:
     """``matrix[true, predicted]`` counts over ``images``."""
+    import numpy as np
+
     predicted = np.array([int(np.argmax(network.predict(image))) for image in images], dtype=int)
     matrix = np.zeros((CLASSES, CLASSES), dtype=np.int64)
     np.add.at(matrix, (np.asarray(labels, dtype=int), predicted), 1)
@@ -454,7 +632,7 @@ def _confusion(network: Network, images, labels) -> np.ndarray:
 
 
 def _accuracy(matrix: np.ndarray) -> float:
-    return float(np.trace(matrix) / matrix.sum())
+    return float(matrix.trace() / matrix.sum())
 
 
 def _table(matrix: np.ndarray) -> str:

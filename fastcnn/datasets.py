@@ -16,10 +16,12 @@ import urllib.request
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple, Union
+from typing import IO, NamedTuple, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+from ._files import open_regular
 
 PathLike = Union[str, "os.PathLike[str]"]
 Split = tuple[NDArray[np.uint8], NDArray[np.uint8]]
@@ -57,6 +59,16 @@ MNIST_MIRRORS = (
 # plain http is acceptable only because every file is checked against FASHION_MNIST_SHA256
 FASHION_MNIST_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
 FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
+# Sizes of the official (decompressed) files, the same for MNIST and Fashion-MNIST: downloads and
+# their decompression stop past these, so a hostile mirror cannot fill the disk or memory.
+IDX_SIZES = {
+    "train-images-idx3-ubyte": 47_040_016,
+    "train-labels-idx1-ubyte": 60_008,
+    "t10k-images-idx3-ubyte": 7_840_016,
+    "t10k-labels-idx1-ubyte": 10_008,
+}
+MAX_IDX_BYTES = 1 << 30  # read_idx's default limit on the data a header may promise
+_Stream = IO[bytes] | gzip.GzipFile
 _TIMEOUT = 60.0  # seconds per connection attempt; a stalled mirror must not hang a training script
 
 
@@ -68,8 +80,14 @@ class DataNotFoundError(DataFileError, FileNotFoundError):
     """The files are in none of the searched directories and could not be downloaded."""
 
 
-def read_idx(path: PathLike, *, ndim: int | None = None) -> NDArray[np.uint8]:
+def read_idx(
+    path: PathLike, *, ndim: int | None = None, max_bytes: int | None = MAX_IDX_BYTES
+) -> NDArray[np.uint8]:
     """Read an unsigned-byte IDX file, gzipped (name ends in ``.gz``) or raw.
+
+    The file is read as a stream: the header first, then exactly the bytes it promises, and one
+    more to detect trailing data. So neither a forged header nor a gzip bomb (a small ``.gz``
+    inflating to gigabytes) makes it read or allocate more than the header promised.
 
     Parameters
     ----------
@@ -77,6 +95,8 @@ def read_idx(path: PathLike, *, ndim: int | None = None) -> NDArray[np.uint8]:
         For example ``train-images-idx3-ubyte.gz``.
     ndim : int, optional
         Dimension count the file must declare: 3 for images, 1 for labels. Any if None.
+    max_bytes : int or None, default ``MAX_IDX_BYTES`` (1 GiB; MNIST's largest file is 47 MB)
+        Refuse a header promising more data than this; None lifts the limit.
 
     Returns
     -------
@@ -85,19 +105,44 @@ def read_idx(path: PathLike, *, ndim: int | None = None) -> NDArray[np.uint8]:
     Raises
     ------
     DataFileError
-        Bad gzip, bad magic number, wrong dimension count, or a byte count that does not match the
-        dimensions (truncated file or trailing bytes).
+        Bad gzip, bad magic number, wrong dimension count, a header promising more than
+        ``max_bytes``, or a byte count that does not match the dimensions (truncated file or
+        trailing bytes).
+    FileNotFoundError, PermissionError
+        The file cannot be opened.
     """
     path = Path(path)
-    data = path.read_bytes()
-    if path.suffix == ".gz":
+    # OSError (missing file...) propagates unchanged; a FIFO or device is refused without blocking
+    with open_regular(path, DataFileError, "an IDX file is a file on disk.") as raw:
+        if path.suffix != ".gz":
+            return _read_idx_stream(raw, path, ndim, max_bytes, os.fstat(raw.fileno()).st_size)
         try:
-            data = gzip.decompress(data)
+            with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                return _read_idx_stream(stream, path, ndim, max_bytes, None)
         except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
             raise DataFileError(f"{path}: not a valid gzip file ({exc})") from None
-    if len(data) < 4:
-        raise DataFileError(f"{path}: {len(data)} bytes, too short for the 4-byte IDX magic number")
-    magic = int.from_bytes(data[:4], "big")
+
+
+def _read_up_to(stream: _Stream, count: int) -> bytearray:
+    """Up to ``count`` bytes (fewer only at the end of the stream), read in bounded chunks, so
+    memory follows the bytes that really arrive, not the count a header promised."""
+    data = bytearray()
+    while len(data) < count:
+        chunk = stream.read(min(count - len(data), 1 << 22))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _read_idx_stream(
+    stream: _Stream, path: Path, ndim: int | None, max_bytes: int | None, file_size: int | None
+) -> NDArray[np.uint8]:
+    """``file_size``: the raw file's size (None for a gzip stream, whose size is unknown)."""
+    head = _read_up_to(stream, 4)
+    if len(head) < 4:
+        raise DataFileError(f"{path}: {len(head)} bytes, too short for the 4-byte IDX magic number")
+    magic = int.from_bytes(bytes(head), "big")
     expected = f"0x{0x800 | ndim:08X}" if ndim is not None else "0x000008NN"
     # 0x08 is IDX's unsigned-byte type code; the low byte counts the dimensions.
     if magic >> 8 != 0x08 or magic & 0xFF == 0 or (ndim is not None and magic & 0xFF != ndim):
@@ -106,22 +151,40 @@ def read_idx(path: PathLike, *, ndim: int | None = None) -> NDArray[np.uint8]:
             f"(unsigned-byte IDX with {ndim or 'N'} dimensions)"
         )
     header = 4 + 4 * (magic & 0xFF)
-    if len(data) < header:
-        raise DataFileError(f"{path}: {len(data)} bytes, too short for a {header}-byte IDX header")
-    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", magic & 0xFF, offset=4))
-    size = header + math.prod(dims)
-    if len(data) != size:
-        what = (
-            f"{dims[0]} labels"
-            if len(dims) == 1
-            else f"{dims[0]} images of {dims[1]}x{dims[2]}"
-            if len(dims) == 3
-            else f"shape {dims}"
+    dim_bytes = _read_up_to(stream, header - 4)
+    if len(dim_bytes) < header - 4:
+        raise DataFileError(
+            f"{path}: {4 + len(dim_bytes)} bytes, too short for a {header}-byte IDX header"
         )
-        hint = "file truncated?" if len(data) < size else "trailing bytes?"
-        raise DataFileError(f"{path}: expected {size} bytes for {what}, found {len(data)} ({hint})")
-    # copy: frombuffer over bytes is read-only, and keras hands out writable arrays
-    return np.frombuffer(data, np.uint8, offset=header).reshape(dims).copy()
+    dims = tuple(int(d) for d in np.frombuffer(dim_bytes, ">u4"))
+    size = header + math.prod(dims)
+    what = (
+        f"{dims[0]} labels"
+        if len(dims) == 1
+        else f"{dims[0]} images of {dims[1]}x{dims[2]}"
+        if len(dims) == 3
+        else f"shape {dims}"
+    )
+    if max_bytes is not None and size - header > max_bytes:
+        raise DataFileError(
+            f"{path}: the header promises {what}, {size - header:,} bytes, more than the limit "
+            f"of {max_bytes:,} (max_bytes); the file is corrupt or forged"
+        )
+    if file_size is not None and file_size != size:  # a raw file: its size is known up front
+        hint = "file truncated?" if file_size < size else "trailing bytes?"
+        raise DataFileError(f"{path}: expected {size} bytes for {what}, found {file_size} ({hint})")
+    data = _read_up_to(stream, size - header)
+    if len(data) < size - header:
+        found = header + len(data)
+        raise DataFileError(
+            f"{path}: expected {size} bytes for {what}, found {found} (file truncated?)"
+        )
+    if stream.read(1):  # one byte past the promise, never the rest of a bomb
+        raise DataFileError(
+            f"{path}: expected {size} bytes for {what}, found more (trailing bytes?)"
+        )
+    # over a bytearray, frombuffer gives a writable array, as keras hands them out
+    return np.frombuffer(data, np.uint8).reshape(dims)
 
 
 def load_mnist(
@@ -280,7 +343,8 @@ def _load(
                     break  # offline: one file failing on every mirror is enough to know
         if not all(found):
             raise DataNotFoundError(_not_found(spec, searched, failures if download else None))
-    return _split(found[0], found[1]), _split(found[2], found[3])
+    paths = [p for p in found if p is not None]  # all four, as checked above
+    return _split(paths[0], paths[1]), _split(paths[2], paths[3])
 
 
 def _existing(stem: Path) -> Path | None:
@@ -320,16 +384,11 @@ def _download(
         # download leaves a stray temp file at worst (removed below), never a half-written target.
         fd, tmp = tempfile.mkstemp(dir=cache, prefix=f".{name}.gz.", suffix=".part")
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=_TIMEOUT) as resp:
-                length, received = resp.headers.get("Content-Length"), 0
-                while chunk := resp.read(1 << 20):
-                    out.write(chunk)
-                    received += len(chunk)
-            # read(n) returns b"" when the server closes early, without raising
-            if length is not None and received != int(length):
-                failures.append(f"{url}: connection closed after {received} of {length} bytes")
+            fault = _fetch(url, fd, name)
+            if fault:
+                failures.append(f"{url}: {fault}")
                 continue
-            actual = _gunzip_sha256(Path(tmp), url)
+            actual = _gunzip_sha256(Path(tmp), url, IDX_SIZES.get(name))
             expected = sha256.get(name)  # None: no pinned digest, nothing to compare against
             if expected is not None and actual != expected:
                 raise DataFileError(
@@ -346,12 +405,46 @@ def _download(
     return None
 
 
-def _gunzip_sha256(path: Path, url: str) -> str:
-    digest = hashlib.sha256()
+def _download_limit(name: str) -> int | None:
+    """The most bytes a gzip of the official file ``name`` can take: deflate's stored blocks add
+    5 bytes per 64 KiB, the gzip header and trailer some more. None for an unknown file."""
+    size = IDX_SIZES.get(name)
+    return None if size is None else size + size // 1000 + (1 << 16)
+
+
+def _fetch(url: str, fd: int, name: str) -> str | None:
+    """Stream ``url`` into the file ``fd`` (closed here), stopping past ``_download_limit(name)``;
+    the fault as a phrase, or None when the whole file arrived."""
+    limit = _download_limit(name)
+    with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=_TIMEOUT) as resp:
+        length, received = resp.headers.get("Content-Length"), 0
+        too_big = f"more than the {limit} bytes a gzip of {name} can take; download stopped"
+        if limit is not None and length is not None and length.isdigit() and int(length) > limit:
+            return f"the server announces {length} bytes, {too_big}"
+        while chunk := resp.read(1 << 20):
+            out.write(chunk)
+            received += len(chunk)
+            if limit is not None and received > limit:
+                return f"received {received} bytes, {too_big}"
+    # read(n) returns b"" when the server closes early, without raising
+    if length is not None and received != int(length):
+        return f"connection closed after {received} of {length} bytes"
+    return None
+
+
+def _gunzip_sha256(path: Path, url: str, limit: int | None = None) -> str:
+    """SHA-256 of the decompressed file, reading at most ``limit`` + 1 decompressed bytes."""
+    digest, total = hashlib.sha256(), 0
     try:
         with gzip.open(path, "rb") as f:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
+                total += len(chunk)
+                if limit is not None and total > limit:
+                    raise DataFileError(
+                        f"{url}: the download decompresses to more than {limit} bytes, the size "
+                        f"of the official file; the download was deleted"
+                    )
     except (OSError, EOFError, zlib.error) as exc:
         raise DataFileError(
             f"{url}: download is not a valid gzip file ({exc}); the download was deleted"

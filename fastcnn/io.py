@@ -11,23 +11,38 @@ A model file is an ordinary NumPy ``.npz`` (a zip of ``.npy`` members):
 
 ``load`` trusts nothing in the file: layer types come from an allow-list, every field, member name,
 shape and dtype is checked against the architecture before any parameter data is read, and arrays
-are read with ``allow_pickle=False``. Nothing in a file is ever executed.
+are read with ``allow_pickle=False``. Nothing in a file is ever executed. The architecture's
+parameter count (at most ``max_parameters``, default ``MAX_PARAMETERS``) and every member's declared
+size are checked before anything is decompressed or allocated; every zip or ``.npy`` parse failure
+is a ``ModelFileError``; only regular files are opened; non-finite parameters are refused.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import errno
+import glob
 import json
+import math
 import numbers
 import os
+import stat
+import struct
 import tempfile
+import tokenize
 import zipfile
 import zlib
 from typing import Any, Union
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; stale temporary files are then left alone
+    fcntl = None  # type: ignore[assignment]
+
+from ._files import open_regular
 from ._validation import BACKENDS
 from .layers import ACTIVATIONS, LAYERS, Layer
 from .network import Network
@@ -43,6 +58,32 @@ ARCHITECTURE = "architecture.json"
 _FIELDS = {kind: cls.CONFIG_FIELDS for kind, cls in LAYERS.items()}
 _DTYPES = ("float64", "float32")
 _MAX_ARCHITECTURE_BYTES = 1 << 20  # a real one is a few hundred bytes; refuse to parse megabytes
+# The default budget of ``load``: 10**8 parameters, 800 MB as float64, some 300 times the notebook's
+# MNIST network (338,655). ``load(path, max_parameters=None)`` lifts it.
+MAX_PARAMETERS = 10**8
+_MAX_NPY_HEADER = (
+    1 << 16
+)  # a member may exceed its data by at most this (numpy's header is < 10 kB)
+# Everything zipfile and numpy's .npy reader raise on damaged or hostile bytes (found by a fuzzer):
+# RuntimeError for an encrypted member, NotImplementedError for a zip version or compression,
+# SyntaxError/TokenError for a bad header dict, OverflowError/MemoryError for forged sizes, ...
+_PARSE_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+    SyntaxError,
+    tokenize.TokenError,
+    OverflowError,
+    MemoryError,
+    struct.error,
+    KeyError,
+    IndexError,
+    TypeError,
+)
 
 
 class ModelFileError(ValueError):
@@ -127,16 +168,23 @@ def _write_npz(file: Any, arrays: dict) -> None:
 
 
 def _atomic_write(path: PathLike, arrays: dict) -> None:
+    """Write ``arrays`` to a temporary file beside ``path`` and rename it over ``path``.
+
+    The temporary file, ``.NAME.XXXXXXXX.tmp``, is flock-ed by its writer until the rename, so a
+    later save can tell a killed save's leftover (unlocked) from a save in progress, and removes
+    the leftovers (:func:`_remove_stale_temporaries`)."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(
             f"Cannot save the model to {path}: directory {directory} does not exist."
         )
-    # Same directory as the target, so os.replace is an atomic rename on one file system.
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a model file", path)
+    _remove_stale_temporaries(path)
+    fd, tmp = _locked_temporary(directory, f".{os.path.basename(path)}.")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(os.dup(fd), "wb") as f:
             _write_npz(f, arrays)
             f.flush()
             os.fsync(f.fileno())  # the data is on disk before the rename makes it the model
@@ -146,6 +194,43 @@ def _atomic_write(path: PathLike, arrays: dict) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(fd)  # releases the lock, after the rename
+
+
+def _locked_temporary(directory: str, prefix: str) -> tuple[int, str]:
+    """mkstemp in ``directory`` (same file system as the target, so os.replace is an atomic
+    rename), holding an exclusive flock on it. Another process's cleanup may take the file between
+    its creation and our lock; it is then unlinked, and we start over with a new one."""
+    while True:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".tmp")
+        if fcntl is None:
+            return fd, tmp
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink > 0:
+            return fd, tmp
+        os.close(fd)
+
+
+def _remove_stale_temporaries(path: str) -> None:
+    """Delete the ``.NAME.*.tmp`` files beside ``path`` that no writer holds locked: leftovers
+    of a save that was killed (SIGKILL, power loss) before it could remove its temporary file. A
+    save in progress holds its lock, so its file is left alone. Without flock (Windows) nothing is
+    removed."""
+    if fcntl is None:
+        return
+    directory, base = os.path.split(os.path.abspath(path))
+    pattern = os.path.join(glob.escape(directory), glob.escape(f".{base}.") + "*.tmp")
+    for tmp in glob.glob(pattern):
+        with contextlib.suppress(OSError):  # gone meanwhile, not ours to open, locked: keep going
+            if not stat.S_ISREG(os.lstat(tmp).st_mode):
+                continue
+            fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a live writer
+                os.unlink(tmp)
+            finally:
+                os.close(fd)
 
 
 def _file_mode(path: str) -> int:
@@ -162,15 +247,32 @@ def _file_mode(path: str) -> int:
 # load
 
 
-def load(path: PathLike) -> Network:
+def load(
+    path: PathLike,
+    *,
+    max_parameters: int | None = MAX_PARAMETERS,
+    allow_nonfinite: bool = False,
+) -> Network:
     """Read a model file written by :func:`save` (or ``Network.save``).
 
     Parameters are restored bit for bit, so ``load(p).predict(x)`` equals the saved network's
     ``predict(x)``. Loading draws nothing from NumPy's global random state.
 
+    A file cannot make ``load`` use much more memory than the network it describes: the parameter
+    count is computed from the architecture and checked against ``max_parameters``, and every
+    member's declared size and ``.npy`` header against that architecture, before any parameter data
+    is decompressed or allocated. Only regular files are read (a FIFO or device is refused without
+    blocking).
+
     Parameters
     ----------
     path : str or path-like
+    max_parameters : int or None, default ``MAX_PARAMETERS`` (10**8, 800 MB as float64)
+        Refuse an architecture with more parameters than this; None lifts the limit, for a file
+        you trust. The command line's ``--max-parameters`` sets it.
+    allow_nonfinite : bool, default False
+        Load parameters that are nan or inf (a diverged training run). By default such a file is
+        refused, since every prediction of that network would be nan.
 
     Returns
     -------
@@ -180,37 +282,67 @@ def load(path: PathLike) -> Network:
     ------
     ModelFileError
         Not a zip/npz file, truncated or corrupt data, an unknown format version, an unknown layer
-        type or field, missing or unexpected members, a parameter of the wrong shape or dtype, or
-        pickled (object) data. The message names the file, the layer and the fault.
-    FileNotFoundError, PermissionError
+        type or field, missing or unexpected members, a parameter of the wrong shape or dtype,
+        pickled (object) data, more parameters than ``max_parameters``, non-finite parameters, or
+        not a regular file. The message names the file, the layer and the fault.
+    FileNotFoundError, PermissionError, IsADirectoryError
         The file cannot be opened.
     """
     name = os.fspath(path)
-    with open(path, "rb") as f:  # OSError (missing file...) propagates unchanged
+    if max_parameters is not None and (
+        not isinstance(max_parameters, numbers.Integral)
+        or isinstance(max_parameters, bool)
+        or max_parameters < 0
+    ):
+        raise ValueError(
+            f"max_parameters must be a non-negative integer or None, got {max_parameters!r}."
+        )
+    # OSError (missing file...) propagates unchanged; a FIFO or device is refused without blocking
+    with open_regular(name, ModelFileError, "a model file is a .npz file.") as f:
         head = f.read(4)
-    if head[:2] != b"PK":
-        what = (
-            "a single .npy array"
-            if head == b"\x93NUM"
-            else "an empty file"
-            if not head
-            else f"a file starting with {head!r}"
-        )
-        raise ModelFileError(
-            f"{name}: not a fastcnn model file (a .npz zip archive); it is {what}."
-        )
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise ModelFileError(
-            f"{name}: truncated or corrupt model file (the zip archive cannot be read: {exc})."
-        ) from None
-    with archive:
-        return _Reader(name, archive).network()
+        if head[:2] != b"PK":
+            what = (
+                "a single .npy array"
+                if head == b"\x93NUM"
+                else "an empty file"
+                if not head
+                else f"a file starting with {head!r}"
+            )
+            raise ModelFileError(
+                f"{name}: not a fastcnn model file (a .npz zip archive); it is {what}."
+            )
+        f.seek(0)
+        try:
+            archive = zipfile.ZipFile(f)
+        except _PARSE_ERRORS as exc:
+            raise ModelFileError(
+                f"{name}: truncated or corrupt model file (the zip archive cannot be read: "
+                f"{_describe_error(exc)})."
+            ) from None
+        with archive:
+            reader = _Reader(name, archive)
+            reader.max_parameters, reader.allow_nonfinite = max_parameters, allow_nonfinite
+            return reader.network()
+
+
+def _describe_error(exc: BaseException) -> str:
+    """An exception from zipfile/numpy as one short phrase: its first line, after its type when
+    the message alone would not say what failed (a MemoryError's is empty, a KeyError's a name)."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    plain = isinstance(exc, (zipfile.BadZipFile, zlib.error, EOFError, OSError)) or (
+        type(exc) is ValueError
+    )
+    return (
+        text if text and plain else f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    )
 
 
 class _Reader:
     """Reads and checks one open model archive; every fault becomes a ModelFileError."""
+
+    max_parameters: int | None = MAX_PARAMETERS
+    allow_nonfinite = False
 
     def __init__(self, name: str, archive: zipfile.ZipFile):
         self.name = name
@@ -220,7 +352,10 @@ class _Reader:
         return ModelFileError(f"{self.name}: {message}")
 
     def network(self) -> Network:
-        entries = self.archive.namelist()
+        try:
+            entries = self.archive.namelist()
+        except _PARSE_ERRORS as exc:  # pragma: no cover - namelist only lists parsed entries
+            raise self.fail(f"the zip directory cannot be read ({_describe_error(exc)}).") from None
         duplicates = sorted(e for e, n in collections.Counter(entries).items() if n > 1)
         if duplicates:
             raise self.fail(
@@ -236,9 +371,10 @@ class _Reader:
                 f"(members: {', '.join(sorted(members)) or 'none'})."
             )
         specs = self.architecture()
+        shapes = [_param_shapes(spec) for spec in specs]  # the one use of the layers' sizes
         expected = {ARCHITECTURE}
-        for i, spec in enumerate(specs):
-            expected |= {f"layer{i}.{p}" for p in _param_shapes(spec)}
+        for i, layer_shapes in enumerate(shapes):
+            expected |= {f"layer{i}.{p}" for p in layer_shapes}
         missing, unknown = sorted(expected - members), sorted(members - expected)
         if missing:
             raise self.fail(
@@ -249,7 +385,31 @@ class _Reader:
             raise self.fail(
                 f"unknown member {unknown[0]!r}; the architecture has no such parameter."
             )
+        self.check_budget(specs, shapes)
         return Network([self.layer(i, spec) for i, spec in enumerate(specs)])
+
+    def check_budget(self, specs: list, shapes: list) -> None:
+        """Before any parameter is read: the architecture's parameter count against
+        ``max_parameters``, and each member's declared (uncompressed) size against its shape, so
+        neither a forged architecture nor a zip bomb can make ``load`` allocate much."""
+        count = sum(math.prod(shape) for layer in shapes for shape in layer.values())
+        if self.max_parameters is not None and count > self.max_parameters:
+            raise self.fail(
+                f"the architecture has {count:,} parameters, more than the limit of "
+                f"{self.max_parameters:,}; if you trust this file, load it with "
+                f"max_parameters={count} (or None; fastcnn: --max-parameters {count})."
+            )
+        for i, (spec, layer) in enumerate(zip(specs, shapes, strict=True)):
+            for param, shape in layer.items():
+                info = self.archive.getinfo(f"layer{i}.{param}.npy")
+                itemsize = np.dtype(spec.get("dtype", "float64")).itemsize
+                limit = math.prod(shape) * itemsize + _MAX_NPY_HEADER
+                if info.file_size > limit:
+                    raise self.fail(
+                        f"layer {i} ({_signature(spec)}): member {param} is {info.file_size:,} "
+                        f"bytes uncompressed, but an array of shape {shape} needs "
+                        f"at most {limit:,}; the file is corrupt or forged."
+                    )
 
     def read(
         self, member: str, shape: tuple | None, dtype: np.dtype, where: str = ""
@@ -282,20 +442,25 @@ class _Reader:
                     raise ValueError("trailing bytes after the array data")
         except ModelFileError:
             raise
-        except (
-            zipfile.BadZipFile,
-            zlib.error,
-            EOFError,
-            OSError,
-            ValueError,
-            NotImplementedError,
-        ) as exc:  # NotImplementedError: unsupported zip compression
-            raise self.fail(f"{prefix}{array_name} is truncated or corrupt ({exc}).") from None
+        except _PARSE_ERRORS as exc:
+            raise self.fail(
+                f"{prefix}{array_name} is truncated or corrupt ({_describe_error(exc)})."
+            ) from None
+        if dtype.kind == "f" and not self.allow_nonfinite:
+            bad = np.flatnonzero(~np.isfinite(array))
+            if bad.size:
+                where_bad = np.unravel_index(bad[0], array.shape)
+                raise self.fail(
+                    f"{prefix}{array_name} holds {bad.size} non-finite values (nan or inf; the "
+                    f"first at index {tuple(int(k) for k in where_bad)}), so every prediction "
+                    f"would be nan; a diverged training run? Pass allow_nonfinite=True to load "
+                    f"it anyway."
+                )
         # Same values, in native byte order and C layout (say, a file from a big-endian machine).
         return np.ascontiguousarray(array, dtype=dtype)
 
     def architecture(self) -> list:
-        size = self.archive.getinfo(ARCHITECTURE + ".npy").file_size
+        size = self.archive.getinfo(ARCHITECTURE + ".npy").file_size  # namelist() had it
         if size > _MAX_ARCHITECTURE_BYTES:
             raise self.fail(f"{ARCHITECTURE} is {size} bytes; a real one is a few hundred.")
         data = self.read(ARCHITECTURE, None, np.dtype(np.uint8))

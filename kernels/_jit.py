@@ -14,15 +14,28 @@ Three things go wrong with a bare ``njit(cache=True)`` in an installed library:
   and the index of one can end up naming the other's machine code: a float32 call then runs float64
   code and crashes (seen here, with tests running in parallel). We hold a lock file around every
   cache read (shared) and write (exclusive), so an index and its data files change together.
+
+And one thing Numba does not do: use a cache it can read but not write. Its locator for
+``NUMBA_CACHE_DIR`` checks that it can create a file there, and otherwise passes on to another
+locator (``__pycache__``, ``~/.cache``; empty, so every process recompiles, ~23 s) or none. A
+read-only but warm ``NUMBA_CACHE_DIR`` (a container image, a shared install) is used here for
+loading: :class:`_ReadOnlyCache` finds the same files and never writes.
 """
+
+from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import os
 from pathlib import Path
+from typing import Any
 
 import numba
+from numba.core import config as numba_config
+from numba.core.caching import CompileResultCacheImpl, FunctionCache, UserProvidedCacheLocator
 
+fcntl: Any
 try:
     import fcntl
 except ImportError:  # Windows: no flock, and the race above stays possible there
@@ -66,7 +79,7 @@ def jit(function=None, *, reassociate=False, parallel=False, cache=True, inline=
         )
     # NumPy's error model: 1 / 0 is inf, as in the reference path, instead of Python's
     # ZeroDivisionError, whose check in every division also stops LLVM from vectorising a loop.
-    options = {"error_model": "numpy"}
+    options: dict[str, Any] = {"error_model": "numpy"}
     if reassociate:
         options["fastmath"] = set(REASSOCIATE)
     if parallel:
@@ -77,10 +90,15 @@ def jit(function=None, *, reassociate=False, parallel=False, cache=True, inline=
         options["inline"] = "always"
     if parallel or not cache or inline:
         return numba.njit(**options)(function)
-    try:
-        dispatcher = numba.njit(cache=True, **options)(function)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return numba.njit(**options)(function)
+    read_only = _read_only_cache(function)
+    if read_only is not None:
+        dispatcher = numba.njit(**options)(function)
+        dispatcher._cache = read_only  # what enable_caching does, read-only
+    else:
+        try:
+            dispatcher = numba.njit(cache=True, **options)(function)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return numba.njit(**options)(function)
     cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
     if cache_file is None or not hasattr(cache_file, "_source_stamp"):
         # A Numba whose cache layout we don't know: stale code is worse than a slow first call.
@@ -108,3 +126,55 @@ def _locked(method, lock_path, operation):
             return method(*args, **kwargs)
 
     return call
+
+
+def _read_only_cache(function) -> _ReadOnlyCache | None:
+    """A cache that loads ``function`` from ``NUMBA_CACHE_DIR`` when Numba refuses that directory
+    because it cannot write there (its locator tries to create a file in it) but the directory
+    holds an index for ``function``; None otherwise, for Numba's usual choice (a kernel the
+    read-only cache lacks is then cached in a writable place, not recompiled in every process)."""
+    if not getattr(numba_config, "CACHE_DIR", ""):
+        return None
+    try:
+        source = inspect.getfile(function)
+    except TypeError:
+        return None
+    if UserProvidedCacheLocator.from_function(function, source) is not None:
+        return None  # writable: Numba's usual cache
+    if _ReadOnlyLocator.from_function(function, source) is None:
+        return None
+    try:
+        cache = _ReadOnlyCache(function)
+    except RuntimeError:  # the directory went away meanwhile
+        return None
+    return cache if os.path.isfile(cache._cache_file._index_path) else None
+
+
+class _ReadOnlyLocator(UserProvidedCacheLocator):
+    """Numba's ``NUMBA_CACHE_DIR`` locator (same directory, same file names, same source stamp)
+    for a cache directory that exists and can be read but not written."""
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if not getattr(numba_config, "CACHE_DIR", "") or not os.path.exists(py_file):
+            return None
+        self = cls(py_func, py_file)
+        path = self.get_cache_path()
+        return self if os.path.isdir(path) and os.access(path, os.R_OK | os.X_OK) else None
+
+    def ensure_cache_path(self):
+        raise PermissionError(f"read-only Numba cache {self.get_cache_path()}")
+
+
+class _ReadOnlyCacheImpl(CompileResultCacheImpl):
+    _locator_classes = [_ReadOnlyLocator]  # noqa: RUF012 - Numba's own attribute, not ours
+
+
+class _ReadOnlyCache(FunctionCache):
+    """Loads compiled kernels from a read-only cache; a kernel missing there is compiled in
+    memory and not saved."""
+
+    _impl_class = _ReadOnlyCacheImpl
+
+    def save_overload(self, sig, data):
+        pass
