@@ -8,20 +8,28 @@ It can only limit a library already loaded, so SciPy's BLAS is imported first.
 """
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 
-@contextlib.contextmanager
-def blas_threads(n: int) -> Iterator[None]:
-    """Run the block with NumPy's and SciPy's BLAS (hence Numba's ``np.dot``) on ``n`` threads."""
+@functools.cache
+def _controller():
+    """One threadpoolctl controller over the BLAS libraries loaded now (building one scans every
+    loaded library: ~10 ms, too slow to repeat per call)."""
     import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS Numba calls, so it can be limited)
 
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
     except ImportError as error:
         raise ImportError(
             "setting the BLAS thread count needs threadpoolctl; install it with "
             "`pip install threadpoolctl`"
         ) from error
-    with threadpool_limits(limits=n, user_api="blas"):
+    return ThreadpoolController().select(user_api="blas")
+
+
+@contextlib.contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """Run the block with NumPy's and SciPy's BLAS (hence Numba's ``np.dot``) on ``n`` threads."""
+    with _controller().limit(limits=n):
         yield
