@@ -204,6 +204,7 @@ def main(argv=None):
     names = [n for n in CONTENDERS if any(k[0] == n for k in medians)]
     header = f"{'dtype':8} {'B':>4} {'thr':>3} " + " ".join(f"{n:>18}" for n in names)
     print(header + "   proto/PyTorch  spread(proto)")
+    print("(proto/PyTorch: median over rounds of that round's ratio)")
     for dtype in DTYPES:
         dn = np.dtype(dtype).name
         for n_threads in args.threads:
@@ -211,8 +212,16 @@ def main(argv=None):
                 cells = [medians.get((n, dn, size, n_threads), float("nan")) for n in names]
                 line = f"{dn:8} {size:>4} {n_threads:>3} " + " ".join(f"{c:>18,.0f}" for c in cells)
                 key = ("fastcnn prototype", dn, size, n_threads)
-                torch_rate = medians.get(("PyTorch", dn, size, n_threads))
-                ratio = medians[key] / torch_rate if torch_rate else float("nan")
+                # Median of the per-round ratios: each round's two figures ran back to back, so a
+                # busy machine slows both, and this ratio varies less than the raw rates do.
+                torch_rounds = per_round.get(("PyTorch", dn, size, n_threads))
+                ratio = (
+                    statistics.median(
+                        a / b for a, b in zip(per_round[key], torch_rounds, strict=True)
+                    )
+                    if torch_rounds
+                    else float("nan")
+                )
                 spread = per_round[key]
                 print(f"{line}   {ratio:13.2f}  {min(spread):,.0f}-{max(spread):,.0f}")
     if args.no_breakdown:
