@@ -1,0 +1,238 @@
+"""PyTorch on the same work as fastcnn's mini-batch training (issue 8), beside two fastcnn figures:
+the prototype step of ``bench/batch_step.py`` on ``kernels/batch.py``, and the upper bound the dense
+layer's three GEMMs put on any batch path (NumPy/OpenBLAS alone).
+
+The network is the notebook's: ``nn.Conv2d(1, 5, 3)``, sigmoid, flatten, ``nn.Linear(3380, 100)``,
+sigmoid, ``nn.Linear(100, 10)``, sigmoid, ``nn.MSELoss()`` (mean), ``torch.optim.SGD(lr=rate)``.
+Everything is measured as samples per second over one pass of consecutive batches through
+``n`` real MNIST training images, every contender once per round, rounds interleaved, medians
+reported: the machine may be shared, and interleaving spreads its load over all contenders alike.
+
+``python -m bench.peers [--samples N] [--rounds R] [--quick]`` prints the table. Needs the ``peers``
+extra (``pip install torch==2.13.0`` on a CPU-only machine, then ``pip install -e '.[peers]'``);
+without torch, the PyTorch column is left empty.
+"""
+
+import argparse
+import contextlib
+import os
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from time import perf_counter
+
+import numpy as np
+
+from fastcnn import datasets
+from fastcnn._threads import blas_threads
+
+from . import batch_step
+
+DTYPES = (np.float32, np.float64)
+BATCH_SIZES = (1, 32, 64, 256)
+THREADS = (1, 2)
+SINGLES = 512
+RATE = 0.1
+DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+try:
+    import torch
+except ImportError:  # the optional `peers` extra
+    torch = None
+
+
+def mnist(n, dtype):
+    """The first ``n`` MNIST training images (n, 1, 28, 28) and one-hot labels (n, 10) in ``dtype``,
+    from ``$FASTCNN_TEST_MNIST`` or ``../shared/data/mnist`` (never downloaded)."""
+    where = Path(os.environ.get("FASTCNN_TEST_MNIST", DEFAULT_MNIST))
+    (train_x, train_y), _ = datasets.load_mnist(where, download=False)
+    xs = datasets.scale_images(train_x[:n], dtype=dtype)
+    ys = datasets.one_hot(train_y[:n]).reshape(n, 10).astype(dtype)
+    return np.ascontiguousarray(xs), np.ascontiguousarray(ys)
+
+
+@contextlib.contextmanager
+def threads(n):
+    """BLAS (NumPy's and SciPy's OpenBLAS, the latter being what Numba's ``np.dot`` calls) and
+    PyTorch on ``n`` threads, restored on exit."""
+    before = torch.get_num_threads() if torch is not None else None
+    try:
+        if torch is not None:
+            torch.set_num_threads(n)
+        with blas_threads(n):
+            yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------------------------------
+# contenders: each `setup(xs, ys, size)` returns a callable running one pass over all the samples
+
+
+def torch_setup(xs, ys, size):
+    """PyTorch's training loop on the notebook's network, in the dtype of ``xs``."""
+    dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[xs.dtype]
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 5, 3),
+        torch.nn.Sigmoid(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(3380, 100),
+        torch.nn.Sigmoid(),
+        torch.nn.Linear(100, 10),
+        torch.nn.Sigmoid(),
+    ).to(dtype)
+    loss_fn = torch.nn.MSELoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=RATE)
+    tx, ty = torch.from_numpy(xs), torch.from_numpy(ys)
+    n = len(xs)
+
+    def run():
+        for start in range(0, n, size):
+            optimizer.zero_grad()
+            loss = loss_fn(model(tx[start : start + size]), ty[start : start + size])
+            loss.backward()
+            optimizer.step()
+
+    return run
+
+
+def fastcnn_setup(xs, ys, size):
+    """The compiled prototype step of ``bench/batch_step.py``."""
+    params = batch_step.init(xs.dtype.type)
+    scratch = batch_step.Scratch(size, xs.dtype)
+    return lambda: batch_step.epoch(params, scratch, xs, ys, size, RATE)
+
+
+def gemm_setup(xs, ys, size):
+    """Only the 3380 -> 100 layer's three GEMMs per batch (forward, input gradient, weight
+    gradient) by NumPy into preallocated outputs: a bound no batch path doing them can beat."""
+    rng = np.random.default_rng(0)
+    dtype = xs.dtype
+    n = len(xs)
+    x = rng.uniform(0, 1, (n, 3380)).astype(dtype)
+    g = rng.uniform(-1, 1, (n, 100)).astype(dtype)
+    w = rng.standard_normal((100, 3380)).astype(dtype)
+    out, d_in, d_w = np.empty((size, 100), dtype), np.empty((size, 3380), dtype), np.empty_like(w)
+
+    def run():
+        for start in range(0, n, size):
+            m = min(size, n - start)
+            xb, gb = x[start : start + m], g[start : start + m]
+            np.dot(xb, w.T, out[:m])
+            np.dot(gb, w, d_in[:m])
+            np.dot(gb.T, xb, d_w)
+
+    return run
+
+
+CONTENDERS = {"fastcnn prototype": fastcnn_setup, "GEMM bound": gemm_setup, "PyTorch": torch_setup}
+
+
+def measure(
+    samples=2048,
+    rounds=5,
+    dtypes=DTYPES,
+    batch_sizes=BATCH_SIZES,
+    thread_counts=THREADS,
+    contenders=None,
+):
+    """Median samples/s per ``(contender, dtype name, batch size, threads)``.
+
+    Each contender is set up (and warmed: one pass, which also compiles) once per configuration;
+    then each round times one pass of every configuration and contender in turn. Batch size 1
+    passes over at most ``SINGLES`` samples (one step per sample is slow; the rate is per sample
+    all the same). PyTorch is left out when not importable. Returns ``{key: median}`` and
+    ``{key: [per-round samples/s]}``.
+    """
+    names = [c for c in (contenders or CONTENDERS) if c != "PyTorch" or torch is not None]
+    runs = {}
+    for dtype in dtypes:
+        xs, ys = mnist(samples, dtype)
+        for size in batch_sizes:
+            n = min(samples, SINGLES) if size == 1 else samples
+            for name in names:
+                fn = CONTENDERS[name](xs[:n], ys[:n], size)
+                with threads(max(thread_counts)):
+                    fn()
+                runs[name, np.dtype(dtype).name, size] = fn, n
+    rates = defaultdict(list)
+    for _ in range(rounds):
+        for n_threads in thread_counts:
+            with threads(n_threads):
+                for (name, dtype_name, size), (fn, n) in runs.items():
+                    start = perf_counter()
+                    fn()
+                    rates[name, dtype_name, size, n_threads].append(n / (perf_counter() - start))
+    return {k: statistics.median(v) for k, v in rates.items()}, dict(rates)
+
+
+def breakdown(dtype, size, samples=2048, n_threads=1):
+    """Seconds per sample in each stage of the Python-level prototype step (kernel by kernel)."""
+    xs, ys = mnist(samples, dtype)
+    params = batch_step.init(dtype)
+    scratch = batch_step.Scratch(size, dtype)
+    times = dict.fromkeys(batch_step.STAGES, 0.0)
+    with threads(n_threads):
+        batch_step.step(params, scratch, xs[:size], ys[:size], RATE)
+        for start in range(0, samples, size):
+            end = start + size
+            batch_step.step(params, scratch, xs[start:end], ys[start:end], RATE, times)
+    return {k: v / samples for k, v in times.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.peers", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--samples", type=int, default=2048)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=BATCH_SIZES)
+    parser.add_argument("--threads", type=int, nargs="+", default=THREADS)
+    parser.add_argument("--no-breakdown", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="256 samples, 1 round")
+    args = parser.parse_args(argv)
+    samples, rounds = (256, 1) if args.quick else (args.samples, args.rounds)
+    medians, per_round = measure(
+        samples, rounds, batch_sizes=args.batch_sizes, thread_counts=args.threads
+    )
+    version = torch.__version__ if torch is not None else "not installed"
+    print(f"samples/s, median of {rounds} interleaved rounds over {samples} MNIST images")
+    print(f"({min(samples, SINGLES)} at B = 1);")
+    print(f"PyTorch {version}, NumPy {np.__version__}")
+    names = [n for n in CONTENDERS if any(k[0] == n for k in medians)]
+    header = f"{'dtype':8} {'B':>4} {'thr':>3} " + " ".join(f"{n:>18}" for n in names)
+    print(header + "   proto/PyTorch  spread(proto)")
+    print("(proto/PyTorch: median over rounds of that round's ratio)")
+    for dtype in DTYPES:
+        dn = np.dtype(dtype).name
+        for n_threads in args.threads:
+            for size in args.batch_sizes:
+                cells = [medians.get((n, dn, size, n_threads), float("nan")) for n in names]
+                line = f"{dn:8} {size:>4} {n_threads:>3} " + " ".join(f"{c:>18,.0f}" for c in cells)
+                key = ("fastcnn prototype", dn, size, n_threads)
+                # Median of the per-round ratios: each round's two figures ran back to back, so a
+                # busy machine slows both, and this ratio varies less than the raw rates do.
+                torch_rounds = per_round.get(("PyTorch", dn, size, n_threads))
+                ratio = (
+                    statistics.median(
+                        a / b for a, b in zip(per_round[key], torch_rounds, strict=True)
+                    )
+                    if torch_rounds
+                    else float("nan")
+                )
+                spread = per_round[key]
+                print(f"{line}   {ratio:13.2f}  {min(spread):,.0f}-{max(spread):,.0f}")
+    if args.no_breakdown:
+        return
+    print("\nprototype stages, microseconds per sample (Python-level step, 1 thread):")
+    for dtype in DTYPES:
+        for size in (32, 64):
+            parts = breakdown(dtype, size, samples)
+            text = ", ".join(f"{k} {v * 1e6:.1f}" for k, v in parts.items())
+            print(f"{np.dtype(dtype).name} B={size}: total {sum(parts.values()) * 1e6:.1f}: {text}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Kernels over a mini-batch: every array has a leading batch axis B, as the samples of one SGD step.
+
+Gradients and updates are apart: the gradient kernels sum the per-sample gradients of a batch into
+caller-allocated arrays, and :func:`sgd_apply` then moves a parameter by ``rate`` times their mean.
+The activation kernels of ``activation.py`` (``sigmoid``, ``sigmoid_backward``) already take arrays
+of any shape, (B, n) included, so there is no batched copy of them here.
+
+The dense kernels call BLAS through Numba's ``np.dot(a, b, out)`` (SciPy's OpenBLAS, reached through
+``scipy.linalg.cython_blas``); it runs on as many threads as that OpenBLAS is set to, which
+``threadpoolctl.threadpool_limits`` controls from Python like NumPy's own BLAS.
+"""
+
+import numpy as np
+
+from ._jit import jit
+from .conv import _convolve2d_full_add, conv_forward
+
+
+@jit
+def conv_forward_batch(xs, filters, biases, out):
+    """``out[b] = conv_forward(xs[b], filters, biases)`` for every b; the same numbers bit for bit.
+
+    xs (B, depth, H, W), filters (count, depth, s, s), biases (count, H-s+1, W-s+1),
+    out (B, count, H-s+1, W-s+1).
+    """
+    for b in range(xs.shape[0]):
+        conv_forward(xs[b], filters, biases, out[b])
+
+
+@jit
+def conv_gradient_batch(xs, d_outputs, d_filters, d_biases, row):
+    """``d_filters[i, j] += sum_b correlate2d(xs[b, j], d_outputs[b, i], "valid")``,
+    ``d_biases += sum_b d_outputs[b]``: the batch's summed parameter gradients, accumulated.
+
+    xs (B, depth, H, W), d_outputs (B, count, H-s+1, W-s+1), d_filters (count, depth, s, s),
+    d_biases (count, H-s+1, W-s+1); ``row`` is scratch of shape (W-s+1,). Sums per filter tap down
+    each output column first, over all samples, as ``conv.conv_sgd`` does for one: with B = 1 and
+    zeroed accumulators the result is bit for bit the gradient ``conv_sgd`` applies.
+    """
+    batch = xs.shape[0]
+    count, depth, s = d_filters.shape[0], d_filters.shape[1], d_filters.shape[2]
+    oh, ow = d_outputs.shape[2], d_outputs.shape[3]
+    for i in range(count):
+        for j in range(depth):
+            f = d_filters[i, j]
+            for u in range(s):
+                for v in range(s):
+                    row[:] = 0
+                    for k in range(batch):
+                        xj = xs[k, j]
+                        g = d_outputs[k, i]
+                        for a in range(oh):
+                            for c in range(ow):
+                                row[c] += xj[u + a, v + c] * g[a, c]
+                    f[u, v] += row.sum()
+    for k in range(batch):
+        for i in range(count):
+            g = d_outputs[k, i]
+            d_b = d_biases[i]
+            for a in range(oh):
+                for c in range(ow):
+                    d_b[a, c] += g[a, c]
+
+
+@jit
+def conv_input_gradient_batch(d_outputs, filters, d_inputs):
+    """``d_inputs[b, j] = sum_i convolve2d(d_outputs[b, i], filters[i, j], "full")`` for every b.
+
+    d_outputs (B, count, H-s+1, W-s+1), filters (count, depth, s, s), d_inputs (B, depth, H, W),
+    overwritten. Same order of sums as ``conv.conv_backward_sgd``, so each sample's rows are its
+    ``d_input`` bit for bit.
+    """
+    count, depth = filters.shape[0], filters.shape[1]
+    d_inputs[:] = 0
+    for b in range(d_outputs.shape[0]):
+        for i in range(count):
+            for j in range(depth):
+                _convolve2d_full_add(d_outputs[b, i], filters[i, j], d_inputs[b, j])
+
+
+@jit
+def dense_forward_batch(xs, weights, biases, out):
+    """``out = xs @ weights.T + biases.T``: each row is ``np.dot(weights, x) + biases`` for one x.
+
+    xs (B, n), weights (m, n), biases of m elements ((m, 1) as the layer keeps them, or (m,)),
+    out (B, m). One BLAS GEMM, then the biases.
+    """
+    np.dot(xs, weights.T, out)
+    bf = biases.reshape(-1)
+    for b in range(out.shape[0]):
+        o = out[b]
+        for i in range(o.size):
+            o[i] += bf[i]
+
+
+@jit
+def dense_input_gradient_batch(d_outputs, weights, d_inputs):
+    """``d_inputs = d_outputs @ weights``: each row is ``weights.T @ d_output`` for one sample.
+
+    d_outputs (B, m), weights (m, n), d_inputs (B, n), overwritten. One BLAS GEMM.
+    """
+    np.dot(d_outputs, weights, d_inputs)
+
+
+@jit
+def dense_gradient_batch(xs, d_outputs, d_weights, d_biases):
+    """``d_weights = d_outputs.T @ xs``, ``d_biases = d_outputs.sum(0)``: the batch's summed
+    parameter gradients, overwritten (not accumulated: a dense layer has one GEMM per batch).
+
+    xs (B, n), d_outputs (B, m), d_weights (m, n), d_biases of m elements ((m, 1) or (m,)).
+    """
+    np.dot(d_outputs.T, xs, d_weights)
+    db = d_biases.reshape(-1)
+    db[:] = 0
+    for b in range(d_outputs.shape[0]):
+        g = d_outputs[b]
+        for i in range(g.size):
+            db[i] += g[i]
+
+
+@jit
+def mse_batch(predicted, actual, losses, d_outputs):
+    """``losses[b] = mse(predicted[b], actual[b])``, ``d_outputs[b] = d_mse(predicted[b], actual[b])``.
+
+    predicted, actual and d_outputs (B, m); losses (B,) float64. Each loss is summed in float64 as
+    ``np.mean`` does; ``d_mse = 2 * (predicted - actual) / m`` as the seed writes it. A caller that
+    wants PyTorch's ``MSELoss()`` (the mean over the batch) takes ``losses.mean()``; its gradient is
+    the mean of these rows, which :func:`sgd_apply` takes at the end.
+    """
+    m = predicted.shape[1]
+    two = d_outputs.dtype.type(2)
+    size = d_outputs.dtype.type(m)
+    for b in range(predicted.shape[0]):
+        p = predicted[b]
+        y = actual[b]
+        total = 0.0
+        for i in range(m):
+            e = y[i] - p[i]
+            total += e * e
+        losses[b] = total / m
+        g = d_outputs[b]
+        for i in range(m):
+            g[i] = two * (p[i] - y[i]) / size
+
+
+@jit
+def sgd_apply(params, grad_sums, count, rate):
+    """``params -= (grad_sums / count) * rate``: one SGD step by the mean of ``count`` gradients.
+
+    params and grad_sums of one shape and dtype, C-contiguous; count a positive integer; each
+    operation rounded in the parameters' dtype. This is the scipy oracle's ``p -= mean_grad * rate``
+    with ``mean_grad = grad_sums / count``, and PyTorch's ``p.add_(grad, alpha=-lr)`` (``p - lr * grad``,
+    the same product) given the same mean gradient. PyTorch's own ``grad`` differs in its last bits:
+    ``MSELoss()`` folds ``1 / B`` into the loss gradient before the sums instead of dividing after.
+    With ``count = 1`` this is the seed's ``p -= g * rate`` bit for bit (``g / 1`` is exact).
+    """
+    pf = params.reshape(-1)
+    gf = grad_sums.reshape(-1)
+    n = pf.dtype.type(count)
+    r = pf.dtype.type(rate)
+    for i in range(pf.size):
+        pf[i] -= (gf[i] / n) * r
