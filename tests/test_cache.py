@@ -22,6 +22,8 @@ from numba.core.caching import NullCache
 
 from fastcnn.kernels import _jit
 
+from .support import TWO_TERM
+
 ROOT = Path(__file__).resolve().parents[1]
 NO_JIT = pytest.mark.skipif(
     os.environ.get("NUMBA_DISABLE_JIT", "0") != "0",
@@ -300,7 +302,7 @@ def test_import_and_run_from_read_only_install():
         data = run_json(args, cwd=root, env=env, preexec_fn=preexec)
         assert data["file"].startswith(str(site)), data["file"]
         assert data["cache"] == "NullCache", "the cache was writable after all: test is vacuous"
-        np.testing.assert_allclose(data["out"], data["expected"], rtol=1e-15)
+        np.testing.assert_allclose(data["out"], data["expected"], **TWO_TERM)
         assert not list(root.rglob("*.nbi")), "a cache index was written into the read-only tree"
     finally:
         _set_tree_mode(root, writable=True)
