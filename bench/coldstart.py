@@ -23,15 +23,10 @@ import json, time
 t0 = time.perf_counter()
 import numpy as np
 import fastcnn
-from fastcnn import (Activation, Convolution, Linear, Network, Reshape, d_mse, d_sigmoid, mse,
-                     sigmoid)
+from fastcnn import d_mse, mse
+from fastcnn.models import mnist_cnn
 t1 = time.perf_counter()
-net = Network([
-    Convolution((1, 28, 28), 3, 5), Activation(sigmoid, d_sigmoid),
-    Reshape((5, 26, 26), (5 * 26 * 26, 1)),
-    Linear(5 * 26 * 26, 100), Activation(sigmoid, d_sigmoid),
-    Linear(100, 10), Activation(sigmoid, d_sigmoid),
-])
+net = mnist_cnn()
 rng = np.random.default_rng(0)
 x = rng.random((1, 1, 28, 28), dtype=np.float32)
 y = np.zeros((1, 10, 1), np.float32)

@@ -9,52 +9,21 @@ import numba
 import numpy as np
 import pytest
 
-from fastcnn import (
-    Activation,
-    Convolution,
-    Linear,
-    Network,
-    Reshape,
-    d_mse,
-    d_sigmoid,
-    mse,
-    sigmoid,
-)
+from fastcnn import d_mse, mse
 from fastcnn.datasets import one_hot, scale_images
+from fastcnn.models import mnist_cnn
 from tests.pairs import RATE
+from tests.support import parameters
 
 pytestmark = pytest.mark.mnist
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 BACKEND = {"reference": "scipy", "numba": "numba"}
-PARAMS = ("filters", "weights", "biases")
 
 
 def seed_network(impl, dtype, threads):
     """The seed notebook's MNIST CNN; the same initial draws for every backend and dtype."""
-    kw = {"backend": BACKEND[impl], "dtype": dtype}
-    act = {"backend": BACKEND[impl]}
-    return Network(
-        [
-            Convolution((1, 28, 28), 3, 5, rng=1, **kw),
-            Activation(sigmoid, d_sigmoid, **act),
-            Reshape((5, 26, 26), (5 * 26 * 26, 1)),
-            Linear(5 * 26 * 26, 100, rng=2, **kw),
-            Activation(sigmoid, d_sigmoid, **act),
-            Linear(100, 10, rng=3, **kw),
-            Activation(sigmoid, d_sigmoid, **act),
-        ],
-        num_threads=threads,
-    )
-
-
-def parameters(net):
-    return [
-        (f"layer {i} {type(layer).__name__}.{name}", getattr(layer, name))
-        for i, layer in enumerate(net.layers)
-        for name in PARAMS
-        if isinstance(getattr(layer, name, None), np.ndarray)
-    ]
+    return mnist_cnn(backend=BACKEND[impl], dtype=dtype, rng=1, num_threads=threads)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +39,7 @@ def trained_reference(data):
     """Loss and parameters after one epoch of the float64 SciPy network."""
     net = seed_network("reference", np.float64, 1)
     history = net.train(data[0], data[1], mse, d_mse, 1, RATE, verbose=False)
-    return [history[0]] + [p.copy() for _, p in parameters(net)]
+    return [history[0]] + [p.copy() for p in parameters(net).values()]
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +78,7 @@ def test_train_epoch(benchmark, assert_close, sizes, data, trained_reference, im
     # match one epoch of the float64 SciPy network from the same initial weights.
     x, y, _ = data
     net = seed_network(impl, DTYPES[dtype], threads)
-    params = parameters(net)
+    params = list(parameters(net).items())
     initial = [p.copy() for _, p in params]
 
     def reset():  # outside the timer: every round trains one epoch from the same weights

@@ -1,7 +1,8 @@
 """The seed's layers. Each computing layer runs on one of two paths, chosen by ``backend``:
 
-* ``"scipy"``: the seed's own NumPy/SciPy lines, kept verbatim as the reference path (the oracle of
-  the tests); it never calls ``fastcnn.kernels``, or the oracle would share a kernel's bug.
+* ``"scipy"``: the seed's own NumPy/SciPy lines, kept verbatim in :mod:`fastcnn.reference` (the
+  oracle of the tests, which call the same functions); it never calls ``fastcnn.kernels``, or the
+  oracle would share a kernel's bug.
 * ``"numba"`` (default): the same arithmetic in the Numba kernels of ``fastcnn.kernels``.
 
 Every layer describes itself, so the model files (:mod:`fastcnn.io`), the compiled training path
@@ -23,9 +24,9 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
-from scipy import signal
 
 from . import _validation as check
+from . import reference
 from .functions import d_sigmoid, sigmoid
 from .kernels import activation as k_activation
 from .kernels import conv as k_conv
@@ -224,7 +225,7 @@ class _ComputeLayer(Layer):
         self._check_parameters()
         for (name, shape), grad in zip(shapes.items(), grads, strict=True):
             grad = check.as_array(self, f"gradient of {name}", grad, shape, self.dtype)
-            getattr(self, name).__isub__(grad * rate)  # p -= g * rate, the seed's rounding
+            reference.sgd_update(getattr(self, name), grad, rate)  # p -= g * rate, as the seed
 
     def backward_prop(self, d_output: Any, rate: float) -> NDArray:
         """SGD step on the parameters; returns the input gradient (from the parameters before it)."""
@@ -316,7 +317,7 @@ class Linear(_ComputeLayer):
         """``weights @ input + biases``; input of shape (input_size, 1) -> (output_size, 1)."""
         self.input = check.as_array(self, "Input", input, (self.input_size, 1), self.dtype)
         if self.backend == "scipy":
-            return np.dot(self.weights, self.input) + self.biases
+            return reference.dense_forward(self.weights, self.input, self.biases)
         self._check_parameters()
         out = np.empty((self.output_size, 1), self.dtype)
         k_dense.dense_forward(self.weights, self.input, self.biases, out)
@@ -327,8 +328,7 @@ class Linear(_ComputeLayer):
         self._check_input()
         d_output = check.as_array(self, "d_output", d_output, (self.output_size, 1), self.dtype)
         if self.backend == "scipy":
-            d_weights = np.dot(d_output, self.input.T)
-            d_input = np.dot(self.weights.T, d_output)
+            d_input, d_weights = reference.dense_gradient(self.weights, self.input, d_output)
             return d_input, (d_weights, d_output.copy())
         self._check_parameters()
         d_weights = np.empty((self.output_size, self.input_size), self.dtype)
@@ -432,7 +432,7 @@ class Activation(Layer):
                     f"d_output of layer {self!r} is incompatible with the layer: expected shape "
                     f"{shape}, but received d_output with shape {np.shape(d_output)}."
                 )
-            return np.multiply(d_output, self.d_activation(self.input)), ()
+            return reference.activation_backward(d_output, self.d_activation, self.input), ()
         # The kernel reads the forward output; a reassigned input or output must still fit it.
         output = getattr(self, "_output", None)
         if not isinstance(self.input, np.ndarray) or self.input.dtype not in check.DTYPES:
@@ -568,11 +568,7 @@ class Convolution(_ComputeLayer):
     def forward_prop(self, input: Any) -> NDArray:
         self.input = check.as_array(self, "Input", input, self.input_shape, self.dtype)
         if self.backend == "scipy":
-            output = self.biases.copy()
-            for i in range(self.filter_count):
-                for j in range(self.input_depth):
-                    output[i] += signal.correlate2d(self.input[j], self.filters[i, j], "valid")
-            return output
+            return reference.conv_forward(self.input, self.filters, self.biases)
         self._check_parameters()
         out = np.empty(self.output_shape, self.dtype)
         k_conv.conv_forward(self.input, self.filters, self.biases, out)
@@ -585,12 +581,7 @@ class Convolution(_ComputeLayer):
         self._check_input()
         d_output = check.as_array(self, "d_output", d_output, self.output_shape, self.dtype)
         if self.backend == "scipy":
-            d_filters = np.zeros(self.filters_shape, self.dtype)
-            d_input = np.zeros(self.input_shape, self.dtype)
-            for i in range(self.filter_count):
-                for j in range(self.input_depth):
-                    d_filters[i, j] = signal.correlate2d(self.input[j], d_output[i], "valid")
-                    d_input[j] += signal.convolve2d(d_output[i], self.filters[i, j], "full")
+            d_input, d_filters = reference.conv_gradient(self.input, self.filters, d_output)
             return d_input, (d_filters, d_output.copy())
         self._check_parameters()
         self._check_row()

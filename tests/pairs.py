@@ -3,8 +3,8 @@ benchmarks (numbagg's COMPARISONS): ``PAIRS[op][impl](shape, dtype)`` does all s
 zero-argument callable, so a benchmark times only the operation. Each callable returns a tuple of
 arrays, the reference's and the kernel's in the same order.
 
-The reference side is SciPy/NumPy only, the seed's own expressions; it never calls
-``fastcnn.kernels``.
+The reference side is :mod:`fastcnn.reference`, the seed's own SciPy/NumPy expressions that the
+layers' ``backend="scipy"`` path runs too; it never calls ``fastcnn.kernels``.
 """
 
 from dataclasses import dataclass
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from fastcnn.functions import d_sigmoid, sigmoid
+from fastcnn import reference
 from fastcnn.kernels import activation, conv, dense
 
 
@@ -96,14 +96,7 @@ def conv_forward_reference(shape, dtype):
     a = arrays(shape, dtype)
     x, filters, biases = a["x"], a["filters"], a["conv_biases"]
 
-    def run():
-        output = biases.copy()
-        for i in range(shape.count):
-            for j in range(shape.depth):
-                output[i] += signal.correlate2d(x[j], filters[i, j], "valid")
-        return (output,)
-
-    return run
+    return lambda: (reference.conv_forward(x, filters, biases),)
 
 
 def conv_forward_numba(shape, dtype):
@@ -118,14 +111,9 @@ def conv_backward_reference(shape, dtype):
     filters, biases = _copies(a, "filters", "conv_biases")
 
     def run():
-        d_filters = np.zeros_like(filters)
-        d_input = np.zeros_like(x)
-        for i in range(shape.count):
-            for j in range(shape.depth):
-                d_filters[i, j] = signal.correlate2d(x[j], g[i], "valid")
-                d_input[j] += signal.convolve2d(g[i], filters[i, j], "full")
-        filters[...] -= d_filters * dtype(RATE)
-        biases[...] -= g * dtype(RATE)
+        d_input, d_filters = reference.conv_gradient(x, filters, g)
+        reference.sgd_update(filters, d_filters, dtype(RATE))
+        reference.sgd_update(biases, g, dtype(RATE))
         return d_input, filters, biases
 
     return run
@@ -146,7 +134,7 @@ def conv_backward_numba(shape, dtype):
 
 def dense_forward_reference(shape, dtype):
     a = arrays(shape, dtype)
-    return lambda: (np.dot(a["weights"], a["v"]) + a["biases"],)
+    return lambda: (reference.dense_forward(a["weights"], a["v"], a["biases"]),)
 
 
 def dense_forward_numba(shape, dtype):
@@ -161,9 +149,9 @@ def dense_backward_reference(shape, dtype):
     weights, biases = _copies(a, "weights", "biases")
 
     def run():
-        d_input = np.dot(weights.T, g)
-        weights[...] -= np.dot(g, v.T) * dtype(RATE)
-        biases[...] -= g * dtype(RATE)
+        d_input, d_weights = reference.dense_gradient(weights, v, g)
+        reference.sgd_update(weights, d_weights, dtype(RATE))
+        reference.sgd_update(biases, g, dtype(RATE))
         return d_input, weights, biases
 
     return run
@@ -188,12 +176,9 @@ def conv_sgd_reference(shape, dtype):
     filters, biases = _copies(a, "filters", "conv_biases")
 
     def run():
-        d_filters = np.zeros_like(filters)
-        for i in range(shape.count):
-            for j in range(shape.depth):
-                d_filters[i, j] = signal.correlate2d(x[j], g[i], "valid")
-        filters[...] -= d_filters * dtype(RATE)
-        biases[...] -= g * dtype(RATE)
+        d_filters = reference.conv_filters_gradient(x, g, filters.shape)
+        reference.sgd_update(filters, d_filters, dtype(RATE))
+        reference.sgd_update(biases, g, dtype(RATE))
         return filters, biases
 
     return run
@@ -219,8 +204,8 @@ def dense_sgd_reference(shape, dtype):
     weights, biases = _copies(a, "weights", "biases")
 
     def run():
-        weights[...] -= np.dot(g, v.T) * dtype(RATE)
-        biases[...] -= g * dtype(RATE)
+        reference.sgd_update(weights, reference.dense_weights_gradient(v, g), dtype(RATE))
+        reference.sgd_update(biases, g, dtype(RATE))
         return weights, biases
 
     return run
@@ -241,7 +226,7 @@ def dense_sgd_numba(shape, dtype):
 
 def sigmoid_reference(shape, dtype):
     v = arrays(shape, dtype)["v"] * dtype(8) - dtype(4)
-    return lambda: (sigmoid(v),)
+    return lambda: (reference.sigmoid(v),)
 
 
 def sigmoid_numba(shape, dtype):
@@ -254,7 +239,7 @@ def sigmoid_backward_reference(shape, dtype):
     a = arrays(shape, dtype)
     v = a["v"] * dtype(8) - dtype(4)
     g = a["v"] - dtype(0.5)
-    return lambda: (np.multiply(g, d_sigmoid(v)),)
+    return lambda: (reference.activation_backward(g, reference.d_sigmoid, v),)
 
 
 def sigmoid_backward_numba(shape, dtype):

@@ -22,6 +22,8 @@ from numba.core.caching import NullCache
 
 from fastcnn.kernels import _jit
 
+from .support import TWO_TERM
+
 ROOT = Path(__file__).resolve().parents[1]
 NO_JIT = pytest.mark.skipif(
     os.environ.get("NUMBA_DISABLE_JIT", "0") != "0",
@@ -166,6 +168,7 @@ print(json.dumps({"file": fastcnn.__file__, "direct": direct[0, 0], "probe": via
 
 
 @NO_JIT
+@pytest.mark.slow
 def test_no_stale_cache_after_editing_a_callee(tmp_path):
     # Catches stale machine code of another module's kernel after it is edited, and an unused cache.
     # Numba re-validates a cached function only against its own file, so a caller would keep the
@@ -263,6 +266,7 @@ def _set_tree_mode(root, writable):
 
 
 @NO_JIT
+@pytest.mark.slow
 def test_import_and_run_from_read_only_install():
     # Catches fastcnn crashing when no cache directory is writable (system or container install).
     # Numba raises "no locator available" for cache=True there when NUMBA_CACHE_DIR is unset.
@@ -298,35 +302,36 @@ def test_import_and_run_from_read_only_install():
         data = run_json(args, cwd=root, env=env, preexec_fn=preexec)
         assert data["file"].startswith(str(site)), data["file"]
         assert data["cache"] == "NullCache", "the cache was writable after all: test is vacuous"
-        np.testing.assert_allclose(data["out"], data["expected"], rtol=1e-15)
+        np.testing.assert_allclose(data["out"], data["expected"], **TWO_TERM)
         assert not list(root.rglob("*.nbi")), "a cache index was written into the read-only tree"
     finally:
         _set_tree_mode(root, writable=True)
         shutil.rmtree(root)
 
 
-CACHED_THEN_NEW = """\
+# The repository goes last on sys.path, for tests.support only: `fastcnn` still resolves to the
+# copy in site/ (PYTHONPATH, first), so tests.support builds its networks from that copy.
+CACHED_THEN_NEW = f"""\
 import json, sys
+sys.path.append({str(ROOT)!r})
 import numpy as np
 import fastcnn as F
+from fastcnn.models import mnist_cnn
+from tests.support import XOR_X, XOR_Y, xor_network
+
+assert not F.__file__.startswith({str(ROOT)!r}), F.__file__  # the copy, not the repository
 
 def mnist_like():
     rng = np.random.default_rng(0)
     x = rng.random((4, 1, 28, 28)); y = np.eye(10)[rng.integers(0, 10, 4)].reshape(4, 10, 1)
-    net = F.Network([F.Convolution((1, 28, 28), 3, 5, rng=0), F.Activation(F.sigmoid, F.d_sigmoid),
-                     F.Reshape((5, 26, 26), (3380, 1)), F.Linear(3380, 100, rng=1),
-                     F.Activation(F.sigmoid, F.d_sigmoid), F.Linear(100, 10, rng=2),
-                     F.Activation(F.sigmoid, F.d_sigmoid)])
+    net = mnist_cnn(rng=0)
     return float(net.train(x, y, F.mse, F.d_mse, 1, 0.1, verbose=False)[0])
 
 def xor():
-    x = np.reshape([[0, 0], [0, 1], [1, 0], [1, 1]], (4, 2, 1))
-    y = np.reshape([[0], [1], [1], [0]], (4, 1, 1))
-    net = F.Network([F.Linear(2, 3, rng=1), F.Activation(F.sigmoid, F.d_sigmoid),
-                     F.Linear(3, 1, rng=2), F.Activation(F.sigmoid, F.d_sigmoid)])
-    return float(net.train(x, y, F.mse, F.d_mse, 20, 0.1, verbose=False)[-1])
+    net = xor_network(rng=1)
+    return float(net.train(XOR_X, XOR_Y, F.mse, F.d_mse, 20, 0.1, verbose=False)[-1])
 
-print(json.dumps([{"mnist": mnist_like, "xor": xor}[name]() for name in sys.argv[1:]]))
+print(json.dumps([{{"mnist": mnist_like, "xor": xor}}[name]() for name in sys.argv[1:]]))
 """
 
 

@@ -22,8 +22,21 @@ from fastcnn import (
 )
 from fastcnn.kernels import activation, dense
 from fastcnn.kernels import network as k_network
+from fastcnn.models import mnist_cnn
 
-from .conftest import DTYPES, tolerance
+from .support import (
+    DTYPES,
+    EXP_ULPS,
+    RUNNING_LOSS,
+    SIGMOID_ULPS,
+    XOR_X,
+    XOR_Y,
+    loss_sum,
+    parameters,
+    tolerance,
+    ulps,
+    xor_network,
+)
 
 
 def per_layer_mse(predicted, actual):
@@ -61,10 +74,7 @@ def data(depth, side, n, seed):
     return x, y
 
 
-def parameters(net):
-    return [a for layer in net.layers if hasattr(layer, "parameters") for a in layer.parameters()]
-
-
+@pytest.mark.slow
 @given(
     depth=st.integers(1, 2),
     size=st.integers(1, 4),
@@ -88,34 +98,22 @@ def test_compiled_train_equals_per_layer_path(
     reference = nets[1].train(x, y, per_layer_mse, d_mse, 2, 0.5, verbose=False)
     # Same kernels in the same order: the updates are bit for bit the same. Only the loss, which
     # the compiled loop sums itself where the seed calls np.mean, may differ in its last bits.
-    for a, b in zip(parameters(nets[0]), parameters(nets[1]), strict=True):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_allclose(compiled, reference, rtol=1e-6 if dtype == np.float32 else 1e-14)
+    for (k, a), b in zip(parameters(nets[0]).items(), parameters(nets[1]).values(), strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=k)
+    np.testing.assert_allclose(compiled, reference, **loss_sum(dtype))
 
 
 def test_compiled_train_linear_first_layer_xor():
     # Catches the first dense layer's update-only kernel (dense_sgd) differing from the full one.
-    x = np.reshape([[0, 0], [0, 1], [1, 0], [1, 1]], (4, 2, 1))
-    y = np.reshape([[0], [1], [1], [0]], (4, 1, 1))
-
-    def xor(seed):
-        return Network(
-            [
-                Linear(2, 3, rng=seed),
-                Activation(sigmoid, d_sigmoid),
-                Linear(3, 1, rng=seed + 1),
-                Activation(sigmoid, d_sigmoid),
-            ]
-        )
-
-    a, b = xor(7), xor(7)
-    la = a.train(x, y, mse, d_mse, 50, 0.1, verbose=False)
-    lb = b.train(x, y, per_layer_mse, d_mse, 50, 0.1, verbose=False)
-    for p, q in zip(parameters(a), parameters(b), strict=True):
-        np.testing.assert_array_equal(p, q)
-    np.testing.assert_allclose(la, lb, rtol=1e-14)
+    a, b = xor_network(rng=7), xor_network(rng=7)
+    la = a.train(XOR_X, XOR_Y, mse, d_mse, 50, 0.1, verbose=False)
+    lb = b.train(XOR_X, XOR_Y, per_layer_mse, d_mse, 50, 0.1, verbose=False)
+    for (k, p), q in zip(parameters(a).items(), parameters(b).values(), strict=True):
+        np.testing.assert_array_equal(p, q, err_msg=k)
+    np.testing.assert_allclose(la, lb, **loss_sum(np.float64))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_two_threads_match_one_thread_and_repeat(dtype):
     # Catches a race between the two threads (results would vary run to run) and a wrong block
@@ -130,7 +128,7 @@ def test_two_threads_match_one_thread_and_repeat(dtype):
         assert k_network.PARALLEL_MIN_WEIGHTS <= 300 * 256
         net.num_threads = threads
         losses = net.train(x, y, mse, d_mse, 2, 0.1, verbose=False)
-        runs[name] = (losses, parameters(net))
+        runs[name] = (losses, list(parameters(net).values()))
     for a, b in zip(runs["two"][1], runs["two again"][1], strict=True):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(runs["one"][1], runs["two"][1], strict=True):
@@ -182,8 +180,8 @@ def test_nan_in_compiled_path_stops_before_the_update():
     with pytest.raises(FloatingPointError, match=r"Epoch 1, sample 13: the loss is not finite"):
         net.train(x, y, mse, d_mse, 1, 0.1, verbose=False)
     twin.train(x[:13], y[:13], mse, d_mse, 1, 0.1, verbose=False)
-    for a, b in zip(parameters(net), parameters(twin), strict=True):
-        np.testing.assert_array_equal(a, b)
+    for (k, a), b in zip(parameters(net).items(), parameters(twin).values(), strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=k)
 
 
 def test_progress_and_on_epoch_callbacks():
@@ -210,7 +208,7 @@ def test_progress_and_on_epoch_callbacks():
         (2, 512),
         (2, 600),
     ]
-    assert seen[2][2] == pytest.approx(history[0], rel=1e-12)
+    assert seen[2][2] == pytest.approx(history[0], **RUNNING_LOSS)
     assert epochs == [(1, history[:1]), (2, history[:2])]
 
 
@@ -243,8 +241,8 @@ def test_exp_within_two_ulp_of_numpy(dtype, low, high):
     got = np.array([activation.exp(v) for v in t[::50]], dtype=dtype)
     ref = np.exp(t[::50])
     normal = ref >= np.finfo(dtype).tiny
-    ulps = np.abs(got[normal] - ref[normal]) / np.spacing(ref[normal])
-    assert ulps.max() <= 2
+    errors = np.abs(got[normal] - ref[normal]) / np.spacing(ref[normal])  # in ulp
+    assert errors.max() <= EXP_ULPS
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -256,7 +254,7 @@ def test_sigmoid_kernel_edges(dtype):
     activation.sigmoid(x, out)
     with np.errstate(over="ignore"):
         expected = sigmoid(x)
-    np.testing.assert_allclose(out, expected, rtol=4 * np.finfo(dtype).eps, atol=0)
+    np.testing.assert_allclose(out, expected, **ulps(dtype, SIGMOID_ULPS))
     assert out.dtype == dtype
 
 
@@ -285,16 +283,7 @@ def test_replaced_parameters_are_checked_on_both_numba_paths(replacement):
 def test_one_compile_per_dtype_whatever_the_network_length():
     # Catches the program reaching Numba as tuples again: one signature (and a new multi-second
     # compile) per network length instead of one per dtype.
-    from fastcnn.models import mnist_cnn
-
-    xor = Network(
-        [
-            Linear(2, 3, rng=0),
-            Activation(sigmoid, d_sigmoid),
-            Linear(3, 1, rng=0),
-            Activation(sigmoid, d_sigmoid),
-        ]
-    )
+    xor = xor_network()
     xor.train(np.ones((2, 2, 1)), np.ones((2, 1, 1)), mse, d_mse, 1, 0.1, verbose=False)
     after_xor = list(k_network.train_mse_sgd.signatures)
     mnist = mnist_cnn(rng=0)

@@ -19,9 +19,9 @@ from fastcnn import (
     sigmoid,
 )
 
+from .support import XOR_X, XOR_Y, parameters, xor_network
+
 BACKENDS = ("numba", "scipy")
-XOR_X = np.reshape([[0, 0], [0, 1], [1, 0], [1, 1]], (4, 2, 1)).astype(float)
-XOR_Y = np.reshape([[0], [1], [1], [0]], (4, 1, 1)).astype(float)
 
 
 def text(s):
@@ -322,28 +322,6 @@ def test_backward_before_forward():
 # training
 
 
-def xor_net(backend, seed=0):
-    np.random.seed(seed)
-    return Network(
-        [
-            Linear(2, 3),
-            Activation(sigmoid, d_sigmoid),
-            Linear(3, 1),
-            Activation(sigmoid, d_sigmoid),
-        ],
-        backend=backend,
-    )
-
-
-def params(net):
-    return [
-        getattr(layer, k)
-        for layer in net.layers
-        for k in ("weights", "biases")
-        if hasattr(layer, k)
-    ]
-
-
 def own_mse(predicted, actual):  # a user's loss: forces the per-layer path on numba
     return mse(predicted, actual)
 
@@ -360,12 +338,12 @@ def test_non_finite_input_rejected_before_any_update(path):
     for bad in (np.nan, np.inf, -np.inf):
         x = XOR_X.copy()
         x[2, 1, 0] = bad
-        net, initial = xor_net(backend), xor_net(backend)
+        net, initial = xor_network(backend=backend), xor_network(backend=backend)
         with pytest.raises(
             ValueError, match=text("data_x holds a non-finite value (nan or inf) in sample 2")
         ):
             net.train(x, XOR_Y, loss, d_loss, 3, 0.1, verbose=False)
-        for a, b in zip(params(net), params(initial), strict=True):
+        for a, b in zip(parameters(net).values(), parameters(initial).values(), strict=True):
             np.testing.assert_array_equal(a, b, err_msg="weights changed before the error")
 
 
@@ -377,15 +355,15 @@ def test_infinite_loss_stops_training_before_its_update(path):
     loss, d_loss = LOSSES[path]
     y = XOR_Y.copy()
     y[2, 0, 0] = 1e300
-    net = xor_net(backend)
+    net = xor_network(backend=backend)
     with (
         np.errstate(all="ignore"),
         pytest.raises(FloatingPointError, match=text("Epoch 1, sample 2: the loss is")),
     ):
         net.train(XOR_X, y, loss, d_loss, 3, 0.1, verbose=False)
-    snapshot = xor_net(backend)
+    snapshot = xor_network(backend=backend)
     snapshot.train(XOR_X[:2], y[:2], loss, d_loss, 1, 0.1, verbose=False)
-    for a, b in zip(params(net), params(snapshot), strict=True):
+    for a, b in zip(parameters(net).values(), parameters(snapshot).values(), strict=True):
         np.testing.assert_array_equal(a, b, err_msg="weights differ from those after sample 1")
 
 
@@ -410,15 +388,15 @@ def test_divergence_stops_training_in_later_epoch(path):
         snapshot = linear_net()
         snapshot.train(XOR_X, XOR_Y, loss, d_loss, 1, 2.0, verbose=False)
         snapshot.train(XOR_X[:2], XOR_Y[:2], loss, d_loss, 1, 2.0, verbose=False)
-    for a, b in zip(params(net), params(snapshot), strict=True):
+    for a, b in zip(parameters(net).values(), parameters(snapshot).values(), strict=True):
         np.testing.assert_array_equal(a, b, err_msg="weights differ from those after sample 1")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_train_data_length_mismatch(backend):
     # Catches zip() silently dropping the unmatched samples of data_x or data_y.
-    net = xor_net(backend)
-    before = copy.deepcopy(params(net))
+    net = xor_network(backend=backend)
+    before = copy.deepcopy(list(parameters(net).values()))
     with pytest.raises(
         ValueError,
         match=text(
@@ -426,7 +404,7 @@ def test_train_data_length_mismatch(backend):
         ),
     ):
         net.train(XOR_X, XOR_Y[:3], mse, d_mse, 1, 0.1, verbose=False)
-    for a, b in zip(params(net), before, strict=True):
+    for a, b in zip(parameters(net).values(), before, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -436,7 +414,7 @@ def test_train_bad_epochs(epochs):
     with pytest.raises(
         ValueError, match=text(f"epochs must be a non-negative integer, got {epochs!r}.")
     ):
-        xor_net("numba").train(XOR_X, XOR_Y, mse, d_mse, epochs, 0.1, verbose=False)
+        xor_network().train(XOR_X, XOR_Y, mse, d_mse, epochs, 0.1, verbose=False)
 
 
 @pytest.mark.parametrize("path", sorted(LOSSES))
@@ -444,7 +422,7 @@ def test_train_wrong_sample_shape_names_network_shape(path):
     # Catches the compiled path hiding a data shape error, or a message without the shapes.
     backend = path.split("-")[0]
     loss, d_loss = LOSSES[path]
-    net = xor_net(backend)
+    net = xor_network(backend=backend)
     with pytest.raises(
         ValueError,
         match=text(
@@ -536,12 +514,12 @@ def test_train_rejects_bad_input_on_every_path(path, case):
     _, change, error, message = case
     backend = path.split("-")[0]
     loss, d_loss = LOSSES[path]
-    net, initial = xor_net(backend), xor_net(backend)
+    net, initial = xor_network(backend=backend), xor_network(backend=backend)
     call = dict(data_x=XOR_X, data_y=XOR_Y, loss=loss, d_loss=d_loss, epochs=1, rate=0.1)
     with pytest.raises(error, match=text(message)) as info:
         net.train(**{**call, **change}, verbose=False)
     assert "\n" not in str(info.value)
-    for a, b in zip(params(net), params(initial), strict=True):
+    for a, b in zip(parameters(net).values(), parameters(initial).values(), strict=True):
         np.testing.assert_array_equal(a, b, err_msg="weights changed before the error")
 
 
@@ -552,19 +530,19 @@ def test_train_rejects_integer_labels_as_targets(backend, labels):
     # (10, 1) output and training "works" with a loss near 11.
     np.random.seed(0)
     net = Network([Linear(2, 10), Activation(sigmoid, d_sigmoid)], backend=backend)
-    before = [p.copy() for p in params(net)]
+    before = [p.copy() for p in parameters(net).values()]
     x = np.ones((4, 2, 1))
     with pytest.raises(ValueError, match=text("data_y looks like integer class labels")) as info:
         net.train(x, labels, mse, d_mse, 1, 0.1, verbose=False)
     assert "np.eye(10)[labels]" in str(info.value)
-    for a, b in zip(params(net), before, strict=True):
+    for a, b in zip(parameters(net).values(), before, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("backend", ["numba", "scipy"])
 def test_evaluate_and_predict_check_shapes_at_the_door(backend):
     # Catches evaluate/predict errors that depend on the path chosen, or name no shape.
-    net = xor_net(backend)
+    net = xor_network(backend=backend)
     with pytest.raises(ValueError, match=text("but the network's input has shape (2, 1)")):
         net.evaluate(np.ones((4, 3, 1)), [0, 1, 1, 0])
     with pytest.raises(ValueError, match=text("predict takes one sample of shape (2, 1)")):

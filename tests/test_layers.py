@@ -13,7 +13,16 @@ from fastcnn import Activation, Convolution, Linear, Network, Reshape, d_sigmoid
 from fastcnn.layers import LAYERS
 from fastcnn.models import mnist_cnn
 
-from .conftest import DTYPES, conv_shapes, seeds, tolerance
+from .support import (
+    DTYPES,
+    XOR_X,
+    XOR_Y,
+    conv_shapes,
+    parameters,
+    seeds,
+    tolerance,
+    xor_network,
+)
 
 RATE = 0.1
 
@@ -22,20 +31,13 @@ def d_tanh(x):
     return 1 - np.tanh(x) ** 2
 
 
-def params(layer):
-    """The layer's public arrays other than its cached input: what SGD may update."""
-    return {
-        k: v
-        for k, v in vars(layer).items()
-        if isinstance(v, np.ndarray) and not k.startswith("_") and k != "input"
-    }
-
-
 def compare(fast, slow, x, g, dtype, rate=RATE):
     """Run forward and backward on both layers; assert output, input gradient and every updated
     parameter agree, each labelled."""
     tol = tolerance(dtype)
-    for name in params(slow):
+    # Linear and Convolution must have parameters (the helper fails on none); Activation has none.
+    named = parameters(slow) if not isinstance(slow, Activation) else slow.named_parameters()
+    for name in named:
         np.testing.assert_array_equal(
             getattr(fast, name),
             getattr(slow, name),
@@ -45,7 +47,7 @@ def compare(fast, slow, x, g, dtype, rate=RATE):
     checks = [("forward", out_fast, out_slow)]
     d_fast, d_slow = fast.backward_prop(g, rate), slow.backward_prop(g, rate)
     checks.append(("d_input", d_fast, d_slow))
-    checks += [(name, getattr(fast, name), value) for name, value in params(slow).items()]
+    checks += [(name, getattr(fast, name), value) for name, value in named.items()]
     for name, a, b in checks:
         assert a.dtype == b.dtype == dtype, f"[{name}] dtype numba {a.dtype}, scipy {b.dtype}"
         assert a.shape == b.shape, f"[{name}] shape numba {a.shape}, scipy {b.shape}"
@@ -153,7 +155,7 @@ def test_layer_contract(call, text, input_shape):
     dtype = getattr(layer, "dtype", np.dtype(np.float64))
     assert out.dtype == dtype
 
-    before = {k: v.copy() for k, v in params(layer).items()}
+    before = {k: v.copy() for k, v in layer.named_parameters().items()}
     g = rng.standard_normal(out.shape)
     out[...] = 123.0  # the caller owns what forward_prop returned
     d_input = layer.backward_prop(g, 0.0)
@@ -218,22 +220,6 @@ def seed_convolution(input_shape, filter_size, filter_count):
     return filters, biases
 
 
-def mnist_layers(**kw):
-    return [
-        Convolution((1, 28, 28), 3, 5, **kw),
-        Activation(sigmoid, d_sigmoid),
-        Reshape((5, 26, 26), (5 * 26 * 26, 1)),
-        Linear(5 * 26 * 26, 100, **kw),
-        Activation(sigmoid, d_sigmoid),
-        Linear(100, 10, **kw),
-        Activation(sigmoid, d_sigmoid),
-    ]
-
-
-def learned(layers):
-    return [a for layer in layers for a in params(layer).values()]
-
-
 @pytest.mark.parametrize("seed", [0, 1234])
 def test_global_seed_gives_the_seed_weights(seed):
     # Catches any change to the seed's draws: order, shapes, the `- 0.5`, an extra draw.
@@ -245,7 +231,9 @@ def test_global_seed_gives_the_seed_weights(seed):
         *seed_linear(100, 10),
     ]
     np.random.seed(seed)
-    got = learned(mnist_layers())
+    got = list(
+        parameters(mnist_cnn()).values()
+    )  # rng=None: the global state, as the notebook draws
     assert len(got) == len(expected)
     for k, (a, b) in enumerate(zip(got, expected, strict=True)):
         assert a.shape == b.shape and a.dtype == np.float64
@@ -257,10 +245,10 @@ def test_rng_int_equals_global_seed_and_leaves_global_state():
     expected = []
     for make in (lambda: Linear(6, 4), lambda: Convolution((2, 5, 5), 3, 2)):
         np.random.seed(7)
-        expected += learned([make()])
+        expected += parameters(make()).values()
     np.random.seed(99)
     state = np.random.get_state()
-    got = learned([Linear(6, 4, rng=7), Convolution((2, 5, 5), 3, 2, rng=7)])
+    got = list(parameters([Linear(6, 4, rng=7), Convolution((2, 5, 5), 3, 2, rng=7)]).values())
     assert len(got) == len(expected) == 4
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_array_equal(a, b, err_msg="rng=7 differs from np.random.seed(7)")
@@ -301,7 +289,7 @@ def test_float32_layers_stay_float32(backend):
     for layer in reversed(net):
         g = layer.backward_prop(g, 0.1)
         assert g.dtype == np.float32, f"backward of {layer!r} returned {g.dtype}"
-        for name, value in params(layer).items():
+        for name, value in layer.named_parameters().items():
             assert value.dtype == np.float32, f"{layer!r}.{name} is {value.dtype}"
 
 
@@ -331,23 +319,12 @@ def test_user_activation_on_numba_backend():
     np.testing.assert_array_equal(layer.forward_prop(x), np.tanh(x))
     np.testing.assert_array_equal(layer.backward_prop(g, RATE), g * (1 - np.tanh(x) ** 2))
 
-    def xor_net(backend):
-        layers = [
-            Linear(2, 3, rng=0),
-            Activation(np.tanh, d_tanh),
-            Linear(3, 1, rng=1),
-            Activation(np.tanh, d_tanh),
-        ]
-        return Network(layers, backend=backend)
-
-    xs = np.reshape([[0, 0], [0, 1], [1, 0], [1, 1]], (4, 2, 1))
-    ys = np.reshape([[0], [1], [1], [0]], (4, 1, 1))
-    fast, slow = xor_net("numba"), xor_net("scipy")
-    h_fast = fast.train(xs, ys, fastcnn.mse, fastcnn.d_mse, 200, 0.1, verbose=False)
-    h_slow = slow.train(xs, ys, fastcnn.mse, fastcnn.d_mse, 200, 0.1, verbose=False)
+    fast, slow = (xor_network(backend=b, activation=(np.tanh, d_tanh)) for b in ("numba", "scipy"))
+    h_fast = fast.train(XOR_X, XOR_Y, fastcnn.mse, fastcnn.d_mse, 200, 0.1, verbose=False)
+    h_slow = slow.train(XOR_X, XOR_Y, fastcnn.mse, fastcnn.d_mse, 200, 0.1, verbose=False)
     np.testing.assert_allclose(h_fast, h_slow, **tolerance(np.float64), err_msg="[loss]")
-    for a, b in zip(learned(fast.layers), learned(slow.layers), strict=True):
-        np.testing.assert_allclose(a, b, **tolerance(np.float64), err_msg="[parameters]")
+    for (k, a), b in zip(parameters(fast).items(), parameters(slow).values(), strict=True):
+        np.testing.assert_allclose(a, b, **tolerance(np.float64), err_msg=f"[{k}]")
     assert h_fast[-1] < h_fast[0]
 
 

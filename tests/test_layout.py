@@ -44,6 +44,40 @@ def test_kernels_do_not_import_fastcnn(path):
             raise AssertionError(f"{rel(path)}:{node.lineno} imports dynamically")
 
 
+def _imported_modules(path):
+    """The absolute names of the modules ``path`` (a file of fastcnn/) imports, as written."""
+    package = ["fastcnn", *path.relative_to(ROOT / "fastcnn").parent.parts]
+    names = []
+    for node in ast.walk(parse(path)):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *(node.module or "").split(".")]).strip(".")
+            names.append(module)
+            names += [f"{module}.{a.name}" for a in node.names]  # `from . import kernels`
+    return names
+
+
+def test_reference_path_never_imports_kernels():
+    # Catches the oracle calling a kernel (fastcnn/reference.py, or any fastcnn module it imports):
+    # the scipy backend and the tests' reference side would then share the kernel's bug.
+    seen, todo = set(), [ROOT / "fastcnn" / "reference.py"]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _imported_modules(path):
+            assert not (name + ".").startswith("fastcnn.kernels."), (
+                f"{rel(path)} imports {name}, reached from fastcnn/reference.py"
+            )
+            if name.startswith("fastcnn."):
+                module = ROOT / Path(*name.split(".")).with_suffix(".py")
+                todo += [module] if module.is_file() else []
+    assert {p.name for p in seen} >= {"reference.py", "functions.py"}, seen
+
+
 def _is_jit(decorator):
     target = decorator.func if isinstance(decorator, ast.Call) else decorator
     return isinstance(target, ast.Name) and target.id == "jit"

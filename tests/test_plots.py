@@ -73,6 +73,7 @@ def test_missing_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_no_pyplot_no_display(tmp_path: Path) -> None:
     # Catches pyplot creeping in: it picks a GUI backend (a window, or an error without a
     # display), keeps every figure alive, and changes the backend of a notebook calling us.

@@ -12,59 +12,21 @@ import pytest
 import fastcnn
 from fastcnn import (
     Activation,
-    Convolution,
     Linear,
     Network,
-    Reshape,
     d_mse,
     d_sigmoid,
     mse,
     sigmoid,
 )
+from fastcnn.models import mnist_cnn
+
+from .support import TRAJECTORY_F32, TRAJECTORY_F64, XOR_X, XOR_Y, parameters, xor_network
 
 EPOCH_LINE = re.compile(r"Epoch (\d+), total loss: (\S+)")
-XOR_X = np.reshape([[0, 0], [0, 1], [1, 0], [1, 1]], (4, 2, 1))
-XOR_Y = np.reshape([[0], [1], [1], [0]], (4, 1, 1))
-# With np.random.seed(0), 3,000 of the seed's 10,000 epochs already give the truth table on both
-# backends (final loss ~0.004, every output within 0.1 of its target); checked.
+# With np.random.seed(0) (rng=0), 3,000 of the seed's 10,000 epochs already give the truth table
+# on both backends (final loss ~0.004, every output within 0.1 of its target); checked.
 XOR_EPOCHS = 3000
-
-
-def mnist_layers(**kw):
-    """The seed's MNIST network (cell 335), layer for layer."""
-    return [
-        Convolution((1, 28, 28), 3, 5, **kw),
-        Activation(sigmoid, d_sigmoid),
-        Reshape((5, 26, 26), (5 * 26 * 26, 1)),
-        Linear(5 * 26 * 26, 100, **kw),
-        Activation(sigmoid, d_sigmoid),
-        Linear(100, 10, **kw),
-        Activation(sigmoid, d_sigmoid),
-    ]
-
-
-def xor_layers():
-    """The seed's XOR network (cell 330)."""
-    return [
-        Linear(2, 3),
-        Activation(sigmoid, d_sigmoid),
-        Linear(3, 1),
-        Activation(sigmoid, d_sigmoid),
-    ]
-
-
-def seeded(make, seed=0):
-    np.random.seed(seed)
-    return make()
-
-
-def parameters(network):
-    return [
-        getattr(layer, name)
-        for layer in network.layers
-        for name in ("filters", "weights", "biases")
-        if hasattr(layer, name)
-    ]
 
 
 def assert_same_run(history, other, net, other_net, norm_rtol, rtol, atol, what):
@@ -83,14 +45,15 @@ def assert_same_run(history, other, net, other_net, norm_rtol, rtol, atol, what)
         rtol=rtol,
         err_msg=f"{what}: per-epoch losses",
     )
-    for k, (a, b) in enumerate(zip(parameters(net), parameters(other_net), strict=True)):
+    pairs = zip(parameters(net).items(), parameters(other_net).values(), strict=True)
+    for (k, a), b in pairs:
         a, b = np.asarray(a, float), np.asarray(b, float)
         diff = np.linalg.norm(a - b)
         norm = np.linalg.norm(a)
         assert diff <= norm_rtol * norm, (
-            f"{what}: parameter {k} {a.shape}: ||a - b|| = {diff:.3g}, ||a|| = {norm:.3g}"
+            f"{what}: {k} {a.shape}: ||a - b|| = {diff:.3g}, ||a|| = {norm:.3g}"
         )
-        np.testing.assert_allclose(b, a, rtol=rtol, atol=atol, err_msg=f"{what}: parameter {k}")
+        np.testing.assert_allclose(b, a, rtol=rtol, atol=atol, err_msg=f"{what}: {k}")
 
 
 @pytest.mark.mnist
@@ -101,15 +64,12 @@ def test_mnist_backends_agree(mnist_sample):
     x, y = mnist_sample
     runs = {}
     for backend in ("scipy", "numba"):
-        net = Network(seeded(mnist_layers), backend=backend)
+        net = mnist_cnn(backend=backend, rng=0)
         history = net.train(x, y, mse, d_mse, 2, 0.1, verbose=False)
         assert isinstance(history, list) and len(history) == 2
         runs[backend] = history, net
     (h_ref, ref), (h_fast, fast) = runs["scipy"], runs["numba"]
-    # Measured: losses equal to 4e-16 relative, parameters to 9e-16 norm-wise after 600 steps.
-    assert_same_run(
-        h_ref, h_fast, ref, fast, norm_rtol=1e-9, rtol=1e-7, atol=1e-10, what="numba vs scipy"
-    )
+    assert_same_run(h_ref, h_fast, ref, fast, **TRAJECTORY_F64, what="numba vs scipy")
     assert h_ref[1] < h_ref[0]
 
 
@@ -118,21 +78,14 @@ def test_mnist_per_layer_path_matches_compiled(mnist_sample):
     # Catches the compiled loop (fastcnn's mse) differing from the per-layer path (any other loss).
     x, y = mnist_sample
     x, y = x[:100], y[:100]
-    compiled = Network(seeded(mnist_layers))
-    per_layer = Network(seeded(mnist_layers))
+    compiled = mnist_cnn(rng=0)
+    per_layer = mnist_cnn(rng=0)
     h_compiled = compiled.train(x, y, mse, d_mse, 1, 0.1, verbose=False)
     h_layers = per_layer.train(
         x, y, lambda p, a: mse(p, a), lambda p, a: d_mse(p, a), 1, 0.1, verbose=False
     )
     assert_same_run(
-        h_layers,
-        h_compiled,
-        per_layer,
-        compiled,
-        norm_rtol=1e-9,
-        rtol=1e-7,
-        atol=1e-10,
-        what="compiled vs per-layer",
+        h_layers, h_compiled, per_layer, compiled, **TRAJECTORY_F64, what="compiled vs per-layer"
     )
 
 
@@ -142,21 +95,17 @@ def test_mnist_float32_tracks_float64(mnist_sample):
     x, y = mnist_sample
     runs = {}
     for dtype in (np.float64, np.float32):
-        net = Network(seeded(lambda dtype=dtype: mnist_layers(dtype=dtype)))
+        net = mnist_cnn(dtype=dtype, rng=0)
         runs[dtype] = net.train(x, y, mse, d_mse, 2, 0.1, verbose=False), net
     (h64, net64), (h32, net32) = runs[np.float64], runs[np.float32]
-    assert all(p.dtype == np.float32 for p in parameters(net32))
-    # Measured: losses within 1.5e-6 relative and parameters within 2.5e-6 norm-wise after 600
-    # steps; float32's eps is 1.2e-7. 1e-4 leaves room for growth while a real error is >1e-2.
-    assert_same_run(
-        h64, h32, net64, net32, norm_rtol=1e-4, rtol=1e-4, atol=1e-3, what="float32 vs float64"
-    )
+    assert all(p.dtype == np.float32 for p in parameters(net32).values())
+    assert_same_run(h64, h32, net64, net32, **TRAJECTORY_F32, what="float32 vs float64")
 
 
 @pytest.mark.parametrize("backend", ["numba", "scipy"])
 def test_xor_learns_truth_table(backend):
     # Catches a training loop that cannot learn XOR (update sign, first layer or biases untrained).
-    net = Network(seeded(xor_layers), backend=backend)
+    net = xor_network(backend=backend)
     history = net.train(XOR_X, XOR_Y, mse, d_mse, XOR_EPOCHS, 0.1, verbose=False)
     assert len(history) == XOR_EPOCHS and history[-1] < 0.01 < history[0]
     for x, y in zip(XOR_X, XOR_Y, strict=True):
@@ -168,19 +117,17 @@ def test_xor_backends_agree():
     # Catches the Numba path (Linear first: dense_sgd) drifting from the seed's code on XOR.
     runs = []
     for backend in ("scipy", "numba"):
-        net = Network(seeded(xor_layers), backend=backend)
+        net = xor_network(backend=backend)
         runs.append((net.train(XOR_X, XOR_Y, mse, d_mse, XOR_EPOCHS, 0.1, verbose=False), net))
     (h_ref, ref), (h_fast, fast) = runs
-    assert_same_run(
-        h_ref, h_fast, ref, fast, norm_rtol=1e-9, rtol=1e-7, atol=1e-10, what="xor numba vs scipy"
-    )
+    assert_same_run(h_ref, h_fast, ref, fast, **TRAJECTORY_F64, what="xor numba vs scipy")
 
 
 @pytest.mark.parametrize("backend", ["numba", "scipy"])
 def test_train_prints_seed_epoch_lines(backend, capsys):
     # Catches a changed epoch line, one disagreeing with History, or verbose=False still printing.
     # The seed prints exactly `Epoch {e + 1}, total loss: {loss}`, and scripts parse it.
-    net = Network(seeded(xor_layers), backend=backend)
+    net = xor_network(backend=backend)
     history = net.train(XOR_X, XOR_Y, mse, d_mse, 3, 0.1)
     lines = capsys.readouterr().out.splitlines()
     assert lines == [f"Epoch {e + 1}, total loss: {loss}" for e, loss in enumerate(history)]
@@ -194,23 +141,23 @@ def test_train_prints_seed_epoch_lines(backend, capsys):
 
 def test_network_backend_argument_gives_reference_numbers():
     # Catches Network(..., backend="scipy") differing from layers built with backend="scipy".
+    # The notebook's XOR cell with backend="scipy" on each layer, against Network(..., backend=).
+    rng = np.random.RandomState(0)
     built = Network(
-        seeded(
-            lambda: [
-                Linear(2, 3, backend="scipy"),
-                Activation(sigmoid, d_sigmoid, backend="scipy"),
-                Linear(3, 1, backend="scipy"),
-                Activation(sigmoid, d_sigmoid, backend="scipy"),
-            ]
-        )
+        [
+            Linear(2, 3, backend="scipy", rng=rng),
+            Activation(sigmoid, d_sigmoid, backend="scipy"),
+            Linear(3, 1, backend="scipy", rng=rng),
+            Activation(sigmoid, d_sigmoid, backend="scipy"),
+        ]
     )
-    switched = Network(seeded(xor_layers), backend="scipy")
+    switched = xor_network(backend="scipy")
     assert all(layer.backend == "scipy" for layer in switched.layers)
     h_built = built.train(XOR_X, XOR_Y, mse, d_mse, 50, 0.1, verbose=False)
     h_switched = switched.train(XOR_X, XOR_Y, mse, d_mse, 50, 0.1, verbose=False)
     assert list(h_built) == list(h_switched)
-    for a, b in zip(parameters(built), parameters(switched), strict=True):
-        np.testing.assert_array_equal(a, b)
+    for (k, a), b in zip(parameters(built).items(), parameters(switched).values(), strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=k)
 
 
 # --------------------------------------------------------------------------------------------------
