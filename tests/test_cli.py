@@ -24,6 +24,8 @@ from fastcnn import cli
 from fastcnn.datasets import load_mnist, scale_images
 from fastcnn.models import mnist_cnn
 
+from .support import parameters
+
 EPOCH_LINE = re.compile(
     r"^Epoch 1, total loss: [0-9.e-]+, test accuracy: (0\.\d{4}|1\.0000)$", re.MULTILINE
 )
@@ -87,6 +89,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow  # trains on real MNIST: compiles the training loop
 def test_train(trained) -> None:
     # Catches a broken entry point (python -m fastcnn), a missing epoch or accuracy line, a model
     # not written, --plot ignored, and warnings or tracebacks on stderr.
@@ -105,6 +108,7 @@ def test_train(trained) -> None:
 
 
 @pytest.mark.mnist
+@pytest.mark.slow  # trains on real MNIST: compiles the training loop
 def test_evaluate(trained, mnist_dir: Path) -> None:
     # Catches evaluate disagreeing with train on the same model and test images (a different
     # preprocessing), and a confusion matrix that is not 10x10 or does not add up.
@@ -217,6 +221,7 @@ def train_args(data: Path, out: Path, *extra) -> list[str]:
 
 
 @pytest.mark.mnist
+@pytest.mark.slow  # trains on real MNIST: compiles the training loop
 def test_short_training_learns(tmp_path: Path, mnist_dir: Path, capsys) -> None:
     # Catches training that does not learn (wrong gradient sign, labels misaligned with images,
     # images not scaled): one epoch on the 10,000 shared images with --init xavier --rate 0.5
@@ -388,10 +393,10 @@ def test_mnist_cnn_is_the_seeds_network() -> None:
         np.random.set_state(state)
     ours = mnist_cnn(rng=3)
     assert repr(ours) == repr(fastcnn.Network(seed_layers))
-    for a, b in zip(ours.layers, seed_layers, strict=True):
-        for name in ("filters", "weights", "biases"):
-            if hasattr(a, name):
-                assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    ours_params, seed_params = parameters(ours), parameters(seed_layers)
+    assert ours_params.keys() == seed_params.keys()
+    for name, array in ours_params.items():
+        assert np.array_equal(array, seed_params[name]), name
 
 
 def test_mnist_cnn_options() -> None:

@@ -25,6 +25,7 @@ from fastcnn.datasets import DataFileError, read_idx
 from fastcnn.io import ModelFileError
 
 from .mnist import find_mnist
+from .support import parameters
 
 CASES = 300
 PEAK = 32 << 20  # bytes; the files are a few kB, so a reader honouring their headers needs ~nothing
@@ -135,20 +136,10 @@ def test_fuzz_model_reader(tmp_path, compressed):
         path.unlink()
         with open(path, "wb") as f:
             np.savez_compressed(f, **arrays)
-    expected = [
-        getattr(layer, p)
-        for layer in network.layers
-        for p in ("filters", "weights", "biases")
-        if hasattr(layer, p)
-    ]
+    expected = list(parameters(network).values())
 
     def check(loaded, _damaged):
-        got = [
-            getattr(layer, p)
-            for layer in loaded.layers
-            for p in ("filters", "weights", "biases")
-            if hasattr(layer, p)
-        ]
+        got = list(parameters(loaded).values())
         assert len(got) == len(expected)
         for a, b in zip(got, expected, strict=True):
             np.testing.assert_array_equal(a, b)

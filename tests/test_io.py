@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 
 import fastcnn
-from fastcnn import Activation, Linear, Network, Reshape, d_sigmoid, io, sigmoid
+from fastcnn import Activation, Linear, Network, Reshape, io
 from fastcnn.io import ModelFileError
 from fastcnn.models import mnist_cnn
+
+from .support import parameters, xor_network
 
 
 def relu(x):
@@ -44,12 +46,7 @@ def with_architecture(arrays: dict, doc: dict) -> dict:
 
 
 def params(network: Network) -> list[tuple[str, np.ndarray]]:
-    return [
-        (f"{i}.{name}", getattr(layer, name))
-        for i, layer in enumerate(network.layers)
-        for name in ("filters", "weights", "biases")
-        if hasattr(layer, name)
-    ]
+    return list(parameters(network).items())
 
 
 @pytest.fixture
@@ -91,15 +88,7 @@ def test_round_trip_exact(tmp_path: Path, dtype, backend: str) -> None:
 def test_round_trip_small_network(tmp_path: Path) -> None:
     # Catches a loader that only knows the MNIST layout: the seed's XOR network has no
     # convolution and no reshape.
-    network = Network(
-        [
-            Linear(2, 3, rng=0),
-            Activation(sigmoid, d_sigmoid),
-            Linear(3, 1, rng=1),
-            Activation(sigmoid, d_sigmoid),
-            Reshape((1, 1), (1,)),
-        ]
-    )
+    network = Network([*xor_network(rng=0).layers, Reshape((1, 1), (1,))])
     io.save(network, tmp_path / "xor.npz")
     loaded = io.load(tmp_path / "xor.npz")
     x = np.array([[1.0], [0.0]])
