@@ -111,6 +111,21 @@ def jit(function=None, *, reassociate=False, parallel=False, cache=True, inline=
     return dispatcher
 
 
+def is_cached(dispatcher, signature_text: str) -> bool:
+    """Whether ``dispatcher`` would load machine code from its on-disk cache for a signature whose
+    text contains ``signature_text`` (say ``"float32"``) instead of compiling it: a current entry
+    (right package stamp) exists. False for a kernel with no cache. Lets the command line say that
+    a first run is compiling before the seconds it takes, instead of seeming to hang."""
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    if cache_file is None or not hasattr(cache_file, "_load_index"):
+        return False
+    try:
+        index = cache_file._load_index()  # {} when missing or stamped by other sources
+    except Exception:  # a damaged or foreign index: the call would compile too
+        return False
+    return any(signature_text in str(key[0]) for key in index)
+
+
 def _locked(method, lock_path, operation):
     """``method`` run while holding ``flock(lock_path, operation)``, or unlocked when the lock file
     cannot be opened (a read-only cache, which nobody can be writing either)."""

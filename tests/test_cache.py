@@ -132,6 +132,33 @@ def run_json(args, cwd, env, **kwargs):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+CACHED_SCRIPT = """\
+import json, sys
+import numpy as np
+from fastcnn.kernels import _jit, dense
+
+w, x, b, out = np.ones((2, 3)), np.ones((3, 1)), np.ones((2, 1)), np.empty((2, 1))
+before = _jit.is_cached(dense.dense_forward, "float64")
+if sys.argv[1] == "call":
+    dense.dense_forward(w, x, b, out)
+print(json.dumps({"before": before, "float32": _jit.is_cached(dense.dense_forward, "float32")}))
+"""
+
+
+@NO_JIT
+def test_is_cached_tells_a_cold_cache_from_a_warm_one(tmp_path):
+    # Catches the command line's "compiling kernels (first run only)" line being printed on every
+    # run, or never: is_cached must be False on an empty cache, True once a process has compiled
+    # and saved that signature, and stay False for a signature that was never compiled.
+    copy_package(tmp_path / "site")
+    env = clean_env(NUMBA_CACHE_DIR=tmp_path / "cache", PYTHONPATH=tmp_path / "site")
+    runs = [
+        run_json([sys.executable, "-c", CACHED_SCRIPT, step], cwd=tmp_path, env=env)
+        for step in ("call", "look")
+    ]
+    assert runs == [{"before": False, "float32": False}, {"before": True, "float32": False}]
+
+
 PROBE = '''\
 """Test-only kernel whose machine code includes another module's kernel."""
 
