@@ -2,6 +2,8 @@
 sizes, in both dtypes: against a float64 NumPy reference, against the seed's rounding of the SGD
 update, and their two-thread versions against the one-thread kernels, bit for bit."""
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -88,13 +90,21 @@ def test_dense_backward_sgd_any_shape(dtype, case):
     np.testing.assert_array_equal(b, b_seed, err_msg=f"dense_sgd [biases] {m}x{n}")
 
 
+def block_edges(m, blocks):
+    """The row blocks of the two-thread kernels: edges on multiples of four rows, the last block
+    taking the remainder."""
+    quads = m // 4
+    return [4 * (t * quads // blocks) for t in range(blocks)] + [m]
+
+
 @pytest.mark.slow  # compiles the parallel kernels in both dtypes (never cached)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("m, n", [(1, 1), (3, 17), (7, 30), (13, 33), (100, 3380), (101, 3381)])
-def test_dense_blocks_equal_one_thread(dtype, m, n):
-    # Catches block edges that lose or repeat rows or columns, threads that race on a shared
-    # element, a cross-thread sum whose order changes between runs, or biases updated once per
-    # block: with 1, 2 and 3 blocks each result equals the one-thread kernel's bit for bit, twice.
+def test_dense_blocks_match_one_thread(dtype, m, n):
+    # Catches block edges that lose or repeat rows, threads that race on a shared element, biases
+    # updated once per block, or a cross-thread sum in another order: with 1, 2 and 3 blocks,
+    # twice each, the outputs and updates equal the one-thread kernels' bit for bit, and d_input
+    # equals the blocks' in-order row sums added in block order, bit for bit.
     weights, x, biases, d_output = draw_arrays(m, n, dtype, m * n)
     rate = dtype(0.1)
     out = np.empty((m, 1), dtype)
@@ -102,6 +112,11 @@ def test_dense_blocks_equal_one_thread(dtype, m, n):
     w1, b1, d1 = weights.copy(), biases.copy(), np.empty((n, 1), dtype)
     dense.dense_backward_sgd(w1, b1, x, d_output, rate, d1)
     for blocks in (1, 2, 3):
+        edges = block_edges(m, blocks)
+        shares = [rows_in_order(weights[a:b], d_output[a:b]) for a, b in itertools.pairwise(edges)]
+        d_expected = shares[0]
+        for share in shares[1:]:
+            d_expected = d_expected + share
         for run in (1, 2):
             where = f"{blocks} blocks, run {run}, {m}x{n} {np.dtype(dtype).name}"
             got = np.full((m, 1), np.nan, dtype)
@@ -110,5 +125,8 @@ def test_dense_blocks_equal_one_thread(dtype, m, n):
             w, b, d = weights.copy(), biases.copy(), np.full((n, 1), np.nan, dtype)
             partial = np.full((blocks, n + 5), np.nan, dtype)
             dense.dense_backward_sgd_blocks(w, b, x, d_output, rate, d, partial)
-            for name, a, e in (("d_input", d, d1), ("weights", w, w1), ("biases", b, b1)):
+            for name, a, e in (("d_input", d, d_expected), ("weights", w, w1), ("biases", b, b1)):
                 np.testing.assert_array_equal(a, e, err_msg=f"backward_sgd_blocks [{name}] {where}")
+            np.testing.assert_allclose(
+                d, d1, **tolerance(dtype), err_msg=f"d_input vs 1 thread {where}"
+            )
