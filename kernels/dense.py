@@ -55,10 +55,10 @@ def _forward_rows(weights, x, biases, out, start, stop):
         o += 4
     while o < stop:
         w0 = weights[o]
-        a0 = zero
+        acc = zero
         for i in range(n):
-            a0 += w0[i] * x[i, 0]
-        out[o, 0] = a0 + biases[o, 0]
+            acc += w0[i] * x[i, 0]
+        out[o, 0] = acc + biases[o, 0]  # tests/test_cache.py edits this line
         o += 1
 
 
