@@ -7,8 +7,19 @@ import re
 import numpy as np
 import pytest
 
-from fastcnn import Activation, Convolution, Linear, Network, Reshape, cli, d_mse, mse, sigmoid
-from fastcnn import d_sigmoid, load
+from fastcnn import (
+    Activation,
+    Convolution,
+    Linear,
+    Network,
+    Reshape,
+    cli,
+    d_mse,
+    d_sigmoid,
+    load,
+    mse,
+    sigmoid,
+)
 from fastcnn.models import mnist_cnn
 
 from .conftest import DTYPES
