@@ -153,21 +153,24 @@ class Program:
         buffer (:meth:`store` is the caller's job); ``losses`` (N,) float64. Returns the samples
         done: N, or the first sample of the batch whose loss was not finite, before its update."""
         acts, grads, sums = self.batch_buffers(batch_size)
-        return int(
-            k_network.train_mse_sgd_batch(
-                self.spec,
-                self.params,
-                acts,
-                grads,
-                sums,
-                xs,
-                ys,
-                batch_size,
-                np.dtype(self.dtype).type(rate),
-                self.row,
-                losses,
-            )
+        rate = np.dtype(self.dtype).type(rate)
+        args = (
+            self.spec,
+            self.params,
+            acts,
+            grads,
+            sums,
+            xs,
+            ys,
+            batch_size,
+            rate,
+            self.row,
+            losses,
         )
+        if self.num_threads == 1:
+            return int(k_network.train_mse_sgd_batch(*args))
+        with _threads(self.num_threads):
+            return int(k_network.train_mse_sgd_batch_threads(*args))
 
     def predict_batch(self, xs: NDArray, batch_size: int = 128) -> NDArray:
         """:meth:`predict`, ``batch_size`` samples per pass: one GEMM per dense layer and batch."""
