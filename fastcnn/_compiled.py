@@ -157,24 +157,21 @@ class Program:
         # Numba's parallel kernels beside OpenBLAS's threads ran 10x slower here (both pools
         # spinning on the same two cores; measured 1,100-1,300 vs 7,700-18,000 samples/s).
         acts, grads, sums = self.batch_buffers(batch_size)
-        rate = np.dtype(self.dtype).type(rate)
-        args = (
-            self.spec,
-            self.params,
-            acts,
-            grads,
-            sums,
-            xs,
-            ys,
-            batch_size,
-            rate,
-            self.row,
-            losses,
+        return int(
+            k_network.train_mse_sgd_batch(
+                self.spec,
+                self.params,
+                acts,
+                grads,
+                sums,
+                xs,
+                ys,
+                batch_size,
+                np.dtype(self.dtype).type(rate),
+                self.row,
+                losses,
+            )
         )
-        if self.num_threads == 1:
-            return int(k_network.train_mse_sgd_batch(*args))
-        with _threads(self.num_threads):
-            return int(k_network.train_mse_sgd_batch_threads(*args))
 
     def predict_batch(self, xs: NDArray, batch_size: int = 128) -> NDArray:
         """:meth:`predict`, ``batch_size`` samples per pass: one GEMM per dense layer and batch."""

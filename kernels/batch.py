@@ -11,10 +11,8 @@ The dense kernels call BLAS through Numba's ``np.dot(a, b, out)`` (SciPy's OpenB
 """
 
 import numpy as np
-from numba import prange
 
 from ._jit import jit
-from .activation import sigmoid, sigmoid_backward
 from .conv import _convolve2d_full_add, conv_forward
 
 
@@ -162,45 +160,3 @@ def sgd_apply(params, grad_sums, count, rate):
     r = pf.dtype.type(rate)
     for i in range(pf.size):
         pf[i] -= (gf[i] / n) * r
-
-
-# Two-thread versions: the batch's samples split over ``numba.get_num_threads()`` threads. Each
-# sample's numbers are computed exactly as above (no sum crosses samples), so these are the
-# one-thread kernels' results bit for bit. The parameter gradient of a convolution sums across
-# samples and stays on one thread (a split would change its order of sums).
-
-
-@jit(parallel=True)
-def conv_forward_batch_threads(xs, filters, biases, out):
-    """:func:`conv_forward_batch`, samples in parallel."""
-    for b in prange(xs.shape[0]):
-        conv_forward(xs[b], filters, biases, out[b])
-
-
-@jit(parallel=True)
-def conv_input_gradient_batch_threads(d_outputs, filters, d_inputs):
-    """:func:`conv_input_gradient_batch`, samples in parallel."""
-    count, depth = filters.shape[0], filters.shape[1]
-    for b in prange(d_outputs.shape[0]):
-        d_in = d_inputs[b]
-        for j in range(depth):
-            for a in range(d_in.shape[1]):
-                for c in range(d_in.shape[2]):
-                    d_in[j, a, c] = 0
-        for i in range(count):
-            for j in range(depth):
-                _convolve2d_full_add(d_outputs[b, i], filters[i, j], d_in[j])
-
-
-@jit(parallel=True)
-def sigmoid_batch_threads(xs, out):
-    """``activation.sigmoid`` on each row of xs (B, n) into out (B, n), rows in parallel."""
-    for b in prange(xs.shape[0]):
-        sigmoid(xs[b], out[b])
-
-
-@jit(parallel=True)
-def sigmoid_backward_batch_threads(outputs, d_outputs, out):
-    """``activation.sigmoid_backward`` on each row of (B, n) arrays, rows in parallel."""
-    for b in prange(outputs.shape[0]):
-        sigmoid_backward(outputs[b], d_outputs[b], out[b])

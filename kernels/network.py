@@ -24,17 +24,13 @@ from ._jit import jit
 from .activation import sigmoid, sigmoid_backward
 from .batch import (
     conv_forward_batch,
-    conv_forward_batch_threads,
     conv_gradient_batch,
     conv_input_gradient_batch,
-    conv_input_gradient_batch_threads,
     dense_forward_batch,
     dense_gradient_batch,
     dense_input_gradient_batch,
     mse_batch,
     sgd_apply,
-    sigmoid_backward_batch_threads,
-    sigmoid_batch_threads,
 )
 from .conv import conv_backward_sgd, conv_forward, conv_sgd
 from .dense import (
@@ -234,9 +230,7 @@ def _region(buffer, offset, size, capacity, n):
 
 
 @jit(inline=True)
-def _forward_batch(spec, params, acts, capacity, n, threads):
-    """The batch's forward pass; ``threads`` None runs on one thread, anything else splits the
-    convolutions and sigmoids by sample (decided when Numba compiles, as ``partial`` above)."""
+def _forward_batch(spec, params, acts, capacity, n):
     for l in range(spec.size):
         layer = spec[l]
         x = _region(acts, layer.x, layer.in_size, capacity, n)
@@ -247,27 +241,21 @@ def _forward_batch(spec, params, acts, capacity, n, threads):
             d, h, wd = layer.depth, layer.height, layer.width
             s, c = layer.filter_size, layer.filter_count
             shape_out = (c, h - s + 1, wd - s + 1)
-            args = (
+            conv_forward_batch(
                 x.reshape((n, d, h, wd)),
                 w.reshape((c, d, s, s)),
                 b.reshape(shape_out),
                 y.reshape((n, c, h - s + 1, wd - s + 1)),
             )
-            if threads is None:
-                conv_forward_batch(*args)
-            else:
-                conv_forward_batch_threads(*args)
         elif layer.op == LINEAR:
             m, k = layer.out_size, layer.in_size
             dense_forward_batch(x, w.reshape((m, k)), b, y)
-        elif threads is None:
-            sigmoid(x.reshape(-1), y.reshape(-1))
         else:
-            sigmoid_batch_threads(x, y)
+            sigmoid(x.reshape(-1), y.reshape(-1))
 
 
 @jit(inline=True)
-def _backward_batch(spec, params, acts, grads, sums, capacity, n, row, threads):
+def _backward_batch(spec, params, acts, grads, sums, capacity, n, row):
     """Summed parameter gradients of the batch into ``sums`` (laid out as ``params``), from the
     last layer's output gradients; the first layer's input gradient is never needed."""
     for l in range(spec.size - 1, -1, -1):
@@ -289,45 +277,16 @@ def _backward_batch(spec, params, acts, grads, sums, capacity, n, row, threads):
             g = g_out.reshape((n, c, oh, ow))
             xs = x.reshape((n, d, h, wd))
             conv_gradient_batch(xs, g, d_w.reshape((c, d, s, s)), d_b.reshape((c, oh, ow)), row)
-            if l > 0 and threads is None:
+            if l > 0:
                 conv_input_gradient_batch(g, w.reshape((c, d, s, s)), g_in.reshape((n, d, h, wd)))
-            elif l > 0:
-                conv_input_gradient_batch_threads(
-                    g, w.reshape((c, d, s, s)), g_in.reshape((n, d, h, wd))
-                )
         elif layer.op == LINEAR:
             m, k = layer.out_size, layer.in_size
             dense_gradient_batch(x, g_out, d_w.reshape((m, k)), d_b)
             if l > 0:
                 dense_input_gradient_batch(g_out, w.reshape((m, k)), g_in)
-        elif l > 0 and threads is None:
-            y = _region(acts, layer.y, layer.out_size, capacity, n)
-            sigmoid_backward(y.reshape(-1), g_out.reshape(-1), g_in.reshape(-1))
         elif l > 0:
             y = _region(acts, layer.y, layer.out_size, capacity, n)
-            sigmoid_backward_batch_threads(y, g_out, g_in)
-
-
-@jit(inline=True)
-def _train_batch(spec, params, acts, grads, sums, xs, ys, capacity, rate, row, losses, threads):
-    last, first = spec[spec.size - 1], spec[0]
-    total = xs.shape[0]
-    for start in range(0, total, capacity):
-        n = min(capacity, total - start)
-        x = _region(acts, first.x, first.in_size, capacity, n)
-        for b in range(n):
-            _copy(xs[start + b], x[b])
-        _forward_batch(spec, params, acts, capacity, n, threads)
-        out = _region(acts, last.y, last.out_size, capacity, n)
-        g = _region(grads, last.y, last.out_size, capacity, n)
-        batch_losses = losses[start : start + n]
-        mse_batch(out, ys[start : start + n], batch_losses, g)
-        for b in range(n):
-            if not np.isfinite(batch_losses[b]):
-                return start
-        _backward_batch(spec, params, acts, grads, sums, capacity, n, row, threads)
-        sgd_apply(params, sums, n, rate)
-    return total
+            sigmoid_backward(y.reshape(-1), g_out.reshape(-1), g_in.reshape(-1))
 
 
 @jit
@@ -340,17 +299,24 @@ def train_mse_sgd_batch(spec, params, acts, grads, sums, xs, ys, capacity, rate,
     ``params``; ``losses`` (N,) float64 receives each sample's mse. Returns N, or the first sample
     of the first batch holding a non-finite loss, before that batch's update.
     """
-    return _train_batch(spec, params, acts, grads, sums, xs, ys, capacity, rate, row, losses, None)
-
-
-@jit(cache=False)
-def train_mse_sgd_batch_threads(
-    spec, params, acts, grads, sums, xs, ys, capacity, rate, row, losses
-):
-    """:func:`train_mse_sgd_batch` with the convolutions and sigmoids split by sample over
-    ``numba.get_num_threads()`` threads; the same numbers bit for bit (BLAS threads are the
-    caller's to set)."""
-    return _train_batch(spec, params, acts, grads, sums, xs, ys, capacity, rate, row, losses, 1)
+    last, first = spec[spec.size - 1], spec[0]
+    total = xs.shape[0]
+    for start in range(0, total, capacity):
+        n = min(capacity, total - start)
+        x = _region(acts, first.x, first.in_size, capacity, n)
+        for b in range(n):
+            _copy(xs[start + b], x[b])
+        _forward_batch(spec, params, acts, capacity, n)
+        out = _region(acts, last.y, last.out_size, capacity, n)
+        g = _region(grads, last.y, last.out_size, capacity, n)
+        batch_losses = losses[start : start + n]
+        mse_batch(out, ys[start : start + n], batch_losses, g)
+        for b in range(n):
+            if not np.isfinite(batch_losses[b]):
+                return start
+        _backward_batch(spec, params, acts, grads, sums, capacity, n, row)
+        sgd_apply(params, sums, n, rate)
+    return total
 
 
 @jit
@@ -364,7 +330,7 @@ def predict_batch(spec, params, acts, xs, capacity, out):
         x = _region(acts, first.x, first.in_size, capacity, n)
         for b in range(n):
             _copy(xs[start + b], x[b])
-        _forward_batch(spec, params, acts, capacity, n, None)
+        _forward_batch(spec, params, acts, capacity, n)
         y = _region(acts, last.y, last.out_size, capacity, n)
         for b in range(n):
             _copy(y[b], out[start + b])

@@ -330,34 +330,3 @@ def test_cli_batch_size_and_shuffle(tmp_path, mnist_dir, capsys):
         rng=0,
     )
     assert_params(net, models[0], "API vs CLI", rtol=0, atol=0)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_threaded_batch_kernels_equal_one_thread_bit_for_bit(dtype):
-    # Catches a sample-parallel kernel that mixes samples (a race on shared scratch, a wrong
-    # row): split by sample, each sample's numbers are the one-thread kernel's exactly.
-    from fastcnn.kernels import activation
-    from fastcnn.kernels import batch as k_batch
-
-    rng = np.random.default_rng(3)
-    xs = rng.standard_normal((9, 2, 7, 6)).astype(dtype)
-    filters = rng.standard_normal((3, 2, 3, 3)).astype(dtype)
-    biases = rng.standard_normal((3, 5, 4)).astype(dtype)
-    outs = [np.empty((9, 3, 5, 4), dtype) for _ in range(2)]
-    k_batch.conv_forward_batch(xs, filters, biases, outs[0])
-    k_batch.conv_forward_batch_threads(xs, filters, biases, outs[1])
-    np.testing.assert_array_equal(outs[1], outs[0], err_msg="conv forward")
-    d_inputs = [np.full(xs.shape, np.nan, dtype) for _ in range(2)]
-    k_batch.conv_input_gradient_batch(outs[0], filters, d_inputs[0])
-    k_batch.conv_input_gradient_batch_threads(outs[0], filters, d_inputs[1])
-    np.testing.assert_array_equal(d_inputs[1], d_inputs[0], err_msg="conv input gradient")
-    flat = outs[0].reshape(9, -1)
-    s = [np.empty_like(flat) for _ in range(2)]
-    activation.sigmoid(flat, s[0])
-    k_batch.sigmoid_batch_threads(flat, s[1])
-    np.testing.assert_array_equal(s[1], s[0], err_msg="sigmoid")
-    g = [np.empty_like(flat) for _ in range(2)]
-    activation.sigmoid_backward(s[0], flat, g[0])
-    k_batch.sigmoid_backward_batch_threads(s[0], flat, g[1])
-    np.testing.assert_array_equal(g[1], g[0], err_msg="sigmoid backward")
