@@ -330,3 +330,26 @@ def test_cli_batch_size_and_shuffle(tmp_path, mnist_dir, capsys):
         rng=0,
     )
     assert_params(net, models[0], "API vs CLI", rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_batch_entry_points_compile_once_per_dtype():
+    # Catches the batch loop reaching Numba with per-network types (one multi-second compile per
+    # network shape or batch size instead of one per dtype).
+    import numba
+
+    from fastcnn.kernels import network as k_network
+
+    xor = Network([Linear(2, 3, rng=0), Activation(sigmoid, d_sigmoid), Linear(3, 1, rng=0)])
+    xor.train(
+        np.ones((5, 2, 1)), np.ones((5, 1, 1)), mse, d_mse, 1, 0.1, verbose=False, batch_size=2
+    )
+    small = small_net()
+    x, y = small_data(9)
+    small.train(x, y, mse, d_mse, 1, 0.1, verbose=False, batch_size=4)
+    small.train(x, y, mse, d_mse, 1, 0.1, verbose=False, batch_size=9)
+    xor.predict_batch(np.ones((3, 2, 1)))
+    small.predict_batch(x)
+    for entry in (k_network.train_mse_sgd_batch, k_network.predict_batch):
+        float64 = [s for s in entry.signatures if s[1].dtype == numba.float64]
+        assert len(float64) == 1, f"{entry.__name__}: {entry.signatures}"
