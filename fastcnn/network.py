@@ -284,6 +284,8 @@ class Network:
         """One epoch on whichever path applies, over the samples in ``order`` if given
         (``data_x``/``data_y`` already as the program takes them when there is one)."""
         xs, ys = data_x, data_y
+        # A batch larger than the data is one batch of all of it (and needs no larger buffers).
+        batch_size = min(batch_size, len(xs))
         if order is not None:
             xs, ys = xs[order], ys[order]
         if program is None and batch_size == 1:
