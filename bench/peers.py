@@ -51,17 +51,25 @@ def mnist(n, dtype):
     return np.ascontiguousarray(xs), np.ascontiguousarray(ys)
 
 
+# The thread count of the innermost `threads` block: fastcnn's Network sets BLAS itself from its
+# own num_threads, so the library contender reads this to follow the round's setting.
+_CURRENT_THREADS = [1]
+
+
 @contextlib.contextmanager
 def threads(n):
     """BLAS (NumPy's and SciPy's OpenBLAS, the latter being what Numba's ``np.dot`` calls) and
     PyTorch on ``n`` threads, restored on exit."""
     before = torch.get_num_threads() if torch is not None else None
+    outer = _CURRENT_THREADS[0]
+    _CURRENT_THREADS[0] = n
     try:
         if torch is not None:
             torch.set_num_threads(n)
         with blas_threads(n):
             yield
     finally:
+        _CURRENT_THREADS[0] = outer
         if torch is not None:
             torch.set_num_threads(before)
 
@@ -98,6 +106,28 @@ def torch_setup(xs, ys, size):
     return run
 
 
+def library_network(dtype, n_threads=1):
+    """The notebook's MNIST network from fastcnn (Glorot init, seed 0) in ``dtype``."""
+    from fastcnn.models import mnist_cnn
+
+    return mnist_cnn(init="xavier", rng=0, dtype=dtype, num_threads=n_threads)
+
+
+def library_setup(xs, ys, size):
+    """fastcnn's own ``Network.train(..., batch_size=size)``, one epoch, on the threads of the
+    enclosing :func:`threads` block (the network's ``num_threads``)."""
+    from fastcnn import d_mse, mse
+
+    net = library_network(xs.dtype)
+    ys = ys.reshape(len(ys), 10, 1)  # the network's output shape
+
+    def run():
+        net.num_threads = _CURRENT_THREADS[0]
+        net.train(xs, ys, mse, d_mse, 1, RATE, verbose=False, batch_size=size)
+
+    return run
+
+
 def fastcnn_setup(xs, ys, size):
     """The compiled prototype step of ``bench/batch_step.py``."""
     params = batch_step.init(xs.dtype.type)
@@ -127,7 +157,12 @@ def gemm_setup(xs, ys, size):
     return run
 
 
-CONTENDERS = {"fastcnn prototype": fastcnn_setup, "GEMM bound": gemm_setup, "PyTorch": torch_setup}
+CONTENDERS = {
+    "fastcnn": library_setup,
+    "fastcnn prototype": fastcnn_setup,
+    "GEMM bound": gemm_setup,
+    "PyTorch": torch_setup,
+}
 
 
 def measure(
@@ -168,6 +203,96 @@ def measure(
     return {k: statistics.median(v) for k, v in rates.items()}, dict(rates)
 
 
+def test_images(n):
+    """The first ``n`` MNIST test images (n, 1, 28, 28) float32 in [0, 1] and their labels."""
+    where = Path(os.environ.get("FASTCNN_TEST_MNIST", DEFAULT_MNIST))
+    _, (test_x, test_y) = datasets.load_mnist(where, download=False)
+    return datasets.scale_images(test_x[:n]), test_y[:n]
+
+
+def notebook_accuracy(network, xs, labels):
+    """The notebook's own test loop: ``np.argmax(network.predict(x))`` one image at a time."""
+    correct = 0
+    for x, label in zip(xs, labels, strict=True):
+        correct += int(np.argmax(network.predict(x)) == label)
+    return correct / len(xs)
+
+
+def measure_evaluate(n=10_000, rounds=3):
+    """``{contender: (median seconds, median per-round ratio to the notebook's loop)}`` for
+    accuracy on ``n`` test images: the notebook's loop on the scipy backend, and
+    ``Network.evaluate`` (compiled, batched) in float64 and float32, all on the same weights
+    (Glorot, seed 0) and one thread, rounds interleaved. Each result is checked to agree."""
+    from fastcnn.models import mnist_cnn
+
+    xs, labels = test_images(n)
+    nets = {
+        "notebook loop (scipy, float64)": mnist_cnn(init="xavier", rng=0, backend="scipy"),
+        "fastcnn evaluate float64": mnist_cnn(init="xavier", rng=0),
+        "fastcnn evaluate float32": mnist_cnn(init="xavier", rng=0, dtype=np.float32),
+    }
+    calls = {
+        name: (lambda net=net: notebook_accuracy(net, xs, labels))
+        if name.startswith("notebook")
+        else (lambda net=net: net.evaluate(xs, labels))
+        for name, net in nets.items()
+    }
+    times = defaultdict(list)
+    with threads(1):
+        results = {name: call() for name, call in calls.items()}  # compiles, and checks
+        base = results["notebook loop (scipy, float64)"]
+        for name, accuracy in results.items():
+            # float32 may flip an argmax between two near-equal outputs: a few images at most
+            if abs(accuracy - base) > 5 / n:
+                raise AssertionError(f"{name}: accuracy {accuracy}, notebook loop {base}")
+        for _ in range(rounds):
+            for name, call in calls.items():
+                start = perf_counter()
+                call()
+                times[name].append(perf_counter() - start)
+    first = times["notebook loop (scipy, float64)"]
+    return {
+        name: (
+            statistics.median(t),
+            statistics.median(a / b for a, b in zip(first, t, strict=True)),
+        )
+        for name, t in times.items()
+    }
+
+
+def peer_table(data):
+    """(title, headers, rows) of the fastcnn/PyTorch ratios in a ``--benchmark-json`` document,
+    from the rows of ``bench/test_batch.py`` (``extra_info["peer"]``); None when it has none.
+    ``bench/report.py`` prints it."""
+    groups = defaultdict(dict)
+    for b in data.get("benchmarks", []):
+        info = b.get("extra_info", {})
+        if "peer" in info:
+            groups[b.get("group")][info["impl"]] = (info, b["stats"]["median"])
+    if not groups:
+        return None
+    rows = []
+    for impls in groups.values():
+        info = next(iter(impls.values()))[0]
+        rate = {k: i["samples"] / t for k, (i, t) in impls.items()}
+        mine = rate.get("fastcnn")
+        peer_name = "PyTorch" if "PyTorch" in rate else "notebook loop"
+        peer = rate.get(peer_name)
+        rows.append(
+            [
+                info["peer"],
+                info["dtype"],
+                str(info.get("batch_size", "")),
+                str(info["threads"]),
+                f"{mine:,.0f}" if mine else "-",
+                f"{peer:,.0f} ({peer_name})" if peer else "- (not run)",
+                f"{mine / peer:.2f}x" if mine and peer else "-",
+            ]
+        )
+    headers = ["work", "dtype", "B", "threads", "fastcnn samples/s", "peer samples/s", "ratio"]
+    return "fastcnn vs PyTorch and the notebook (bench/test_batch.py)", headers, rows
+
+
 def breakdown(dtype, size, samples=2048, n_threads=1):
     """Seconds per sample in each stage of the Python-level prototype step (kernel by kernel)."""
     xs, ys = mnist(samples, dtype)
@@ -191,6 +316,13 @@ def main(argv=None):
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=BATCH_SIZES)
     parser.add_argument("--threads", type=int, nargs="+", default=THREADS)
     parser.add_argument("--no-breakdown", action="store_true")
+    parser.add_argument(
+        "--evaluate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time evaluate on N test images against the notebook's per-sample loop",
+    )
     parser.add_argument("--quick", action="store_true", help="256 samples, 1 round")
     args = parser.parse_args(argv)
     samples, rounds = (256, 1) if args.quick else (args.samples, args.rounds)
@@ -203,15 +335,15 @@ def main(argv=None):
     print(f"PyTorch {version}, NumPy {np.__version__}")
     names = [n for n in CONTENDERS if any(k[0] == n for k in medians)]
     header = f"{'dtype':8} {'B':>4} {'thr':>3} " + " ".join(f"{n:>18}" for n in names)
-    print(header + "   proto/PyTorch  spread(proto)")
-    print("(proto/PyTorch: median over rounds of that round's ratio)")
+    print(header + "  fastcnn/PyTorch  spread(fastcnn)")
+    print("(fastcnn/PyTorch: median over rounds of that round's ratio)")
     for dtype in DTYPES:
         dn = np.dtype(dtype).name
         for n_threads in args.threads:
             for size in args.batch_sizes:
                 cells = [medians.get((n, dn, size, n_threads), float("nan")) for n in names]
                 line = f"{dn:8} {size:>4} {n_threads:>3} " + " ".join(f"{c:>18,.0f}" for c in cells)
-                key = ("fastcnn prototype", dn, size, n_threads)
+                key = ("fastcnn", dn, size, n_threads)
                 # Median of the per-round ratios: each round's two figures ran back to back, so a
                 # busy machine slows both, and this ratio varies less than the raw rates do.
                 torch_rounds = per_round.get(("PyTorch", dn, size, n_threads))
@@ -224,6 +356,10 @@ def main(argv=None):
                 )
                 spread = per_round[key]
                 print(f"{line}   {ratio:13.2f}  {min(spread):,.0f}-{max(spread):,.0f}")
+    if args.evaluate:
+        print(f"\nevaluate on {args.evaluate} test images, median of {rounds} interleaved rounds:")
+        for name, (seconds, ratio) in measure_evaluate(args.evaluate, rounds).items():
+            print(f"  {name:36} {seconds:8.3f} s   {ratio:6.2f}x the notebook's loop")
     if args.no_breakdown:
         return
     print("\nprototype stages, microseconds per sample (Python-level step, 1 thread):")

@@ -479,6 +479,11 @@ def report(data, coldstart, source, markdown=False):
         ("Issue targets (measured, not asserted)", target_table(rows, coldstart)),
     ):
         lines += ["", title(name), "", *render(headers, table, markdown)]
+    from bench.peers import peer_table  # mini-batch and prediction rows against their peers
+
+    peers = peer_table(data)
+    if peers is not None:
+        lines += ["", title(peers[0]), "", *render(peers[1], peers[2], markdown)]
     if coldstart is not None:
         from bench.coldstart import HEADER
         from bench.coldstart import rows as cold_rows

@@ -148,6 +148,23 @@ def random_normal(rng: Any) -> Callable[..., NDArray]:
     )
 
 
+def random_permutation(rng: Any) -> Callable[[int], NDArray]:
+    """A ``permutation(n)`` drawing from ``rng``, as :func:`random_normal` takes it: None (NumPy's
+    global state, ``np.random.permutation``, so ``np.random.seed`` repeats it), an int seed (a
+    ``RandomState`` made once, drawing a new order at every call), a ``RandomState`` or a
+    ``Generator`` (either keeps drawing new orders across calls)."""
+    if rng is None:
+        return np.random.permutation
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        return np.random.RandomState(int(rng)).permutation
+    if isinstance(rng, (np.random.RandomState, np.random.Generator)):
+        return rng.permutation
+    raise TypeError(
+        f"rng must be None, an int seed, a np.random.RandomState or a np.random.Generator, "
+        f"got {rng!r}."
+    )
+
+
 def _first_bad(array: NDArray) -> int:
     """Index of the first sample holding a nan or inf."""
     return int(np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))[0])

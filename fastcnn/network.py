@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -11,6 +12,7 @@ from numpy.typing import NDArray
 
 from . import _compiled
 from . import _validation as check
+from ._threads import blas_threads
 from ._validation import check_backend, check_size
 from .layers import Layer, Reshape
 
@@ -135,6 +137,36 @@ class Network:
             output = layer.forward_prop(output)
         return output
 
+    def predict_batch(self, xs: Any) -> NDArray:
+        """The network's outputs for N samples at once.
+
+        Parameters
+        ----------
+        xs : array of shape (N, *input_shape)
+
+        Returns
+        -------
+        ndarray of shape (N, outputs), outputs being the size of one output ((N, 10) for MNIST):
+        ``np.stack([predict(x).ravel() for x in xs])`` to float tolerance. On the compiled path
+        the samples go through in batches (one matrix product per dense layer and batch), with
+        BLAS on ``num_threads`` threads.
+        """
+        self._check_chain()
+        xs = self._check_inputs("xs", xs, finite=False)
+        return self._predict_batch(xs)
+
+    def _predict_batch(self, xs: NDArray) -> NDArray:
+        program = _compiled.program(self.layers, num_threads=self.num_threads)
+        if program is not None:
+            with blas_threads(self.num_threads):
+                return program.predict_batch(program.samples(xs))
+        if len(xs) == 0:
+            shape = self.output_shape
+            if shape is None:
+                raise ValueError("predict_batch got no samples, and the output size is unknown.")
+            return np.empty((0, int(np.prod(shape))))
+        return np.stack([np.ravel(self.predict(x)) for x in xs])
+
     def evaluate(self, data_x: Any, labels: Any) -> float:
         """Fraction of samples whose ``argmax`` output equals ``labels`` (ints, or one-hot arrays)."""
         self._check_chain()
@@ -148,11 +180,7 @@ class Network:
             raise ValueError("evaluate needs at least one sample.")
         if labels.ndim > 1:
             labels = labels.reshape(len(labels), -1).argmax(axis=1)
-        program = _compiled.program(self.layers, num_threads=self.num_threads)
-        if program is not None:
-            predicted = program.predict(program.samples(xs)).argmax(axis=1)
-        else:
-            predicted = np.array([np.argmax(self.predict(x)) for x in xs])
+        predicted = self._predict_batch(xs).argmax(axis=1)
         return float(np.mean(predicted == labels))
 
     def save(self, path: Any) -> None:
@@ -174,8 +202,12 @@ class Network:
         validation_data: tuple[Any, Any] | None = None,
         progress: Callable[[int, int, float], Any] | None = None,
         on_epoch: Callable[[int, History], Any] | None = None,
+        batch_size: int = 1,
+        shuffle: bool = False,
+        rng: Any = None,
     ) -> History:
-        """Per-sample SGD over ``data_x``/``data_y`` for ``epochs`` epochs with step ``rate``.
+        """SGD over ``data_x``/``data_y`` for ``epochs`` epochs with step ``rate``: per sample, as
+        the seed does, or in mini-batches.
 
         Prints ``Epoch {e}, total loss: {mean loss}`` after each epoch, as the seed does, unless
         ``verbose=False``. ``validation_data=(x, labels)`` adds the accuracy on it to each line and
@@ -187,6 +219,15 @@ class Network:
         line, for instance to save the model: a ``KeyboardInterrupt`` then loses at most the epoch
         under way.
 
+        ``batch_size=B`` (default 1, the seed's per-sample SGD): each consecutive slice of B
+        samples (the last may be shorter; a B larger than the data is one batch) moves the
+        parameters once, by ``rate`` times the mean of its per-sample gradients taken at the
+        parameters before the slice, as PyTorch's ``MSELoss()`` and ``SGD`` do. The epoch line is
+        the mean of the per-sample losses either way. ``shuffle=True`` visits the samples in the
+        order ``permutation(n)`` drawn from ``rng`` at the start of every epoch: ``rng`` None is
+        NumPy's global state (``np.random.seed`` repeats it), else an int seed, a
+        ``np.random.RandomState`` or a ``np.random.Generator``.
+
         Raises
         ------
         TypeError, ValueError
@@ -194,12 +235,14 @@ class Network:
             targets whose shapes do not fit the network, integer class labels given as targets,
             non-numeric or non-finite data.
         FloatingPointError
-            When a sample's loss is not finite, before that sample's update: the weights stay as
-            they were after the previous sample.
+            When a sample's loss is not finite, before that sample's update (that batch's, with
+            ``batch_size`` > 1): the weights stay as they were after the previous one.
         """
         if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}.")
         check.check_rate(rate)
+        batch_size = check_size("batch_size", batch_size)
+        permutation = check.random_permutation(rng) if shuffle else None
         self._check_chain()
         data_x = self._check_inputs("data_x", data_x)
         data_y = check.check_targets(data_y, self.output_shape)
@@ -213,23 +256,66 @@ class Network:
         # From here on the inputs are right; the compiled path is a choice, never an error.
         program = _compiled.program(self.layers, loss, d_loss, self.num_threads)
         if program is not None:
-            xs, ys = program.samples(data_x), program.samples(data_y)
+            data_x, data_y = program.samples(data_x), program.samples(data_y)
         history = History()
-        for e in range(epochs):
-            if program is not None:
-                total_loss = self._compiled_epoch(program, xs, ys, loss, d_loss, rate, e, progress)
-            else:
-                total_loss = self._epoch(data_x, data_y, loss, d_loss, rate, e, progress)
-            history.append(total_loss)
-            line = f"Epoch {e + 1}, total loss: {total_loss}"
-            if validation_data is not None:
-                history.accuracy.append(self.evaluate(*validation_data))
-                line += f", accuracy: {history.accuracy[-1]}"
-            if verbose:
-                print(line)
-            if on_epoch is not None:
-                on_epoch(e + 1, history)
+        # BLAS (the batch path's matrix products) on num_threads threads for the whole call.
+        with blas_threads(self.num_threads) if batch_size > 1 else contextlib.nullcontext():
+            for e in range(epochs):
+                order = None if permutation is None else permutation(len(data_x))
+                total_loss = self._run_epoch(
+                    program, data_x, data_y, order, batch_size, loss, d_loss, rate, e, progress
+                )
+                self._end_epoch(e, total_loss, history, validation_data, verbose, on_epoch)
         return history
+
+    def _run_epoch(
+        self,
+        program: _compiled.Program | None,
+        data_x: NDArray,
+        data_y: NDArray,
+        order: NDArray | None,
+        batch_size: int,
+        loss: Callable,
+        d_loss: Callable,
+        rate: float,
+        e: int,
+        progress: Callable | None,
+    ) -> float:
+        """One epoch on whichever path applies, over the samples in ``order`` if given
+        (``data_x``/``data_y`` already as the program takes them when there is one)."""
+        xs, ys = data_x, data_y
+        # A batch larger than the data is one batch of all of it (and needs no larger buffers).
+        batch_size = min(batch_size, len(xs))
+        if order is not None:
+            xs, ys = xs[order], ys[order]
+        if program is None and batch_size == 1:
+            return self._epoch(xs, ys, loss, d_loss, rate, e, progress)
+        if program is None:
+            return self._batch_epoch(xs, ys, batch_size, loss, d_loss, rate, e, progress)
+        if batch_size == 1:
+            return self._compiled_epoch(program, xs, ys, loss, d_loss, rate, e, progress)
+        return self._compiled_batch_epoch(
+            program, xs, ys, batch_size, loss, d_loss, rate, e, progress
+        )
+
+    def _end_epoch(
+        self,
+        e: int,
+        total_loss: float,
+        history: History,
+        validation_data: tuple[Any, Any] | None,
+        verbose: bool,
+        on_epoch: Callable | None,
+    ) -> None:
+        history.append(total_loss)
+        line = f"Epoch {e + 1}, total loss: {total_loss}"
+        if validation_data is not None:
+            history.accuracy.append(self.evaluate(*validation_data))
+            line += f", accuracy: {history.accuracy[-1]}"
+        if verbose:
+            print(line)
+        if on_epoch is not None:
+            on_epoch(e + 1, history)
 
     def _epoch(
         self,
@@ -294,6 +380,103 @@ class Network:
             program.store()
         # cumsum adds in order from the first sample, as the seed's `total_loss += loss` does.
         return float(np.cumsum(losses)[-1] / len(xs))
+
+    def _batch_epoch(
+        self,
+        data_x: NDArray,
+        data_y: NDArray,
+        batch_size: int,
+        loss: Callable,
+        d_loss: Callable,
+        rate: float,
+        e: int,
+        progress: Callable | None,
+    ) -> float:
+        """One epoch of mini-batches, every layer called from Python: per sample, the forward
+        pass and ``gradient`` (which changes nothing), the gradients summed over the batch; then
+        each layer's ``apply_gradient(sum / count, rate)``. The oracle of the compiled path."""
+        total_loss = 0.0
+        n = len(data_x)
+        for start in range(0, n, batch_size):
+            stop = min(n, start + batch_size)
+            sums: list[list[NDArray]] = []
+            for k in range(start, stop):
+                predicted = self.predict(data_x[k])
+                sample_loss = loss(predicted, data_y[k])
+                if not np.isfinite(sample_loss):
+                    raise _not_finite_batch(e, start, k, sample_loss)
+                total_loss += sample_loss
+                grad = d_loss(predicted, data_y[k])
+                grads = []
+                for layer in reversed(self.layers):
+                    grad, layer_grads = layer.gradient(grad)
+                    grads.append(list(layer_grads))
+                if k == start:
+                    sums = [[np.array(g, copy=True) for g in gs] for gs in grads]
+                else:
+                    for total, gs in zip(sums, grads, strict=True):
+                        for t, g in zip(total, gs, strict=True):
+                            t += g
+            count = stop - start
+            for layer, total in zip(reversed(self.layers), sums, strict=True):
+                if total:
+                    layer.apply_gradient(tuple(t / count for t in total), rate)
+            if progress is not None:
+                progress(e + 1, stop, total_loss / stop)
+        return total_loss / n
+
+    def _compiled_batch_epoch(
+        self,
+        program: _compiled.Program,
+        xs: NDArray,
+        ys: NDArray,
+        batch_size: int,
+        loss: Callable,
+        d_loss: Callable,
+        rate: float,
+        e: int,
+        progress: Callable | None,
+    ) -> float:
+        """:meth:`_batch_epoch` in compiled chunks of whole batches (same numbers to rounding:
+        the sums run in another order); parameters loaded and stored as in
+        :meth:`_compiled_epoch`."""
+        n = len(xs)
+        losses = np.empty(n)
+        chunk = batch_size * max(1, _CHUNK // batch_size)
+        program.load()
+        done = 0
+        try:
+            while done < n:
+                stop = min(n, done + chunk)
+                k = done + program.train_batch(
+                    xs[done:stop], ys[done:stop], batch_size, rate, losses[done:stop]
+                )
+                if k < stop:
+                    batch = losses[k : min(stop, k + batch_size)]
+                    bad = k + int(np.flatnonzero(~np.isfinite(batch))[0])
+                    raise _not_finite_batch(e, k, bad, losses[bad])
+                done = stop
+                if progress is not None:
+                    program.store()
+                    progress(e + 1, done, losses[:done].sum() / done)
+                    new = _compiled.program(self.layers, loss, d_loss, self.num_threads)
+                    if new is None:
+                        raise RuntimeError(
+                            "progress callback changed the network's layers mid-epoch."
+                        )
+                    program = new
+        finally:
+            program.store()
+        return float(np.cumsum(losses)[-1] / n)
+
+
+def _not_finite_batch(e: int, start: int, k: int, value: Any) -> FloatingPointError:
+    return FloatingPointError(
+        f"Epoch {e + 1}, sample {k} (of the batch starting at sample {start} of this epoch's "
+        f"order): the loss is {value}. Training stopped before this batch's update, so the "
+        f"weights are those after the previous batch. A smaller rate or scaled inputs usually "
+        f"help."
+    )
 
 
 def _not_finite(e: int, k: int, value: Any) -> FloatingPointError:

@@ -22,6 +22,16 @@ import numpy as np
 
 from ._jit import jit
 from .activation import sigmoid, sigmoid_backward
+from .batch import (
+    conv_forward_batch,
+    conv_gradient_batch,
+    conv_input_gradient_batch,
+    dense_forward_batch,
+    dense_gradient_batch,
+    dense_input_gradient_batch,
+    mse_batch,
+    sgd_apply,
+)
 from .conv import conv_backward_sgd, conv_forward, conv_sgd
 from .dense import (
     dense_backward_sgd,
@@ -201,3 +211,126 @@ def predict_many(spec, params, acts, xs, out):
         _copy(xs[k], x)
         _forward(spec, params, acts, None)
         _copy(y, out[k])
+
+
+# --------------------------------------------------------------------------------------------------
+# mini-batches: the same program, every buffer region holding a whole batch
+#
+# ``acts`` and ``grads`` are then ``capacity`` times as long as for one sample: the region of a
+# layer whose per-sample offset is ``o`` and size ``s`` starts at ``o * capacity`` and holds the
+# batch's rows (n, s) one after the other, so a dense layer's batch is a C-contiguous matrix that
+# BLAS multiplies in one call, and a shorter last batch uses the region's first rows.
+
+
+@jit(inline=True)
+def _region(buffer, offset, size, capacity, n):
+    """The (n, size) rows of a batch region (see above), as a C-contiguous matrix."""
+    start = offset * capacity
+    return buffer[start : start + n * size].reshape((n, size))
+
+
+@jit(inline=True)
+def _forward_batch(spec, params, acts, capacity, n):
+    for l in range(spec.size):
+        layer = spec[l]
+        x = _region(acts, layer.x, layer.in_size, capacity, n)
+        y = _region(acts, layer.y, layer.out_size, capacity, n)
+        w = params[layer.weights : layer.biases]
+        b = params[layer.biases : layer.biases + layer.out_size]
+        if layer.op == CONV:
+            d, h, wd = layer.depth, layer.height, layer.width
+            s, c = layer.filter_size, layer.filter_count
+            shape_out = (c, h - s + 1, wd - s + 1)
+            conv_forward_batch(
+                x.reshape((n, d, h, wd)),
+                w.reshape((c, d, s, s)),
+                b.reshape(shape_out),
+                y.reshape((n, c, h - s + 1, wd - s + 1)),
+            )
+        elif layer.op == LINEAR:
+            m, k = layer.out_size, layer.in_size
+            dense_forward_batch(x, w.reshape((m, k)), b, y)
+        else:
+            sigmoid(x.reshape(-1), y.reshape(-1))
+
+
+@jit(inline=True)
+def _backward_batch(spec, params, acts, grads, sums, capacity, n, row):
+    """Summed parameter gradients of the batch into ``sums`` (laid out as ``params``), from the
+    last layer's output gradients; the first layer's input gradient is never needed."""
+    for l in range(spec.size - 1, -1, -1):
+        layer = spec[l]
+        x = _region(acts, layer.x, layer.in_size, capacity, n)
+        g_in = _region(grads, layer.x, layer.in_size, capacity, n)
+        g_out = _region(grads, layer.y, layer.out_size, capacity, n)
+        w = params[layer.weights : layer.biases]
+        d_w = sums[layer.weights : layer.biases]
+        d_b = sums[layer.biases : layer.biases + layer.out_size]
+        if layer.op == CONV:
+            d, h, wd = layer.depth, layer.height, layer.width
+            s, c = layer.filter_size, layer.filter_count
+            oh, ow = h - s + 1, wd - s + 1
+            for i in range(d_w.size):  # conv_gradient_batch adds into its sums
+                d_w[i] = 0
+            for i in range(d_b.size):
+                d_b[i] = 0
+            g = g_out.reshape((n, c, oh, ow))
+            xs = x.reshape((n, d, h, wd))
+            conv_gradient_batch(xs, g, d_w.reshape((c, d, s, s)), d_b.reshape((c, oh, ow)), row)
+            if l > 0:
+                conv_input_gradient_batch(g, w.reshape((c, d, s, s)), g_in.reshape((n, d, h, wd)))
+        elif layer.op == LINEAR:
+            m, k = layer.out_size, layer.in_size
+            dense_gradient_batch(x, g_out, d_w.reshape((m, k)), d_b)
+            if l > 0:
+                dense_input_gradient_batch(g_out, w.reshape((m, k)), g_in)
+        elif l > 0:
+            y = _region(acts, layer.y, layer.out_size, capacity, n)
+            sigmoid_backward(y.reshape(-1), g_out.reshape(-1), g_in.reshape(-1))
+
+
+@jit
+def train_mse_sgd_batch(spec, params, acts, grads, sums, xs, ys, capacity, rate, row, losses):
+    """Mini-batch SGD with ``mse``: each consecutive batch of ``capacity`` samples of ``xs``/``ys``
+    (the last may be shorter) moves ``params`` once by ``rate`` times the mean of its per-sample
+    gradients, taken at the parameters before the batch.
+
+    acts and grads hold ``capacity`` times the per-sample buffers; ``sums`` is scratch as long as
+    ``params``; ``losses`` (N,) float64 receives each sample's mse. Returns N, or the first sample
+    of the first batch holding a non-finite loss, before that batch's update.
+    """
+    last, first = spec[spec.size - 1], spec[0]
+    total = xs.shape[0]
+    for start in range(0, total, capacity):
+        n = min(capacity, total - start)
+        x = _region(acts, first.x, first.in_size, capacity, n)
+        for b in range(n):
+            _copy(xs[start + b], x[b])
+        _forward_batch(spec, params, acts, capacity, n)
+        out = _region(acts, last.y, last.out_size, capacity, n)
+        g = _region(grads, last.y, last.out_size, capacity, n)
+        batch_losses = losses[start : start + n]
+        mse_batch(out, ys[start : start + n], batch_losses, g)
+        for b in range(n):
+            if not np.isfinite(batch_losses[b]):
+                return start
+        _backward_batch(spec, params, acts, grads, sums, capacity, n, row)
+        sgd_apply(params, sums, n, rate)
+    return total
+
+
+@jit
+def predict_batch(spec, params, acts, xs, capacity, out):
+    """``out[k] = network(xs[k])`` for every sample, ``capacity`` samples per forward pass (one
+    GEMM per dense layer); ``acts`` as for :func:`train_mse_sgd_batch`."""
+    last, first = spec[spec.size - 1], spec[0]
+    total = xs.shape[0]
+    for start in range(0, total, capacity):
+        n = min(capacity, total - start)
+        x = _region(acts, first.x, first.in_size, capacity, n)
+        for b in range(n):
+            _copy(xs[start + b], x[b])
+        _forward_batch(spec, params, acts, capacity, n)
+        y = _region(acts, last.y, last.out_size, capacity, n)
+        for b in range(n):
+            _copy(y[b], out[start + b])

@@ -294,4 +294,4 @@ def test_one_compile_per_dtype_whatever_the_network_length():
     assert len(float64) == 1
     mnist.evaluate(x, [0, 0])
     xor.evaluate(np.ones((2, 2, 1)), [0, 0])
-    assert len([s for s in k_network.predict_many.signatures if s[1].dtype == numba.float64]) == 1
+    assert len([s for s in k_network.predict_batch.signatures if s[1].dtype == numba.float64]) == 1
