@@ -355,6 +355,26 @@ def _train(args: argparse.Namespace) -> int:
         return _train_into(args, out)
 
 
+def _announce_compiling(args: argparse.Namespace) -> None:
+    """One line on stderr before the seconds Numba spends compiling on a cold cache, so a first
+    run does not look hung; nothing once the kernels are cached for this machine."""
+    if args.backend != "numba":
+        return
+    from .kernels import _jit
+    from .kernels import network as k_network
+
+    if args.threads > 1 and args.batch_size == 1:
+        # Parallel kernels are never cached (numba#10128, see kernels/_jit.py).
+        message = f"compiling the {args.threads}-thread kernels (every run with --threads)…"
+    else:
+        batched = args.batch_size > 1
+        entry = k_network.train_mse_sgd_batch if batched else k_network.train_mse_sgd
+        if _jit.is_cached(entry, args.dtype):
+            return
+        message = "compiling kernels for this machine (first run only)…"
+    print(message, file=sys.stderr, flush=True)
+
+
 def _train_into(args: argparse.Namespace, out: str) -> int:
     import numpy as np
 
@@ -389,6 +409,8 @@ def _train_into(args: argparse.Namespace, out: str) -> int:
         f"on {len(test_images)}."
     )
 
+    if not args.quiet:
+        _announce_compiling(args)
     progress = _Progress(len(x), args.epochs, enabled=not args.quiet)
     kept: dict[str, Any] = {"epoch": 0, "matrix": None}
 

@@ -407,3 +407,41 @@ def test_mnist_cnn_options() -> None:
     assert all(layer.backend == "scipy" and layer.dtype == np.float32 for layer in computing)
     assert all(net.layers[i].backend == "scipy" for i in (1, 4, 6))
     assert not net.layers[3].biases.any()  # xavier: zero biases
+
+
+@pytest.mark.parametrize(
+    ("cached", "extra", "expected"),
+    [
+        (False, [], "compiling kernels for this machine (first run only)…\n"),
+        (True, [], ""),
+        (False, ["--batch-size", "4"], "compiling kernels for this machine (first run only)…\n"),
+        pytest.param(
+            True,
+            ["--threads", "2"],
+            "compiling the 2-thread kernels (every run with --threads)…\n",
+            marks=pytest.mark.slow,  # compiles the parallel kernels, which are never cached
+        ),
+        (False, ["--quiet"], ""),
+    ],
+    ids=["cold", "warm", "cold-batch", "threads", "quiet"],
+)
+def test_train_says_when_it_compiles(
+    tmp_path: Path,
+    mnist_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,
+    cached,
+    extra,
+    expected,
+) -> None:
+    # Catches a first run that sits silent for the seconds of a cold compile (or a warm one that
+    # claims to compile): one stderr line exactly when the training kernel is not cached.
+    from fastcnn.kernels import _jit
+
+    monkeypatch.setattr(_jit, "is_cached", lambda dispatcher, text: cached)
+    if "--threads" in extra and (os.cpu_count() or 1) < 2:
+        pytest.skip("needs two cores")
+    argv = train_args(mnist_dir, tmp_path / "m.npz", "--limit", "8", "--test-limit", "8", *extra)
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(expected) if expected else "compiling" not in err
