@@ -36,6 +36,7 @@ from .kernels import gradient as k_gradient
 from .kernels import network as k_network
 
 Shape = tuple[int, ...]
+_FLOAT64, _FLOAT32 = check.DTYPES
 Grads = tuple[NDArray, ...]
 
 
@@ -384,8 +385,16 @@ class Activation(Layer):
         return None
 
     def _kernels(self) -> ActivationKernels | None:
+        # Asked on every forward and backward call: remember the answer for the functions and
+        # backend it was found for (all three are public attributes a user may reassign).
+        key = (self.activation, self.d_activation, self.backend)
+        cached = getattr(self, "_kernels_for", None)
+        if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)):
+            return cached[1]
         name = self._registered() if self.backend == "numba" else None
-        return None if name is None else ACTIVATIONS[name]
+        kernels = None if name is None else ACTIVATIONS[name]
+        self._kernels_for = (key, kernels)
+        return kernels
 
     def get_config(self) -> dict[str, Any]:
         name = self._registered()
@@ -416,7 +425,9 @@ class Activation(Layer):
             return self.activation(self.input)
         input = np.asarray(input)
         # The kernel keeps float32 as float32; any other numeric input computes in float64.
-        dtype = input.dtype if input.dtype in check.DTYPES else np.float64
+        dtype = input.dtype
+        if dtype is not _FLOAT64 and dtype is not _FLOAT32:  # identity first: == costs more
+            dtype = dtype if dtype in check.DTYPES else _FLOAT64
         self.input = check.as_array(self, "Input", input, input.shape, dtype)
         self._output = np.empty_like(self.input)
         kernels.forward(self.input, self._output)

@@ -463,3 +463,17 @@ def test_init_seed_is_a_deprecated_name_of_notebook():
     np.testing.assert_array_equal(old.weights, new.weights)
     with pytest.warns(DeprecationWarning):
         mnist_cnn(rng=0, init="seed")
+
+
+def test_activation_follows_reassigned_functions():
+    # Catches a remembered kernel lookup going stale: after `layer.activation = ...` (public
+    # attributes) the layer must run the new pair, and after `backend = "scipy"` the NumPy one.
+    layer = Activation(sigmoid, d_sigmoid)
+    x = np.linspace(-2.0, 2.0, 6).reshape(6, 1)
+    np.testing.assert_allclose(layer.forward_prop(x), 1 / (1 + np.exp(-x)), rtol=1e-15)
+    layer.activation, layer.d_activation = np.tanh, lambda v: 1 - np.tanh(v) ** 2
+    np.testing.assert_array_equal(layer.forward_prop(x), np.tanh(x))
+    layer.activation, layer.d_activation = sigmoid, d_sigmoid
+    layer.backend = "scipy"
+    assert layer._kernels() is None
+    np.testing.assert_array_equal(layer.forward_prop(x), sigmoid(x))
