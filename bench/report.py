@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 # (label, op, dtype of the Numba row, threads, minimum reference-float64/Numba median ratio);
 # issue 7's targets, derived from this machine's roofline.
+COLD_TARGET_SECONDS = 6.0  # issue 7: a first training step on a cold Numba cache
+
 TARGETS = [
     ("training per sample, float64, 1 thread", "train", "float64", 1, 5.5),
     ("training per sample, float64, 2 threads", "train", "float64", 2, 8.0),
@@ -412,6 +414,15 @@ def target_table(rows, coldstart):
                 f"< {target:g} s",
                 f"{warm:.2f} s",
                 "met" if warm < target else "NOT met",
+            ]
+        )
+        cold = coldstart["cold"]["since_spawn"]
+        out.append(
+            [
+                "cold-cache process to first training step",
+                f"<= {COLD_TARGET_SECONDS:g} s",
+                f"{cold:.2f} s",
+                "met" if cold <= COLD_TARGET_SECONDS else "NOT met",
             ]
         )
     else:
