@@ -40,21 +40,19 @@ def conv_gradient_batch(xs, d_outputs, d_filters, d_biases, row):
     """
     batch = xs.shape[0]
     count, depth = d_filters.shape[0], d_filters.shape[1]
-    oh, ow = d_outputs.shape[2], d_outputs.shape[3]
     minus_one = d_filters.dtype.type(-1)  # f - t * -1 is f + t exactly
     # Sample outermost: one sample's input and output gradient (16 kB in float32) stay in L1
-    # while all its taps are summed.
-    for k in range(batch):
-        for i in range(count):
-            for j in range(depth):
-                _correlate2d_valid_sgd(xs[k, j], d_outputs[k, i], d_filters[i, j], minus_one)
+    # while all its taps and its bias gradient are summed.
     for k in range(batch):
         for i in range(count):
             g = d_outputs[k, i]
-            d_b = d_biases[i]
-            for a in range(oh):
-                for c in range(ow):
-                    d_b[a, c] += g[a, c]
+            for j in range(depth):
+                _correlate2d_valid_sgd(xs[k, j], g, d_filters[i, j], minus_one)
+            # One loop over the whole (contiguous) image, not 26-value rows: the same sums.
+            d_b = d_biases[i].reshape(-1)
+            g_flat = g.reshape(-1)
+            for a in range(g_flat.size):
+                d_b[a] += g_flat[a]
 
 
 @jit
