@@ -13,7 +13,7 @@ The dense kernels call BLAS through Numba's ``np.dot(a, b, out)`` (SciPy's OpenB
 import numpy as np
 
 from ._jit import jit
-from .conv import _convolve2d_full_add, conv_forward
+from .conv import _convolve2d_full_add, _correlate2d_valid_sgd, conv_forward
 
 
 @jit
@@ -33,33 +33,26 @@ def conv_gradient_batch(xs, d_outputs, d_filters, d_biases, row):
     ``d_biases += sum_b d_outputs[b]``: the batch's summed parameter gradients, accumulated.
 
     xs (B, depth, H, W), d_outputs (B, count, H-s+1, W-s+1), d_filters (count, depth, s, s),
-    d_biases (count, H-s+1, W-s+1); ``row`` is scratch of shape (W-s+1,). Sums per filter tap down
-    each output column first, over all samples, as ``conv.conv_sgd`` does for one: with B = 1 and
-    zeroed accumulators the result is bit for bit the gradient ``conv_sgd`` applies.
+    d_biases (count, H-s+1, W-s+1); ``row`` is scratch of shape (W-s+1,), unused. Each sample's
+    filter gradient is summed by ``conv._correlate2d_valid_sgd``, as ``conv.conv_sgd`` sums it, and
+    added to the sums sample after sample: with B = 1 and zeroed accumulators the result is bit for
+    bit the gradient ``conv_sgd`` applies.
     """
     batch = xs.shape[0]
-    count, depth, s = d_filters.shape[0], d_filters.shape[1], d_filters.shape[2]
-    oh, ow = d_outputs.shape[2], d_outputs.shape[3]
-    for i in range(count):
-        for j in range(depth):
-            f = d_filters[i, j]
-            for u in range(s):
-                for v in range(s):
-                    row[:] = 0
-                    for k in range(batch):
-                        xj = xs[k, j]
-                        g = d_outputs[k, i]
-                        for a in range(oh):
-                            for c in range(ow):
-                                row[c] += xj[u + a, v + c] * g[a, c]
-                    f[u, v] += row.sum()
+    count, depth = d_filters.shape[0], d_filters.shape[1]
+    minus_one = d_filters.dtype.type(-1)  # f - t * -1 is f + t exactly
+    # Sample outermost: one sample's input and output gradient (16 kB in float32) stay in L1
+    # while all its taps and its bias gradient are summed.
     for k in range(batch):
         for i in range(count):
             g = d_outputs[k, i]
-            d_b = d_biases[i]
-            for a in range(oh):
-                for c in range(ow):
-                    d_b[a, c] += g[a, c]
+            for j in range(depth):
+                _correlate2d_valid_sgd(xs[k, j], g, d_filters[i, j], minus_one)
+            # One loop over the whole (contiguous) image, not 26-value rows: the same sums.
+            d_b = d_biases[i].reshape(-1)
+            g_flat = g.reshape(-1)
+            for a in range(g_flat.size):
+                d_b[a] += g_flat[a]
 
 
 @jit

@@ -2,7 +2,7 @@
 they update, summed in the same order, so ``gradient`` then ``p -= g * rate`` gives their numbers."""
 
 from ._jit import jit
-from .conv import _convolve2d_full_add
+from .conv import _convolve2d_full_add, _correlate2d_valid_sgd
 
 
 @jit
@@ -28,22 +28,19 @@ def conv_backward(x, filters, d_output, d_filters, d_input, row):
     ``d_input[j] = sum_i convolve2d(d_output[i], filters[i, j], "full")``.
 
     x and d_input (depth, H, W), filters and d_filters (count, depth, s, s), d_output
-    (count, H-s+1, W-s+1); ``row`` is scratch of shape (W-s+1,). Summed as ``conv_sgd`` does.
+    (count, H-s+1, W-s+1); ``row`` is scratch of shape (W-s+1,), unused. Summed as ``conv_sgd`` does
+    (the same helper, ``conv._correlate2d_valid_sgd``).
     """
     count, depth, s = filters.shape[0], filters.shape[1], filters.shape[2]
-    oh, ow = d_output.shape[1], d_output.shape[2]
     d_input[:] = 0
     for i in range(count):
         for j in range(depth):
             _convolve2d_full_add(d_output[i], filters[i, j], d_input[j])
+    minus_one = d_filters.dtype.type(-1)
     for i in range(count):
-        g = d_output[i]
         for j in range(depth):
-            xj = x[j]
+            f = d_filters[i, j]
             for u in range(s):
                 for v in range(s):
-                    row[:] = 0
-                    for a in range(oh):
-                        for b in range(ow):
-                            row[b] += xj[u + a, v + b] * g[a, b]
-                    d_filters[i, j, u, v] = row.sum()
+                    f[u, v] = 0
+            _correlate2d_valid_sgd(x[j], d_output[i], f, minus_one)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scipy import signal
 
 from fastcnn import functions
-from fastcnn.kernels import activation, batch, conv
+from fastcnn.kernels import activation, batch, conv, gradient
 
 from .conftest import DTYPES, conv_shapes, seeds, tolerance
 
@@ -119,6 +119,28 @@ def test_conv_gradient_batch_of_one_is_conv_sgd_gradient(dtype, shape, seed):
     batch.conv_gradient_batch(a["xs"], a["d_outputs"], d_filters, np.zeros_like(d_biases), row)
     batch.sgd_apply(before, d_filters, 1, 0.1)
     np.testing.assert_array_equal(before, expected, err_msg="sgd_apply(count=1) vs conv_sgd")
+
+
+@by_dtype
+@given(shape=conv_shapes(max_side=12), batch_size=batches, seed=seeds)
+def test_conv_gradient_batch_is_running_sum_of_conv_backward(dtype, shape, batch_size, seed):
+    # Catches the three filter-gradient kernels (batch.conv_gradient_batch, conv.conv_sgd,
+    # gradient.conv_backward) drifting apart: they share one summation helper, so the batch's
+    # sums are the per-sample gradients of gradient.conv_backward added one after the other, bit
+    # for bit, whatever the filter size (the helper sums taps three at a time, then the rest).
+    a = conv_arrays(shape, batch_size, dtype, seed)
+    row = np.empty(shape.out_hw[1], dtype)
+    d_filters = np.zeros_like(a["filters"])
+    batch.conv_gradient_batch(a["xs"], a["d_outputs"], d_filters, np.zeros_like(a["biases"]), row)
+    expected = np.zeros_like(d_filters)
+    single = np.empty_like(d_filters)
+    d_input = np.empty(a["xs"].shape[1:], dtype)
+    for b in range(batch_size):
+        gradient.conv_backward(a["xs"][b], a["filters"], a["d_outputs"][b], single, d_input, row)
+        expected += single
+    np.testing.assert_array_equal(
+        d_filters, expected, err_msg="conv_gradient_batch vs conv_backward"
+    )
 
 
 @by_dtype
