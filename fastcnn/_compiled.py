@@ -85,16 +85,8 @@ class Program:
         self.grads = np.empty(offset, self.dtype)
         self.row = np.empty(widest, self.dtype)
         self.num_threads = num_threads
-        # Per-thread scratch: a dense layer's input-gradient share (its input size), or, where
-        # the first layers run split (kernels/split.py), a share of its output or a row of the
-        # convolution.
         widest_dense = max(
-            [
-                max(int(r["in_size"]), int(r["out_size"]))
-                for r in self.spec
-                if r["op"] == k_network.LINEAR
-            ]
-            + [widest]
+            [int(r["in_size"]) for r in self.spec if r["op"] == k_network.LINEAR] or [1]
         )
         self.partial = np.empty((num_threads, widest_dense), self.dtype)
         self._batch: tuple[int, NDArray, NDArray, NDArray] | None = None

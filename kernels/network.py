@@ -40,7 +40,6 @@ from .dense import (
     dense_forward_blocks,
     dense_sgd,
 )
-from .split import conv_dense_backward_split, conv_dense_forward_split
 
 CONV = 0
 LINEAR = 1
@@ -80,50 +79,8 @@ def _copy(a, out):
 
 
 @jit(inline=True)
-def _split_prefix(spec, partial):
-    """3 when the network starts Convolution -> sigmoid -> Linear (the notebook's MNIST CNN) with
-    a large dense layer and there are threads: those three layers then run as one parallel
-    region per pass (``split.py``); 0 otherwise."""
-    if partial is None or spec.size < 3:
-        return 0
-    conv, act, dense = spec[0], spec[1], spec[2]
-    if conv.op != CONV or act.op != SIGMOID or dense.op != LINEAR:
-        return 0
-    if dense.in_size * dense.out_size < PARALLEL_MIN_WEIGHTS or conv.filter_count < 2:
-        return 0
-    return 3
-
-
-@jit(inline=True)
-def _split_arrays(spec, params, acts, grads):
-    """The arrays of the three layers :func:`_split_prefix` fuses, in ``split.py``'s shapes."""
-    conv, act, dense = spec[0], spec[1], spec[2]
-    d, h, wd = conv.depth, conv.height, conv.width
-    s, c = conv.filter_size, conv.filter_count
-    maps = (c, h - s + 1, wd - s + 1)
-    n, m = dense.in_size, dense.out_size
-    return (
-        acts[conv.x : conv.x + conv.in_size].reshape((d, h, wd)),
-        params[conv.weights : conv.biases].reshape((c, d, s, s)),
-        params[conv.biases : conv.biases + conv.out_size].reshape(maps),
-        acts[conv.y : conv.y + conv.out_size].reshape(maps),
-        acts[act.y : act.y + act.out_size].reshape(maps),
-        params[dense.weights : dense.biases].reshape((m, n)),
-        params[dense.biases : dense.biases + m].reshape((m, 1)),
-        acts[dense.y : dense.y + m].reshape((m, 1)),
-        grads[dense.y : dense.y + m].reshape((m, 1)),
-        grads[act.y : act.y + act.out_size].reshape(maps),
-        grads[act.x : act.x + act.in_size].reshape(maps),
-    )
-
-
-@jit(inline=True)
 def _forward(spec, params, acts, partial):
-    first = _split_prefix(spec, partial)
-    if first:
-        x, f, cb, co, a, w, b, y, _, _, _ = _split_arrays(spec, params, acts, acts)
-        conv_dense_forward_split(x, f, cb, co, a, w, b, y, partial)
-    for l in range(first, spec.size):
+    for l in range(spec.size):
         layer = spec[l]
         x = acts[layer.x : layer.x + layer.in_size]
         y = acts[layer.y : layer.y + layer.out_size]
@@ -155,8 +112,7 @@ def _forward(spec, params, acts, partial):
 def _backward(spec, params, acts, grads, rate, row, partial):
     """Backward from the last layer's output gradient; the first layer's input gradient is never
     needed."""
-    first = _split_prefix(spec, partial)
-    for l in range(spec.size - 1, first - 1, -1):
+    for l in range(spec.size - 1, -1, -1):
         layer = spec[l]
         x = acts[layer.x : layer.x + layer.in_size]
         g_in = grads[layer.x : layer.x + layer.in_size]
@@ -197,9 +153,6 @@ def _backward(spec, params, acts, grads, rate, row, partial):
                 dense_backward_sgd(*args, g_in.reshape((n, 1)))
         elif l > 0:
             sigmoid_backward(acts[layer.y : layer.y + layer.out_size], g_out, g_in)
-    if first:
-        x, f, cb, _, a, w, b, _, g, d_act, d_conv = _split_arrays(spec, params, acts, grads)
-        conv_dense_backward_split(x, f, cb, a, w, b, g, rate, d_act, d_conv, partial)
 
 
 @jit(inline=True)

@@ -2,8 +2,6 @@
 path it replaces, the two-thread dense kernels against the one-thread ones, and the vectorised exp.
 """
 
-import os
-
 import numba
 import numpy as np
 import pytest
@@ -22,7 +20,7 @@ from fastcnn import (
     mse,
     sigmoid,
 )
-from fastcnn.kernels import activation, conv, dense, split
+from fastcnn.kernels import activation, dense
 from fastcnn.kernels import network as k_network
 from fastcnn.models import mnist_cnn
 
@@ -117,24 +115,17 @@ def test_compiled_train_linear_first_layer_xor():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(
-    ("second_conv", "hidden"), [(False, 256), (True, 400)], ids=["split-prefix", "row-blocks"]
-)
-def test_two_threads_match_one_thread_and_repeat(dtype, second_conv, hidden):
+def test_two_threads_match_one_thread_and_repeat(dtype):
     # Catches a race between the two threads (results would vary run to run) and a wrong block
     # split or partial-sum combination (results would leave the one-thread run's neighbourhood).
-    # A first convolution takes kernels/split.py (conv, sigmoid and dense in one region); a
-    # second one in front of the dense layer takes the row-block dense kernels.
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("Numba has a single thread here")
     x, y = data(1, 12, 6, 0)
     runs = {}
     for name, threads in (("one", 1), ("two", 2), ("two again", 2)):
-        # The dense layer after the convolutions has more than PARALLEL_MIN_WEIGHTS weights
-        # (300 x 256, or 200 x 400): it is split across threads.
-        net = conv_net(1, 12, 3, 3, hidden, dtype, 3, second_conv=second_conv)
-        dense_layer = next(layer for layer in net.layers if isinstance(layer, Linear))
-        assert dense_layer.weights.size >= k_network.PARALLEL_MIN_WEIGHTS
+        # Linear(300, 256) has more than PARALLEL_MIN_WEIGHTS weights: it is split across threads.
+        net = conv_net(1, 12, 3, 3, 256, dtype, 3)
+        assert k_network.PARALLEL_MIN_WEIGHTS <= 300 * 256
         net.num_threads = threads
         losses = net.train(x, y, mse, d_mse, 2, 0.1, verbose=False)
         runs[name] = (losses, list(parameters(net).values()))
@@ -144,62 +135,6 @@ def test_two_threads_match_one_thread_and_repeat(dtype, second_conv, hidden):
         np.testing.assert_allclose(a, b, **tolerance(dtype))
     np.testing.assert_allclose(runs["one"][0], runs["two"][0], **tolerance(dtype))
     assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS  # restored after training
-
-
-# Compiling the parallel kernels makes this slow; as plain Python (NUMBA_DISABLE_JIT=1, the CI
-# coverage run, which skips `slow`) it takes milliseconds and is what covers kernels/split.py.
-def slow_when_compiled(test):
-    return pytest.mark.slow(test) if os.environ.get("NUMBA_DISABLE_JIT", "0") == "0" else test
-
-
-@slow_when_compiled
-@pytest.mark.parametrize("groups", [2, 3])
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_split_kernels_match_one_thread_kernels(groups, dtype):
-    # Catches a filter group or its columns of the dense weights lost, done twice or misaligned
-    # (3 groups of 4 filters do not divide evenly): the split forward must give the one-thread
-    # sigmoid maps exactly and the dense output to rounding, and the split backward every update
-    # and gradient bit for bit.
-    rng = np.random.default_rng(groups)
-    c, m, side, s = 4, 6, 7, 3
-    o = side - s + 1
-    n = c * o * o
-
-    def draw(*shape):
-        return rng.standard_normal(shape).astype(dtype)
-
-    x, f, cb, w, b, g = (
-        draw(1, side, side),
-        draw(c, 1, s, s),
-        draw(c, o, o),
-        draw(m, n),
-        draw(m, 1),
-        draw(m, 1),
-    )
-    rate = dtype(0.1)
-    scratch = np.empty((groups, max(n, m)), dtype)
-    co, a, out = np.empty((c, o, o), dtype), np.empty((c, o, o), dtype), np.empty((m, 1), dtype)
-    split.conv_dense_forward_split(x, f, cb, co, a, w, b, out, scratch)
-    co1, a1, out1 = np.empty_like(co), np.empty_like(a), np.empty_like(out)
-    conv.conv_forward(x, f, cb, co1)
-    activation.sigmoid(co1, a1)
-    dense.dense_forward(w, a1.reshape(n, 1), b, out1)
-    np.testing.assert_array_equal(a, a1)
-    np.testing.assert_allclose(out, out1, **tolerance(dtype))
-
-    mine = [f.copy(), cb.copy(), w.copy(), b.copy()]
-    d_act, d_conv = np.empty((c, o, o), dtype), np.empty((c, o, o), dtype)
-    split.conv_dense_backward_split(x, *mine[:2], a, *mine[2:], g, rate, d_act, d_conv, scratch)
-    theirs = [f.copy(), cb.copy(), w.copy(), b.copy()]
-    d_act1, d_conv1 = np.empty((n, 1), dtype), np.empty((c, o, o), dtype)
-    dense.dense_backward_sgd(theirs[2], theirs[3], a1.reshape(n, 1), g, rate, d_act1)
-    activation.sigmoid_backward(a1, d_act1.reshape(c, o, o), d_conv1)
-    conv.conv_sgd(x, theirs[0], theirs[1], d_conv1, rate, np.empty(o, dtype))
-    for name, p, q in zip(
-        ("filters", "conv biases", "weights", "biases"), mine, theirs, strict=True
-    ):
-        np.testing.assert_array_equal(p, q, err_msg=name)
-    np.testing.assert_array_equal(d_act.reshape(n, 1), d_act1)
 
 
 def test_num_threads_beyond_numba_is_an_error():
