@@ -73,7 +73,9 @@ class Program:
             records.append(spec)
         if self.dtype is None or not records or size is None:
             raise _Unsupported
-        self.spec = np.zeros(len(records), k_network.LAYER)
+        # A recarray, whose elements read fields as attributes (``spec[l].op``) in plain Python
+        # too (NUMBA_DISABLE_JIT, the coverage run); Numba types it as the same record array.
+        self.spec = np.zeros(len(records), k_network.LAYER).view(np.recarray)
         for record, spec in zip(self.spec, records, strict=True):
             for name, value in spec.items():
                 record[name] = value
@@ -127,14 +129,6 @@ class Program:
             return k_network.train_mse_sgd(*args, losses)
         with _threads(self.num_threads):
             return k_network.train_mse_sgd_threads(*args, self.partial, losses)
-
-    def predict(self, xs: NDArray) -> NDArray:
-        """The network's outputs (N, output size) for samples ``xs`` (N, input size), one sample
-        at a time."""
-        out = np.empty((len(xs), self.output_size), self.dtype)
-        # One thread: a prediction reads each weight once, too little work to share.
-        k_network.predict_many(self.spec, self.params, self.acts, xs, out)
-        return out
 
     def batch_buffers(self, capacity: int) -> tuple[NDArray, NDArray, NDArray]:
         """Activations, gradients (each ``capacity`` times the per-sample buffers) and gradient

@@ -367,15 +367,7 @@ class Network:
                     raise _not_finite(e, k, "not finite")
                 done = stop
                 if progress is not None:
-                    program.store()
-                    progress(e + 1, done, losses[:done].sum() / done)
-                    # The callback may have changed or replaced a layer's arrays.
-                    new = _compiled.program(self.layers, loss, d_loss, self.num_threads)
-                    if new is None:
-                        raise RuntimeError(
-                            "progress callback changed the network's layers mid-epoch."
-                        )
-                    program = new
+                    program = self._report(program, progress, e, done, losses, loss, d_loss)
         finally:
             program.store()
         # cumsum adds in order from the first sample, as the seed's `total_loss += loss` does.
@@ -457,17 +449,30 @@ class Network:
                     raise _not_finite_batch(e, k, bad, losses[bad])
                 done = stop
                 if progress is not None:
-                    program.store()
-                    progress(e + 1, done, losses[:done].sum() / done)
-                    new = _compiled.program(self.layers, loss, d_loss, self.num_threads)
-                    if new is None:
-                        raise RuntimeError(
-                            "progress callback changed the network's layers mid-epoch."
-                        )
-                    program = new
+                    program = self._report(program, progress, e, done, losses, loss, d_loss)
         finally:
             program.store()
         return float(np.cumsum(losses)[-1] / n)
+
+    def _report(
+        self,
+        program: _compiled.Program,
+        progress: Callable,
+        e: int,
+        done: int,
+        losses: NDArray,
+        loss: Callable,
+        d_loss: Callable,
+    ) -> _compiled.Program:
+        """Between compiled chunks: the layers get the trained parameters, ``progress`` sees
+        them, and the program is made again, since the callback may have changed or replaced a
+        layer's arrays."""
+        program.store()
+        progress(e + 1, done, losses[:done].sum() / done)
+        new = _compiled.program(self.layers, loss, d_loss, self.num_threads)
+        if new is None:
+            raise RuntimeError("progress callback changed the network's layers mid-epoch.")
+        return new
 
 
 def _not_finite_batch(e: int, start: int, k: int, value: Any) -> FloatingPointError:

@@ -201,18 +201,6 @@ def train_mse_sgd_threads(spec, params, acts, grads, xs, ys, rate, row, partial,
     return _train(spec, params, acts, grads, xs, ys, rate, row, partial, losses)
 
 
-@jit
-def predict_many(spec, params, acts, xs, out):
-    """``out[k] = network(xs[k])`` for every sample; shapes as :func:`train_mse_sgd`."""
-    last, first = spec[spec.size - 1], spec[0]
-    y = acts[last.y : last.y + last.out_size]
-    x = acts[first.x : first.x + first.in_size]
-    for k in range(xs.shape[0]):
-        _copy(xs[k], x)
-        _forward(spec, params, acts, None)
-        _copy(y, out[k])
-
-
 # --------------------------------------------------------------------------------------------------
 # mini-batches: the same program, every buffer region holding a whole batch
 #
@@ -289,6 +277,17 @@ def _backward_batch(spec, params, acts, grads, sums, capacity, n, row):
             sigmoid_backward(y.reshape(-1), g_out.reshape(-1), g_in.reshape(-1))
 
 
+@jit(inline=True)
+def _forward_chunk(spec, params, acts, xs, start, capacity, n):
+    """Samples ``start:start + n`` of ``xs`` into the first layer's batch region, then the
+    forward pass of the whole batch."""
+    first = spec[0]
+    x = _region(acts, first.x, first.in_size, capacity, n)
+    for b in range(n):
+        _copy(xs[start + b], x[b])
+    _forward_batch(spec, params, acts, capacity, n)
+
+
 @jit
 def train_mse_sgd_batch(spec, params, acts, grads, sums, xs, ys, capacity, rate, row, losses):
     """Mini-batch SGD with ``mse``: each consecutive batch of ``capacity`` samples of ``xs``/``ys``
@@ -299,14 +298,11 @@ def train_mse_sgd_batch(spec, params, acts, grads, sums, xs, ys, capacity, rate,
     ``params``; ``losses`` (N,) float64 receives each sample's mse. Returns N, or the first sample
     of the first batch holding a non-finite loss, before that batch's update.
     """
-    last, first = spec[spec.size - 1], spec[0]
+    last = spec[spec.size - 1]
     total = xs.shape[0]
     for start in range(0, total, capacity):
         n = min(capacity, total - start)
-        x = _region(acts, first.x, first.in_size, capacity, n)
-        for b in range(n):
-            _copy(xs[start + b], x[b])
-        _forward_batch(spec, params, acts, capacity, n)
+        _forward_chunk(spec, params, acts, xs, start, capacity, n)
         out = _region(acts, last.y, last.out_size, capacity, n)
         g = _region(grads, last.y, last.out_size, capacity, n)
         batch_losses = losses[start : start + n]
@@ -323,14 +319,11 @@ def train_mse_sgd_batch(spec, params, acts, grads, sums, xs, ys, capacity, rate,
 def predict_batch(spec, params, acts, xs, capacity, out):
     """``out[k] = network(xs[k])`` for every sample, ``capacity`` samples per forward pass (one
     GEMM per dense layer); ``acts`` as for :func:`train_mse_sgd_batch`."""
-    last, first = spec[spec.size - 1], spec[0]
+    last = spec[spec.size - 1]
     total = xs.shape[0]
     for start in range(0, total, capacity):
         n = min(capacity, total - start)
-        x = _region(acts, first.x, first.in_size, capacity, n)
-        for b in range(n):
-            _copy(xs[start + b], x[b])
-        _forward_batch(spec, params, acts, capacity, n)
+        _forward_chunk(spec, params, acts, xs, start, capacity, n)
         y = _region(acts, last.y, last.out_size, capacity, n)
         for b in range(n):
             _copy(y[b], out[start + b])
