@@ -78,11 +78,11 @@ def threads(n):
 # contenders: each `setup(xs, ys, size)` returns a callable running one pass over all the samples
 
 
-def torch_setup(xs, ys, size):
-    """PyTorch's training loop on the notebook's network, in the dtype of ``xs``."""
-    dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[xs.dtype]
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(
+def torch_network(dtype):
+    """The notebook's MNIST CNN in PyTorch, in ``dtype`` (NumPy's name or dtype); PyTorch's own
+    initial weights (seed them with ``torch.manual_seed`` first, or copy yours in)."""
+    tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+    return torch.nn.Sequential(
         torch.nn.Conv2d(1, 5, 3),
         torch.nn.Sigmoid(),
         torch.nn.Flatten(),
@@ -90,7 +90,13 @@ def torch_setup(xs, ys, size):
         torch.nn.Sigmoid(),
         torch.nn.Linear(100, 10),
         torch.nn.Sigmoid(),
-    ).to(dtype)
+    ).to(tdtype[np.dtype(dtype)])
+
+
+def torch_setup(xs, ys, size):
+    """PyTorch's training loop on the notebook's network, in the dtype of ``xs``."""
+    torch.manual_seed(0)
+    model = torch_network(xs.dtype)
     loss_fn = torch.nn.MSELoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=RATE)
     tx, ty = torch.from_numpy(xs), torch.from_numpy(ys)

@@ -55,26 +55,17 @@ def fastcnn_run(recipe, data, dtype, threads, target, max_epochs):
 
 def torch_run(recipe, data, dtype, threads, target, max_epochs):
     """PyTorch on the same work as :func:`fastcnn_run`; None when torch is not installed."""
-    try:
-        import torch
-    except ImportError:
+    from bench.peers import torch, torch_network
+
+    if torch is None:
         return None
     (x, y), (test_x, test_y) = data
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    tdtype = torch.float32 if dtype == "float32" else torch.float64
     try:
         start_net = mnist_cnn(init="xavier", rng=SEED, dtype=dtype)
         conv, dense1, dense2 = (start_net.layers[i] for i in (0, 3, 5))
-        net = torch.nn.Sequential(
-            torch.nn.Conv2d(1, 5, 3),
-            torch.nn.Sigmoid(),
-            torch.nn.Flatten(),
-            torch.nn.Linear(3380, 100),
-            torch.nn.Sigmoid(),
-            torch.nn.Linear(100, 10),
-            torch.nn.Sigmoid(),
-        ).to(tdtype)
+        net = torch_network(dtype)
         with torch.no_grad():  # the same starting point as the fastcnn runs
             net[0].weight.copy_(torch.from_numpy(conv.filters))
             # fastcnn's convolution (the notebook's) has a bias per output pixel, PyTorch's Conv2d

@@ -79,6 +79,15 @@ def _copy(a, out):
 
 
 @jit(inline=True)
+def _conv_dims(layer):
+    """A convolution record's input (depth, height, width), filter size and count, and output
+    height and width."""
+    s = layer.filter_size
+    h, wd = layer.height, layer.width
+    return layer.depth, h, wd, s, layer.filter_count, h - s + 1, wd - s + 1
+
+
+@jit(inline=True)
 def _forward(spec, params, acts, partial):
     for l in range(spec.size):
         layer = spec[l]
@@ -87,13 +96,12 @@ def _forward(spec, params, acts, partial):
         w = params[layer.weights : layer.biases]
         b = params[layer.biases : layer.biases + layer.out_size]
         if layer.op == CONV:
-            d, h, wd = layer.depth, layer.height, layer.width
-            s, c = layer.filter_size, layer.filter_count
+            d, h, wd, s, c, oh, ow = _conv_dims(layer)
             conv_forward(
                 x.reshape((d, h, wd)),
                 w.reshape((c, d, s, s)),
-                b.reshape((c, h - s + 1, wd - s + 1)),
-                y.reshape((c, h - s + 1, wd - s + 1)),
+                b.reshape((c, oh, ow)),
+                y.reshape((c, oh, ow)),
             )
         elif layer.op == LINEAR:
             n, m = layer.in_size, layer.out_size
@@ -120,9 +128,8 @@ def _backward(spec, params, acts, grads, rate, row, partial):
         w = params[layer.weights : layer.biases]
         b = params[layer.biases : layer.biases + layer.out_size]
         if layer.op == CONV:
-            d, h, wd = layer.depth, layer.height, layer.width
-            s, c = layer.filter_size, layer.filter_count
-            shape_out = (c, h - s + 1, wd - s + 1)
+            d, h, wd, s, c, oh, ow = _conv_dims(layer)
+            shape_out = (c, oh, ow)
             args = (
                 x.reshape((d, h, wd)),
                 w.reshape((c, d, s, s)),
@@ -226,14 +233,12 @@ def _forward_batch(spec, params, acts, capacity, n):
         w = params[layer.weights : layer.biases]
         b = params[layer.biases : layer.biases + layer.out_size]
         if layer.op == CONV:
-            d, h, wd = layer.depth, layer.height, layer.width
-            s, c = layer.filter_size, layer.filter_count
-            shape_out = (c, h - s + 1, wd - s + 1)
+            d, h, wd, s, c, oh, ow = _conv_dims(layer)
             conv_forward_batch(
                 x.reshape((n, d, h, wd)),
                 w.reshape((c, d, s, s)),
-                b.reshape(shape_out),
-                y.reshape((n, c, h - s + 1, wd - s + 1)),
+                b.reshape((c, oh, ow)),
+                y.reshape((n, c, oh, ow)),
             )
         elif layer.op == LINEAR:
             m, k = layer.out_size, layer.in_size
@@ -255,9 +260,7 @@ def _backward_batch(spec, params, acts, grads, sums, capacity, n, row):
         d_w = sums[layer.weights : layer.biases]
         d_b = sums[layer.biases : layer.biases + layer.out_size]
         if layer.op == CONV:
-            d, h, wd = layer.depth, layer.height, layer.width
-            s, c = layer.filter_size, layer.filter_count
-            oh, ow = h - s + 1, wd - s + 1
+            d, h, wd, s, c, oh, ow = _conv_dims(layer)
             for i in range(d_w.size):  # conv_gradient_batch adds into its sums
                 d_w[i] = 0
             for i in range(d_b.size):
