@@ -55,17 +55,24 @@ def _package_digest() -> str:
 _STAMP = ("fastcnn.kernels", _package_digest())
 
 
-# The only fast-math flag any kernel may use, and only on a sum whose order does not matter to us:
-# it lets LLVM split a dot product across vector lanes (4x faster) at the price of a different but
-# equally accurate rounding. Never "nnan"/"ninf": those would let LLVM assume away the NaN that
-# reveals a diverged run. tests/test_layout.py rejects any other `fastmath=` in kernels/.
+# The only fast-math flags any kernel may use. "reassoc", only on a sum whose order does not matter
+# to us: it lets LLVM split a dot product across vector lanes (4x faster) at the price of a
+# different but equally accurate rounding. "contract", only where a result is not meant to match the
+# seed's roundings bit for bit (the exp polynomial, already within 1 ulp of np.exp, not equal to
+# it): it fuses a * b + c into one FMA, which rounds once instead of twice. Never "nnan"/"ninf":
+# those would let LLVM assume away the NaN that reveals a diverged run. tests/test_layout.py
+# rejects any other `fastmath=` in kernels/.
 REASSOCIATE = {"reassoc"}
+CONTRACT = {"contract"}
 
 
-def jit(function=None, *, reassociate=False, parallel=False, cache=True, inline=False):
+def jit(
+    function=None, *, reassociate=False, contract=False, parallel=False, cache=True, inline=False
+):
     """``numba.njit(cache=True)`` with a package-wide cache stamp; no cache where none can be written.
 
     ``reassociate=True`` adds the :data:`REASSOCIATE` flag, for kernels whose hot loop is a sum;
+    ``contract=True`` the :data:`CONTRACT` flag, for arithmetic that may round as FMA does;
     ``parallel=True`` lets ``numba.prange`` loops run on ``numba.get_num_threads()`` threads.
     ``cache=False`` compiles in every process; ``inline=True`` inlines the function into its
     callers (``numba.njit(inline="always")``), which then compile it as part of themselves. Parallel kernels, and any kernel that calls one, are
@@ -75,13 +82,19 @@ def jit(function=None, *, reassociate=False, parallel=False, cache=True, inline=
     """
     if function is None:
         return lambda f: jit(
-            f, reassociate=reassociate, parallel=parallel, cache=cache, inline=inline
+            f,
+            reassociate=reassociate,
+            contract=contract,
+            parallel=parallel,
+            cache=cache,
+            inline=inline,
         )
     # NumPy's error model: 1 / 0 is inf, as in the reference path, instead of Python's
     # ZeroDivisionError, whose check in every division also stops LLVM from vectorising a loop.
     options: dict[str, Any] = {"error_model": "numpy"}
-    if reassociate:
-        options["fastmath"] = set(REASSOCIATE)
+    fastmath = (REASSOCIATE if reassociate else set()) | (CONTRACT if contract else set())
+    if fastmath:
+        options["fastmath"] = fastmath
     if parallel:
         options["parallel"] = True
     if inline:

@@ -1,5 +1,7 @@
 """Valid cross-correlation and full convolution, and the convolution layer built from them."""
 
+import numpy as np
+
 from ._jit import jit
 
 
@@ -46,14 +48,47 @@ def convolve2d_full(g, k, out):
 
 
 @jit
+def _correlate3_rows(x, k, base, out):
+    """``out = base + signal.correlate2d(x, k, "valid")`` for a 3 x 3 ``k``; ``base`` may be ``out``.
+
+    x (H, W), k (3, 3), base and out (H-2, W-2). The nine taps stay in registers and each output
+    sums its products in the order u, v (row by row), then adds ``base``: one pass over the output
+    instead of nine. Written for the notebook's 3 x 3 filters (2-3x faster than the generic loop).
+    """
+    oh, ow = out.shape
+    k00, k01, k02 = k[0, 0], k[0, 1], k[0, 2]
+    k10, k11, k12 = k[1, 0], k[1, 1], k[1, 2]
+    k20, k21, k22 = k[2, 0], k[2, 1], k[2, 2]
+    for a in range(oh):
+        r0, r1, r2 = x[a], x[a + 1], x[a + 2]
+        base_row, out_row = base[a], out[a]
+        for b in range(ow):
+            t = r0[b] * k00
+            t += r0[b + 1] * k01
+            t += r0[b + 2] * k02
+            t += r1[b] * k10
+            t += r1[b + 1] * k11
+            t += r1[b + 2] * k12
+            t += r2[b] * k20
+            t += r2[b + 1] * k21
+            t += r2[b + 2] * k22
+            out_row[b] = t + base_row[b]
+
+
+@jit
 def conv_forward(x, filters, biases, out):
     """``out[i] = biases[i] + sum_j correlate2d(x[j], filters[i, j], "valid")``.
 
     x (depth, H, W), filters (count, depth, s, s), biases and out (count, H-s+1, W-s+1).
     """
-    count, depth = filters.shape[0], filters.shape[1]
+    count, depth, s = filters.shape[0], filters.shape[1], filters.shape[2]
     oh, ow = out.shape[1], out.shape[2]
     for i in range(count):
+        if s == 3:
+            _correlate3_rows(x[0], filters[i, 0], biases[i], out[i])
+            for j in range(1, depth):
+                _correlate3_rows(x[j], filters[i, j], out[i], out[i])
+            continue
         # A loop, not `out[i] = biases[i]`: an array assignment makes Numba compile its broadcast
         # check, whose error message costs seconds of compile on a cold cache.
         for a in range(oh):
@@ -66,41 +101,57 @@ def conv_forward(x, filters, biases, out):
 @jit(reassociate=True)
 def _correlate2d_valid_sgd(x, g, f, rate):
     """``f -= signal.correlate2d(x, g, "valid") * rate``: a filter's gradient (x the layer's input
-    channel, g its output gradient) applied in place; x (H, W), g (H-s+1, W-s+1), f (s, s).
+    channel, g its output gradient) applied in place; x (H, W) and g (H-s+1, W-s+1) C-contiguous,
+    f (s, s).
 
     The one place the filter gradient is summed: ``conv_sgd`` passes the learning rate,
     ``gradient.conv_backward`` and ``batch.conv_gradient_batch`` pass ``-1`` (in f's dtype) to a
     zeroed or accumulating ``f`` (``f - t * -1`` is ``f + t`` exactly), so all three agree bit for bit.
     """
+    width = x.shape[1]
     oh, ow = g.shape
     s = f.shape[1]
-    zero = x.dtype.type(0)
+    # Each tap is a dot product of g with a shifted window of x. With g copied into rows as wide
+    # as x's (zeros in the last width - ow columns), every window is one contiguous run of the
+    # flat x, so each tap is a single dot product of `length` values, not oh dot products of ow
+    # (26 values: mostly vector remainders). 2-3x faster at MNIST size.
+    length = (oh - 1) * width + ow
+    gw = np.empty(length, g.dtype)
+    for a in range(oh):
+        g_row, wide_row = g[a], gw[a * width : a * width + ow]
+        for b in range(ow):
+            wide_row[b] = g_row[b]
+        if a < oh - 1:
+            pad = gw[a * width + ow : (a + 1) * width]
+            for b in range(pad.size):
+                pad[b] = 0
+    xf = x.reshape(-1)
+    zero = g.dtype.type(0)
     for u in range(s):
-        # Three taps v, v+1, v+2 per pass over the rows (one load of g for three products), each a
-        # reassociated dot product, which LLVM splits across vector lanes: the order of a sum of
-        # products is free here (the scipy oracle sums in yet another order; float64 within 1e-12).
+        # Three taps v, v+1, v+2 per pass (one load of gw for three products), each a reassociated
+        # dot product, which LLVM splits across vector lanes: the order of a sum of products is
+        # free here (the scipy oracle sums in yet another order; float64 within 1e-12). Windows
+        # as slices, not `xf[o + p]`: Numba's negative-index check on `o + p` made LLVM gather.
         v = 0
         while v + 3 <= s:
+            o = u * width + v
+            x0, x1, x2 = xf[o : o + length], xf[o + 1 : o + 1 + length], xf[o + 2 : o + 2 + length]
             t0, t1, t2 = zero, zero, zero
-            for a in range(oh):
-                xr = x[u + a]
-                gr = g[a]
-                for b in range(ow):
-                    gb = gr[b]
-                    t0 += xr[v + b] * gb
-                    t1 += xr[v + 1 + b] * gb
-                    t2 += xr[v + 2 + b] * gb
+            for p in range(length):
+                gp = gw[p]
+                t0 += x0[p] * gp
+                t1 += x1[p] * gp
+                t2 += x2[p] * gp
             f[u, v] -= t0 * rate
             f[u, v + 1] -= t1 * rate
             f[u, v + 2] -= t2 * rate
             v += 3
         while v < s:
+            o = u * width + v
+            x0 = xf[o : o + length]
             t0 = zero
-            for a in range(oh):
-                xr = x[u + a]
-                gr = g[a]
-                for b in range(ow):
-                    t0 += xr[v + b] * gr[b]
+            for p in range(length):
+                t0 += x0[p] * gw[p]
             f[u, v] -= t0 * rate
             v += 1
 
