@@ -13,6 +13,7 @@ The dense kernels call BLAS through Numba's ``np.dot(a, b, out)`` (SciPy's OpenB
 import numpy as np
 
 from ._jit import jit
+from .blas import gemm_update
 from .conv import _convolve2d_full_add, _correlate2d_valid_sgd, conv_forward
 
 
@@ -103,6 +104,25 @@ def dense_gradient_batch(xs, d_outputs, d_weights, d_biases):
     xs (B, n), d_outputs (B, m), d_weights (m, n), d_biases of m elements ((m, 1) or (m,)).
     """
     np.dot(d_outputs.T, xs, d_weights)
+    db = d_biases.reshape(-1)
+    db[:] = 0
+    for b in range(d_outputs.shape[0]):
+        g = d_outputs[b]
+        for i in range(g.size):
+            db[i] += g[i]
+
+
+@jit
+def dense_sgd_batch(xs, d_outputs, weights, d_biases, count, rate):
+    """``weights -= (d_outputs.T @ xs) * (rate / count)`` in one BLAS gemm that adds its product to
+    ``weights`` (no gradient matrix is made), and ``d_biases = d_outputs.sum(0)``, for
+    :func:`sgd_apply` to apply with the other sums.
+
+    Shapes as :func:`dense_gradient_batch`. The weights' step is rounded as BLAS rounds
+    ``w + alpha * t`` with ``alpha = -(rate / count)``, not as ``sgd_apply``'s
+    ``w - (t / count) * rate``: the same mean gradient to the last bits.
+    """
+    gemm_update(d_outputs.T, xs, weights, -(rate / count))
     db = d_biases.reshape(-1)
     db[:] = 0
     for b in range(d_outputs.shape[0]):

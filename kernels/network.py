@@ -27,8 +27,8 @@ from .batch import (
     conv_gradient_batch,
     conv_input_gradient_batch,
     dense_forward_batch,
-    dense_gradient_batch,
     dense_input_gradient_batch,
+    dense_sgd_batch,
     mse_batch,
     sgd_apply,
 )
@@ -248,9 +248,11 @@ def _forward_batch(spec, params, acts, capacity, n):
 
 
 @jit(inline=True)
-def _backward_batch(spec, params, acts, grads, sums, capacity, n, row):
-    """Summed parameter gradients of the batch into ``sums`` (laid out as ``params``), from the
-    last layer's output gradients; the first layer's input gradient is never needed."""
+def _backward_batch(spec, params, acts, grads, sums, capacity, n, rate, row):
+    """The batch's SGD step, from the last layer's output gradients: a dense layer's weights move
+    in the gemm that sums their gradient (:func:`batch.dense_sgd_batch`), after its input gradient
+    is taken; every other parameter's summed gradient goes to ``sums`` (laid out as ``params``) and
+    moves by :func:`sgd_apply` at the end. The first layer's input gradient is never needed."""
     for l in range(spec.size - 1, -1, -1):
         layer = spec[l]
         x = _region(acts, layer.x, layer.in_size, capacity, n)
@@ -272,12 +274,22 @@ def _backward_batch(spec, params, acts, grads, sums, capacity, n, row):
                 conv_input_gradient_batch(g, w.reshape((c, d, s, s)), g_in.reshape((n, d, h, wd)))
         elif layer.op == LINEAR:
             m, k = layer.out_size, layer.in_size
-            dense_gradient_batch(x, g_out, d_w.reshape((m, k)), d_b)
-            if l > 0:
+            if l > 0:  # from the weights before this batch's step
                 dense_input_gradient_batch(g_out, w.reshape((m, k)), g_in)
+            dense_sgd_batch(x, g_out, w.reshape((m, k)), d_b, n, rate)
         elif l > 0:
             y = _region(acts, layer.y, layer.out_size, capacity, n)
             sigmoid_backward(y.reshape(-1), g_out.reshape(-1), g_in.reshape(-1))
+    for l in range(spec.size):
+        layer = spec[l]
+        if layer.op == CONV:
+            start = layer.weights
+        elif layer.op == LINEAR:
+            start = layer.biases  # its weights have moved already
+        else:
+            continue
+        stop = layer.biases + layer.out_size
+        sgd_apply(params[start:stop], sums[start:stop], n, rate)
 
 
 @jit(inline=True)
@@ -313,8 +325,7 @@ def train_mse_sgd_batch(spec, params, acts, grads, sums, xs, ys, capacity, rate,
         for b in range(n):
             if not np.isfinite(batch_losses[b]):
                 return start
-        _backward_batch(spec, params, acts, grads, sums, capacity, n, row)
-        sgd_apply(params, sums, n, rate)
+        _backward_batch(spec, params, acts, grads, sums, capacity, n, rate, row)
     return total
 
 

@@ -2,6 +2,7 @@
 sample by sample, over hypothesis-drawn shapes and batch sizes, in float64 and float32; and, where
 the docstrings promise it, bit for bit against the per-sample kernels."""
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 from scipy import signal
 
 from fastcnn import functions
-from fastcnn.kernels import activation, batch, conv, gradient
+from fastcnn.kernels import activation, batch, blas, conv, gradient
 
 from .conftest import DTYPES, conv_shapes, seeds, tolerance
 
@@ -202,6 +203,45 @@ def test_dense_batch_kernels_match_numpy(dtype, case):
         sum_b += g
     check("dense_gradient_batch [d_weights]", d_weights, sum_w.astype(dtype), dtype, B=batch_size)
     check("dense_gradient_batch [d_biases]", d_biases, sum_b.astype(dtype), dtype, B=batch_size)
+    # The fused step: the weights move by rate times the mean gradient inside the gemm.
+    stepped = weights.copy()
+    d_biases[:] = np.nan
+    batch.dense_sgd_batch(xs, d_outputs, stepped, d_biases, batch_size, dtype(0.5))
+    expected = (weights - sum_w / batch_size * 0.5).astype(dtype)
+    check("dense_sgd_batch [weights]", stepped, expected, dtype, B=batch_size)
+    check("dense_sgd_batch [d_biases]", d_biases, sum_b.astype(dtype), dtype, B=batch_size)
+
+
+@numba.njit
+def compiled_gemm_update(a, b, c, alpha):
+    # gemm_update called from Python is its NumPy twin; the BLAS call exists only compiled.
+    blas.gemm_update(a, b, c, alpha)
+
+
+@by_dtype
+@given(
+    m=st.integers(1, 40),
+    k=st.integers(1, 40),
+    n=st.integers(1, 60),
+    layouts=st.sampled_from(["CC", "CF", "FC", "FF"]),
+    alpha=st.sampled_from([1.0, -0.25, 3]),
+    seed=seeds,
+)
+def test_gemm_update_adds_scaled_product(dtype, m, k, n, layouts, alpha, seed):
+    # Catches the BLAS call behind the fused dense step reading an operand with the wrong
+    # transpose or leading dimension (a transposed view is F-ordered), replacing c instead of
+    # adding to it, or dropping alpha; shapes include 1 and non-square ones.
+    rng = np.random.default_rng(seed)
+
+    def operand(rows, cols, layout):
+        x = draw(rng, dtype, rows, cols)
+        return x if layout == "C" else np.asfortranarray(x)
+
+    a, b = operand(m, k, layouts[0]), operand(k, n, layouts[1])
+    c = draw(rng, dtype, m, n)
+    expected = c.astype(np.float64) + alpha * (a.astype(np.float64) @ b.astype(np.float64))
+    compiled_gemm_update(a, b, c, alpha)
+    check("gemm_update", c, expected.astype(dtype), dtype, layouts=layouts)
 
 
 @by_dtype

@@ -105,15 +105,19 @@ def test_every_kernel_uses_package_jit(path):
         for n in tree.body
     )
     functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
-    # The one exception: a numba.extending.overload hook and the Python function it overloads
-    # (`@overload(exp)` teaches Numba what `exp` means in kernels; neither is a kernel itself).
+    # The exceptions: a numba.extending.overload hook and the Python function it overloads
+    # (`@overload(exp)` teaches Numba what `exp` means in kernels; neither is a kernel itself),
+    # and an `@intrinsic` (LLVM code generated while Numba compiles its caller).
     hooks = [
         f for f in functions if len(f.decorator_list) == 1 and _is_overload(f.decorator_list[0])
     ]
     overloaded = {a.id for f in hooks for a in f.decorator_list[0].args if isinstance(a, ast.Name)}
-    functions = [f for f in functions if f not in hooks and f.name not in overloaded]
-    assert functions, f"{rel(path)} defines no kernel"
-    assert imports_jit, f"{rel(path)} does not import `jit` from ._jit"
+    intrinsics = [
+        f for f in functions if [getattr(d, "id", None) for d in f.decorator_list] == ["intrinsic"]
+    ]
+    functions = [f for f in functions if f not in hooks + intrinsics and f.name not in overloaded]
+    assert functions or intrinsics, f"{rel(path)} defines no kernel"
+    assert imports_jit or not functions, f"{rel(path)} does not import `jit` from ._jit"
     for function in functions:
         decorators = function.decorator_list
         assert len(decorators) == 1 and _is_jit(decorators[0]), (
