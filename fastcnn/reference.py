@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import signal
 
 # The notebook's activation and loss functions (cells 326 and 327) live in fastcnn.functions, the
 # public names; they are the reference too, re-exported so the reference is one import.
@@ -67,6 +66,8 @@ def conv_forward(input: NDArray, filters: NDArray, biases: NDArray) -> NDArray:
 
     Shapes: input (depth, h, w), filters (count, depth, k, k), biases (count, h-k+1, w-k+1).
     """
+    from scipy import signal  # imported here: 0.6 s that the numba path never needs
+
     output = biases.copy()
     for i in range(filters.shape[0]):
         for j in range(filters.shape[1]):
@@ -77,6 +78,8 @@ def conv_forward(input: NDArray, filters: NDArray, biases: NDArray) -> NDArray:
 def conv_filters_gradient(input: NDArray, d_output: NDArray, filters_shape: tuple) -> NDArray:
     """``d_filters[i, j] = correlate2d(input[j], d_output[i], "valid")``, shape ``filters_shape``,
     in ``input``'s dtype (the notebook's ``np.zeros(self.filters_shape)`` then its loop)."""
+    from scipy import signal
+
     d_filters = np.zeros(filters_shape, input.dtype)
     for i in range(filters_shape[0]):
         for j in range(filters_shape[1]):
@@ -87,6 +90,8 @@ def conv_filters_gradient(input: NDArray, d_output: NDArray, filters_shape: tupl
 def conv_input_gradient(filters: NDArray, d_output: NDArray, input_shape: tuple) -> NDArray:
     """``d_input[j] = sum_i convolve2d(d_output[i], filters[i, j], "full")``, summed over ``i`` in
     the notebook's order, shape ``input_shape``, in ``d_output``'s dtype."""
+    from scipy import signal
+
     d_input = np.zeros(input_shape, d_output.dtype)
     for i in range(filters.shape[0]):
         for j in range(filters.shape[1]):
