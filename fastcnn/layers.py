@@ -183,9 +183,9 @@ class _ComputeLayer(Layer):
             if (
                 type(array) is np.ndarray  # the fast path of check_array, without its message
                 and array.shape == shape
-                and array.dtype == dtype
-                and array.flags.c_contiguous
-                and array.flags.writeable
+                and (array.dtype is dtype or array.dtype == dtype)
+                and (flags := array.flags).c_contiguous
+                and flags.writeable
             ):
                 continue
             check.check_array(
@@ -387,13 +387,17 @@ class Activation(Layer):
     def _kernels(self) -> ActivationKernels | None:
         # Asked on every forward and backward call: remember the answer for the functions and
         # backend it was found for (all three are public attributes a user may reassign).
-        key = (self.activation, self.d_activation, self.backend)
         cached = getattr(self, "_kernels_for", None)
-        if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)):
-            return cached[1]
+        if (
+            cached is not None
+            and cached[0] is self.activation
+            and cached[1] is self.d_activation
+            and cached[2] is self.backend
+        ):
+            return cached[3]
         name = self._registered() if self.backend == "numba" else None
         kernels = None if name is None else ACTIVATIONS[name]
-        self._kernels_for = (key, kernels)
+        self._kernels_for = (self.activation, self.d_activation, self.backend, kernels)
         return kernels
 
     def get_config(self) -> dict[str, Any]:
@@ -659,7 +663,7 @@ class Reshape(Layer):
                 f"{what} of layer {self!r} is incompatible with the layer: expected shape "
                 f"{from_shape}, but received {what.lower()} with shape {array.shape}."
             )
-        return np.reshape(array, to_shape)
+        return array.reshape(to_shape)
 
     def forward_prop(self, input: Any) -> NDArray:
         return self._reshape("Input", input, self.input_shape, self.output_shape)
