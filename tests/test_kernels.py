@@ -128,3 +128,36 @@ def test_sigmoid_kernel_extremes(dtype):
         expected = reference.sigmoid(x)
     assert out.dtype == dtype
     np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 7])
+@pytest.mark.parametrize("depth", [1, 3])
+@pytest.mark.parametrize("side", ["square", "one row", "one column", "wide"])
+def test_conv_kernels_every_filter_size(dtype, size, depth, side):
+    # Catches the 3 x 3 register path of conv_forward (depth > 1 adds into its own output) and the
+    # widened filter gradient of conv_sgd (taps in groups of three, then one by one; a zero pad
+    # between rows; the last row unpadded) going wrong at a size or edge hypothesis may not draw:
+    # one output row or column, and every filter size up to 7 (remainders 0, 1 and 2).
+    height, width = {"square": (9, 9), "one row": (size, 11), "one column": (10, size)}.get(
+        side, (size + 2, 4 * size + 5)
+    )
+    rng = np.random.default_rng(size * 10 + depth)
+    oh, ow = height - size + 1, width - size + 1
+    x = rng.uniform(0, 1, (depth, height, width)).astype(dtype)
+    filters = rng.standard_normal((2, depth, size, size)).astype(dtype)
+    biases = rng.standard_normal((2, oh, ow)).astype(dtype)
+    g = rng.standard_normal((2, oh, ow)).astype(dtype)
+    tol = tolerance(dtype)
+
+    out = np.full_like(biases, np.nan)
+    conv.conv_forward(x, filters, biases, out)
+    expected = reference.conv_forward(x, filters, biases)
+    np.testing.assert_allclose(out, expected, **tol, err_msg="conv_forward")
+
+    rate = dtype(0.5)
+    f, b = filters.copy(), biases.copy()
+    conv.conv_sgd(x, f, b, g, rate, np.empty(ow, dtype))
+    d_filters = reference.conv_filters_gradient(x, g, filters.shape)
+    np.testing.assert_allclose(f, filters - d_filters * rate, **tol, err_msg="conv_sgd [filters]")
+    np.testing.assert_allclose(b, biases - g * rate, **tol, err_msg="conv_sgd [biases]")
