@@ -72,8 +72,12 @@ def quick(request):
 
 @pytest.fixture(scope="session")
 def sizes(quick):
-    """Samples per training/prediction call and timed rounds of those (pedantic) benchmarks."""
-    return {"samples": 48, "rounds": 3} if quick else {"samples": 500, "rounds": 7}
+    """Samples per training/prediction call and timed rounds of those (pedantic) benchmarks;
+    the mini-batch rows against PyTorch train on ``batch_samples`` images and evaluate on
+    ``test_images`` (issue 8 asks for >= 2,000 and the whole test set)."""
+    if quick:
+        return {"samples": 48, "rounds": 3, "batch_samples": 48, "test_images": 192}
+    return {"samples": 500, "rounds": 7, "batch_samples": 2048, "test_images": 10_000}
 
 
 @pytest.fixture(scope="session")

@@ -299,6 +299,67 @@ def peer_table(data):
     return "fastcnn vs PyTorch and the notebook (bench/test_batch.py)", headers, rows
 
 
+# Issue 8's targets: (label, work, dtype, batch size, threads, minimum fastcnn/peer ratio). The
+# float32 evaluation is compared with the notebook's loop, which runs in float64.
+PEER_TARGETS = [
+    *(
+        (f"mini-batch, {d}, 1 thread, B = {b}", "train epoch", d, b, 1, 1.5)
+        for d in ("float32", "float64")
+        for b in (32, 64)
+    ),
+    *(
+        (f"mini-batch, {d}, 2 threads, B = {b}", "train epoch", d, b, 2, 1.2)
+        for d in ("float32", "float64")
+        for b in (32, 64)
+    ),
+    (
+        "evaluate, float64 (vs the notebook's loop)",
+        "accuracy on test images",
+        "float64",
+        "",
+        1,
+        6.0,
+    ),
+    (
+        "evaluate, float32 (vs the notebook's float64 loop)",
+        "accuracy on test images",
+        "float32",
+        "",
+        1,
+        10.0,
+    ),
+]
+
+
+def peer_targets(data):
+    """(headers, rows) of :data:`PEER_TARGETS`, measured in a ``--benchmark-json`` document's
+    ``bench/test_batch.py`` rows; None when it has none."""
+    rates = {}
+    for b in data.get("benchmarks", []):
+        info = b.get("extra_info", {})
+        if "peer" in info:
+            key = (info["peer"], info["dtype"], info.get("batch_size", ""), info["threads"])
+            rates[key, info["impl"]] = info["samples"] / b["stats"]["median"]
+    if not rates:
+        return None
+    rows = []
+    for label, work, dtype, size, n_threads, minimum in PEER_TARGETS:
+        mine = rates.get(((work, dtype, size, n_threads), "fastcnn"))
+        peer_key = (work, "float64", size, n_threads) if work != "train epoch" else None
+        peer = (
+            rates.get(((work, dtype, size, n_threads), "PyTorch"))
+            if peer_key is None
+            else rates.get((peer_key, "notebook loop"))
+        )
+        if mine is None or peer is None:
+            rows.append([label, f">= {minimum:g}x", "not measured", "-"])
+            continue
+        ratio = mine / peer
+        status = "met" if ratio >= minimum else "NOT met"
+        rows.append([label, f">= {minimum:g}x", f"{ratio:.2f}x", status])
+    return ["target (issue 8: fastcnn / peer, same run)", "target", "measured", "status"], rows
+
+
 def breakdown(dtype, size, samples=2048, n_threads=1):
     """Seconds per sample in each stage of the Python-level prototype step (kernel by kernel)."""
     xs, ys = mnist(samples, dtype)

@@ -490,11 +490,15 @@ def report(data, coldstart, source, markdown=False):
         ("Issue targets (measured, not asserted)", target_table(rows, coldstart)),
     ):
         lines += ["", title(name), "", *render(headers, table, markdown)]
-    from bench.peers import peer_table  # mini-batch and prediction rows against their peers
+    from bench.peers import peer_table, peer_targets  # mini-batch and prediction rows, vs peers
 
     peers = peer_table(data)
     if peers is not None:
         lines += ["", title(peers[0]), "", *render(peers[1], peers[2], markdown)]
+    targets = peer_targets(data)
+    if targets is not None:
+        lines += ["", title("Issue 8 targets (measured, not asserted)"), ""]
+        lines += render(*targets, markdown)
     if coldstart is not None:
         from bench.coldstart import HEADER
         from bench.coldstart import rows as cold_rows

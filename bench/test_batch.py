@@ -26,10 +26,10 @@ DTYPES = {"float64": np.float64, "float32": np.float32}
 @pytest.fixture(scope="module")
 def data(mnist, sizes):
     (train_x, train_y), (test_x, test_y) = mnist
-    n = sizes["samples"]
+    n, t = sizes["batch_samples"], sizes["test_images"]
     xs = np.ascontiguousarray(peers.datasets.scale_images(train_x[:n]))
     ys = np.eye(10)[train_y[:n]].reshape(n, 10, 1)
-    test = np.ascontiguousarray(peers.datasets.scale_images(test_x[: 4 * n])), test_y[: 4 * n]
+    test = np.ascontiguousarray(peers.datasets.scale_images(test_x[:t])), test_y[:t]
     return xs, ys, test
 
 
