@@ -44,11 +44,29 @@ except ImportError:  # Windows: no flock, and the race above stays possible ther
 _HERE = Path(__file__).resolve().parent
 
 
+# Numba settings that change the machine code a kernel compiles to but that Numba's cache index
+# does not key on (it keys on the CPU only). Without them in the stamp, code compiled once under
+# NUMBA_BOUNDSCHECK=1, NUMBA_OPT=0 or NUMBA_ENABLE_PROFILING=1 keeps being loaded after the setting
+# is gone (seen here: one profiling run left float32 training 40 % slower in every later process).
+CODEGEN_SETTINGS = (
+    "OPT",
+    "LOOP_VECTORIZE",
+    "SLP_VECTORIZE",
+    "ENABLE_AVX",
+    "BOUNDSCHECK",
+    "DEBUGINFO_DEFAULT",
+    "ENABLE_PROFILING",
+)
+
+
 def _package_digest() -> str:
+    """Digest of every kernel source and of Numba's code-generation settings."""
     sha = hashlib.sha256()
     for source in sorted(_HERE.glob("*.py")):
         sha.update(source.name.encode())
         sha.update(source.read_bytes())
+    settings = [(name, str(getattr(numba_config, name, None))) for name in CODEGEN_SETTINGS]
+    sha.update(repr(settings).encode())
     return sha.hexdigest()
 
 

@@ -100,6 +100,21 @@ def test_jit_stamps_cache_with_package_digest():
     assert stamp[1] == _jit._package_digest()  # content of kernels/*.py, not an import-time fluke
 
 
+@pytest.mark.parametrize(
+    "name, value",
+    [("BOUNDSCHECK", 1), ("OPT", 0), ("ENABLE_PROFILING", 1), ("DEBUGINFO_DEFAULT", 1)],
+)
+def test_cache_stamp_follows_numba_codegen_settings(monkeypatch, name, value):
+    # Catches machine code compiled under a debugging setting (bounds checks, no optimisation,
+    # profiling) being loaded from the cache by later runs without it: Numba's own index does not
+    # tell them apart, so the package stamp must.
+    before = _jit._package_digest()
+    monkeypatch.setattr(_jit.numba_config, name, value)
+    assert _jit._package_digest() != before
+    monkeypatch.undo()
+    assert _jit._package_digest() == before
+
+
 # --------------------------------------------------------------------------------------------------
 # subprocesses on a copy of the package
 
