@@ -150,12 +150,14 @@ def _backward(spec, params, acts, grads, rate, row, partial):
                 g_out.reshape((m, 1)),
                 rate,
             )
-            if l == 0:
-                dense_sgd(*args)
-            elif partial is None:
-                dense_backward_sgd(*args, g_in.reshape((n, 1)))
-            elif m * n >= PARALLEL_MIN_WEIGHTS:
+            if partial is not None and m * n >= PARALLEL_MIN_WEIGHTS:
+                # Each core updates the rows it read in the forward pass, a first layer's too
+                # (its input gradient, computed alongside, is never read): updated by the other
+                # core instead, those rows crossed between the cores' caches every sample, and
+                # a dense-first network ran 3x slower on two threads than on one (measured).
                 dense_backward_sgd_blocks(*args, g_in.reshape((n, 1)), partial)
+            elif l == 0:
+                dense_sgd(*args)
             else:
                 dense_backward_sgd(*args, g_in.reshape((n, 1)))
         elif l > 0:

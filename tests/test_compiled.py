@@ -137,6 +137,38 @@ def test_two_threads_match_one_thread_and_repeat(dtype):
     assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS  # restored after training
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_two_threads_large_first_dense_layer_is_one_threads_run(dtype):
+    # Catches the two-thread path's large first dense layer (the blocked kernel since it ran 3x
+    # slower than one thread, each core updating rows the other had read) updating differently
+    # from the one-thread update-only kernel, or writing its unused input gradient over a buffer
+    # in use: with only the first layer large, nothing is summed in another order, so the whole
+    # run must be the one-thread run's, bit for bit.
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has a single thread here")
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 1, (6, 700, 1))
+    y = np.eye(4)[rng.integers(0, 4, 6)].reshape(6, 4, 1)
+    runs = []
+    for threads in (1, 2):
+        net = Network(
+            [
+                Linear(700, 100, rng=5, dtype=dtype),
+                Activation(sigmoid, d_sigmoid),
+                Linear(100, 4, rng=6, dtype=dtype),
+                Activation(sigmoid, d_sigmoid),
+            ],
+            num_threads=threads,
+        )
+        assert k_network.PARALLEL_MIN_WEIGHTS <= 700 * 100
+        losses = net.train(x, y, mse, d_mse, 3, 0.5, verbose=False)
+        runs.append((losses, list(parameters(net).values())))
+    for a, b in zip(runs[0][1], runs[1][1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+
+
 def test_num_threads_beyond_numba_is_an_error():
     # Catches a silent fall-back to fewer threads than asked for.
     net = conv_net(1, 6, 3, 2, 4, np.float64, 0)
