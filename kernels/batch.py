@@ -104,12 +104,7 @@ def dense_gradient_batch(xs, d_outputs, d_weights, d_biases):
     xs (B, n), d_outputs (B, m), d_weights (m, n), d_biases of m elements ((m, 1) or (m,)).
     """
     np.dot(d_outputs.T, xs, d_weights)
-    db = d_biases.reshape(-1)
-    db[:] = 0
-    for b in range(d_outputs.shape[0]):
-        g = d_outputs[b]
-        for i in range(g.size):
-            db[i] += g[i]
+    _bias_sums(d_outputs, d_biases)
 
 
 @jit
@@ -123,6 +118,12 @@ def dense_sgd_batch(xs, d_outputs, weights, d_biases, count, rate):
     ``w - (t / count) * rate``: the same mean gradient to the last bits.
     """
     gemm_update(d_outputs.T, xs, weights, -(rate / count))
+    _bias_sums(d_outputs, d_biases)
+
+
+@jit
+def _bias_sums(d_outputs, d_biases):
+    """``d_biases = d_outputs.sum(0)``, summed sample after sample; d_biases of m elements."""
     db = d_biases.reshape(-1)
     db[:] = 0
     for b in range(d_outputs.shape[0]):
