@@ -2,6 +2,9 @@
 
 Gradients and updates are apart: the gradient kernels sum the per-sample gradients of a batch into
 caller-allocated arrays, and :func:`sgd_apply` then moves a parameter by ``rate`` times their mean.
+The one exception is a dense layer's weights, which :func:`dense_sgd_batch` moves inside the
+matrix product that sums their gradient (``blas.gemm_update``): that gradient is the size of the
+weights, and writing it only to read it back was a pass over the largest array of the network.
 The activation kernels of ``activation.py`` (``sigmoid``, ``sigmoid_backward``) already take arrays
 of any shape, (B, n) included, so there is no batched copy of them here.
 
