@@ -17,7 +17,13 @@ import numpy as np
 
 from ._jit import jit
 from .blas import gemm_update
-from .conv import _convolve2d_full_add, _correlate2d_valid_sgd, conv_forward
+from .conv import (
+    _convolve2d_full_add,
+    _correlate2d_valid_sgd,
+    _wide_scratch,
+    _widen,
+    conv_forward,
+)
 
 
 @jit
@@ -45,13 +51,16 @@ def conv_gradient_batch(xs, d_outputs, d_filters, d_biases, row):
     batch = xs.shape[0]
     count, depth = d_filters.shape[0], d_filters.shape[1]
     minus_one = d_filters.dtype.type(-1)  # f - t * -1 is f + t exactly
+    width = xs.shape[3]
+    gw = _wide_scratch(d_outputs[0, 0], width)
     # Sample outermost: one sample's input and output gradient (16 kB in float32) stay in L1
     # while all its taps and its bias gradient are summed.
     for k in range(batch):
         for i in range(count):
             g = d_outputs[k, i]
+            _widen(g, width, gw)
             for j in range(depth):
-                _correlate2d_valid_sgd(xs[k, j], g, d_filters[i, j], minus_one)
+                _correlate2d_valid_sgd(xs[k, j], gw, d_filters[i, j], minus_one)
             # One loop over the whole (contiguous) image, not 26-value rows: the same sums.
             d_b = d_biases[i].reshape(-1)
             g_flat = g.reshape(-1)

@@ -98,25 +98,24 @@ def conv_forward(x, filters, biases, out):
             _correlate2d_valid_add(x[j], filters[i, j], out[i])
 
 
-@jit(reassociate=True)
-def _correlate2d_valid_sgd(x, g, f, rate):
-    """``f -= signal.correlate2d(x, g, "valid") * rate``: a filter's gradient (x the layer's input
-    channel, g its output gradient) applied in place; x (H, W) and g (H-s+1, W-s+1) C-contiguous,
-    f (s, s).
-
-    The one place the filter gradient is summed: ``conv_sgd`` passes the learning rate,
-    ``gradient.conv_backward`` and ``batch.conv_gradient_batch`` pass ``-1`` (in f's dtype) to a
-    zeroed or accumulating ``f`` (``f - t * -1`` is ``f + t`` exactly), so all three agree bit for bit.
-    """
-    width = x.shape[1]
+@jit
+def _wide_scratch(g, width):
+    """Scratch for :func:`_widen` of an output gradient ``g`` (oh, ow) against rows ``width`` long."""
     oh, ow = g.shape
-    s = f.shape[1]
-    # Each tap is a dot product of g with a shifted window of x. With g copied into rows as wide
-    # as x's (zeros in the last width - ow columns), every window is one contiguous run of the
-    # flat x, so each tap is a single dot product of `length` values, not oh dot products of ow
-    # (26 values: mostly vector remainders). 2-3x faster at MNIST size.
-    length = (oh - 1) * width + ow
-    gw = np.empty(length, g.dtype)
+    return np.empty((oh - 1) * width + ow, g.dtype)
+
+
+@jit
+def _widen(g, width, gw):
+    """``g`` (oh, ow) copied into rows as wide as the layer's input: ``gw[a * width + b] = g[a, b]``,
+    zeros in the last ``width - ow`` columns of every row but the last.
+
+    A filter's gradient is a dot product of g with a shifted window of the input for each tap.
+    Against widened rows every window is one contiguous run of the flat input, so each tap is a
+    single dot product of ``gw.size`` values, not oh dot products of ow (26 values at MNIST size:
+    mostly vector remainders); 2-3x faster. Callers widen each filter's g once, for all channels.
+    """
+    oh, ow = g.shape
     for a in range(oh):
         g_row, wide_row = g[a], gw[a * width : a * width + ow]
         for b in range(ow):
@@ -125,8 +124,23 @@ def _correlate2d_valid_sgd(x, g, f, rate):
             pad = gw[a * width + ow : (a + 1) * width]
             for b in range(pad.size):
                 pad[b] = 0
+
+
+@jit(reassociate=True)
+def _correlate2d_valid_sgd(x, gw, f, rate):
+    """``f -= signal.correlate2d(x, g, "valid") * rate``: a filter's gradient (x the layer's input
+    channel, g its output gradient, given widened by :func:`_widen`) applied in place; x (H, W)
+    C-contiguous, f (s, s).
+
+    The one place the filter gradient is summed: ``conv_sgd`` passes the learning rate,
+    ``gradient.conv_backward`` and ``batch.conv_gradient_batch`` pass ``-1`` (in f's dtype) to a
+    zeroed or accumulating ``f`` (``f - t * -1`` is ``f + t`` exactly), so all three agree bit for bit.
+    """
+    width = x.shape[1]
+    length = gw.size
+    s = f.shape[1]
     xf = x.reshape(-1)
-    zero = g.dtype.type(0)
+    zero = gw.dtype.type(0)
     for u in range(s):
         # Three taps v, v+1, v+2 per pass (one load of gw for three products), each a reassociated
         # dot product, which LLVM splits across vector lanes: the order of a sum of products is
@@ -165,10 +179,12 @@ def conv_sgd(x, filters, biases, d_output, rate, row):
     """
     count, depth = filters.shape[0], filters.shape[1]
     oh, ow = d_output.shape[1], d_output.shape[2]
+    gw = _wide_scratch(d_output[0], x.shape[2])
     for i in range(count):
         g = d_output[i]
+        _widen(g, x.shape[2], gw)
         for j in range(depth):
-            _correlate2d_valid_sgd(x[j], g, filters[i, j], rate)
+            _correlate2d_valid_sgd(x[j], gw, filters[i, j], rate)
         b_i = biases[i]
         for a in range(oh):
             for b in range(ow):

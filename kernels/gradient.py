@@ -2,7 +2,7 @@
 they update, summed in the same order, so ``gradient`` then ``p -= g * rate`` gives their numbers."""
 
 from ._jit import jit
-from .conv import _convolve2d_full_add, _correlate2d_valid_sgd
+from .conv import _convolve2d_full_add, _correlate2d_valid_sgd, _wide_scratch, _widen
 
 
 @jit
@@ -37,10 +37,12 @@ def conv_backward(x, filters, d_output, d_filters, d_input, row):
         for j in range(depth):
             _convolve2d_full_add(d_output[i], filters[i, j], d_input[j])
     minus_one = d_filters.dtype.type(-1)
+    gw = _wide_scratch(d_output[0], x.shape[2])
     for i in range(count):
+        _widen(d_output[i], x.shape[2], gw)
         for j in range(depth):
             f = d_filters[i, j]
             for u in range(s):
                 for v in range(s):
                     f[u, v] = 0
-            _correlate2d_valid_sgd(x[j], d_output[i], f, minus_one)
+            _correlate2d_valid_sgd(x[j], gw, f, minus_one)
