@@ -288,15 +288,13 @@ class Network:
         batch_size = min(batch_size, len(xs))
         if order is not None:
             xs, ys = xs[order], ys[order]
-        if program is None and batch_size == 1:
-            return self._epoch(xs, ys, loss, d_loss, rate, e, progress)
-        if program is None:
-            return self._batch_epoch(xs, ys, batch_size, loss, d_loss, rate, e, progress)
+        if program is not None:
+            return self._compiled_epoch(
+                program, xs, ys, batch_size, loss, d_loss, rate, e, progress
+            )
         if batch_size == 1:
-            return self._compiled_epoch(program, xs, ys, loss, d_loss, rate, e, progress)
-        return self._compiled_batch_epoch(
-            program, xs, ys, batch_size, loss, d_loss, rate, e, progress
-        )
+            return self._epoch(xs, ys, loss, d_loss, rate, e, progress)
+        return self._batch_epoch(xs, ys, batch_size, loss, d_loss, rate, e, progress)
 
     def _end_epoch(
         self,
@@ -347,31 +345,44 @@ class Network:
         program: _compiled.Program,
         xs: NDArray,
         ys: NDArray,
+        batch_size: int,
         loss: Callable,
         d_loss: Callable,
         rate: float,
         e: int,
         progress: Callable | None,
     ) -> float:
-        """One epoch in compiled chunks; the same arithmetic as :meth:`_epoch`. The program
-        trains a copy of the parameters, stored back into the layers after every chunk that a
-        callback may see and when the epoch ends (or stops)."""
-        losses = np.empty(len(xs), program.dtype)
+        """:meth:`_epoch` (``batch_size`` 1) or :meth:`_batch_epoch` in compiled chunks of whole
+        batches; the same arithmetic (mini-batch sums run in another order). The program trains a
+        copy of the parameters, stored back into the layers after every chunk that a callback may
+        see and when the epoch ends (or stops)."""
+        n = len(xs)
+        # The per-sample loop's losses are in the program's dtype (its compiled signature).
+        losses = np.empty(n, program.dtype if batch_size == 1 else np.float64)
+        chunk = batch_size * max(1, _CHUNK // batch_size)
         program.load()  # on_epoch may have changed the weights since the last epoch
         done = 0
         try:
-            while done < len(xs):
-                stop = min(len(xs), done + _CHUNK)
-                k = done + program.train(xs[done:stop], ys[done:stop], rate, losses[done:stop])
-                if k < stop:
-                    raise _not_finite(e, k, "not finite")
+            while done < n:
+                stop = min(n, done + chunk)
+                part = (xs[done:stop], ys[done:stop])
+                if batch_size == 1:
+                    k = done + program.train(*part, rate, losses[done:stop])
+                    if k < stop:
+                        raise _not_finite(e, k, "not finite")
+                else:
+                    k = done + program.train_batch(*part, batch_size, rate, losses[done:stop])
+                    if k < stop:
+                        batch = losses[k : min(stop, k + batch_size)]
+                        bad = k + int(np.flatnonzero(~np.isfinite(batch))[0])
+                        raise _not_finite_batch(e, k, bad, losses[bad])
                 done = stop
                 if progress is not None:
                     program = self._report(program, progress, e, done, losses, loss, d_loss)
         finally:
             program.store()
         # cumsum adds in order from the first sample, as the seed's `total_loss += loss` does.
-        return float(np.cumsum(losses)[-1] / len(xs))
+        return float(np.cumsum(losses)[-1] / n)
 
     def _batch_epoch(
         self,
@@ -416,43 +427,6 @@ class Network:
             if progress is not None:
                 progress(e + 1, stop, total_loss / stop)
         return total_loss / n
-
-    def _compiled_batch_epoch(
-        self,
-        program: _compiled.Program,
-        xs: NDArray,
-        ys: NDArray,
-        batch_size: int,
-        loss: Callable,
-        d_loss: Callable,
-        rate: float,
-        e: int,
-        progress: Callable | None,
-    ) -> float:
-        """:meth:`_batch_epoch` in compiled chunks of whole batches (same numbers to rounding:
-        the sums run in another order); parameters loaded and stored as in
-        :meth:`_compiled_epoch`."""
-        n = len(xs)
-        losses = np.empty(n)
-        chunk = batch_size * max(1, _CHUNK // batch_size)
-        program.load()
-        done = 0
-        try:
-            while done < n:
-                stop = min(n, done + chunk)
-                k = done + program.train_batch(
-                    xs[done:stop], ys[done:stop], batch_size, rate, losses[done:stop]
-                )
-                if k < stop:
-                    batch = losses[k : min(stop, k + batch_size)]
-                    bad = k + int(np.flatnonzero(~np.isfinite(batch))[0])
-                    raise _not_finite_batch(e, k, bad, losses[bad])
-                done = stop
-                if progress is not None:
-                    program = self._report(program, progress, e, done, losses, loss, d_loss)
-        finally:
-            program.store()
-        return float(np.cumsum(losses)[-1] / n)
 
     def _report(
         self,
