@@ -1,10 +1,10 @@
 """Each kernel of ``tests.pairs.PAIRS`` against its SciPy/NumPy reference, at MNIST and LARGE sizes,
 in float64 and float32. One group per ``op|shape|dtype`` holds both paths of one run."""
 
-import numba
 import numpy as np
 import pytest
 
+from bench import describe
 from tests.pairs import LARGE, MNIST, PAIRS
 
 SHAPES = {"MNIST": MNIST, "LARGE": LARGE}
@@ -44,16 +44,14 @@ def test_kernel(benchmark, assert_close, op, impl, shape, dtype):
         LABELS.get(op, ("output",)),
         f"{op} {impl} {shape} {dtype}",
     )
-    benchmark.group = f"{op}|{shape}|{dtype}"
-    benchmark.extra_info.update(
+    describe(
+        benchmark,
+        f"{op}|{shape}|{dtype}",
         op=op,
         impl=impl,
         shape=shape,
         dims=str(SHAPES[shape]),
         dtype=dtype,
-        threads=1,
-        numba_threads=numba.get_num_threads(),
-        samples=1,
         kind="kernel",
     )
     benchmark(fn)

@@ -1,10 +1,10 @@
 """One ``forward_prop`` + ``backward_prop`` of each computing layer, ``backend="scipy"`` against the
 Numba default, with the weights and data of ``tests.pairs.arrays`` injected into both."""
 
-import numba
 import numpy as np
 import pytest
 
+from bench import describe
 from fastcnn import Activation, Convolution, Linear, d_sigmoid, sigmoid
 from tests.pairs import LARGE, MNIST, RATE, arrays
 
@@ -73,16 +73,14 @@ def test_layer(benchmark, assert_close, name, impl, shape, dtype):
     first = tuple(np.copy(r) for r in fn())
     want = step(*LAYERS[name](SHAPES[shape], np.float64, "scipy"))()
     assert_close(first, want, dtype, LABELS[name], f"{name} {impl} {shape} {dtype}")
-    benchmark.group = f"layer {name}|{shape}|{dtype}"
-    benchmark.extra_info.update(
+    describe(
+        benchmark,
+        f"layer {name}|{shape}|{dtype}",
         op=f"layer {name}",
         impl=impl,
         shape=shape,
         dims=str(SHAPES[shape]),
         dtype=dtype,
-        threads=1,
-        numba_threads=numba.get_num_threads(),
-        samples=1,
         kind="layer",
     )
     benchmark(fn)

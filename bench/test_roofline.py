@@ -19,11 +19,11 @@ each call also pays SciPy's Python-level wrapper (~1 us), which makes the bound 
 
 import contextlib
 
-import numba
 import numpy as np
 import pytest
 from scipy.linalg import blas
 
+from bench import describe
 from fastcnn.kernels import dense
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -106,17 +106,15 @@ def test_roofline(benchmark, op, impl, dtype):
         else:
             assert first is weights, f"{op} {impl}: did not update weights in place"
             np.testing.assert_array_equal(weights, before, err_msg=f"{op} {impl} changed weights")
-        benchmark.group = f"roofline-{op}|MNIST|{dtype}"
-        benchmark.extra_info.update(
+        describe(
+            benchmark,
+            f"roofline-{op}|MNIST|{dtype}",
             op=f"roofline-{op}",
             impl=impl,
             shape="MNIST",
             dims=f"weights {M}x{N}",
             dtype=dtype,
-            threads=1,
-            blas_threads=blas_threads,
-            numba_threads=numba.get_num_threads(),
-            samples=1,
             kind="roofline",
+            blas_threads=blas_threads,
         )
         benchmark(fn)

@@ -9,6 +9,7 @@ import numba
 import numpy as np
 import pytest
 
+from bench import describe
 from fastcnn import d_mse, mse
 from fastcnn.datasets import one_hot, scale_images
 from fastcnn.models import mnist_cnn
@@ -58,17 +59,17 @@ CASES = [
 
 
 def info(benchmark, op, impl, dtype, threads, samples):
-    benchmark.group = f"{op}|MNIST-{samples}|{dtype}"
-    benchmark.extra_info.update(
+    describe(
+        benchmark,
+        f"{op}|MNIST-{samples}|{dtype}",
         op=op,
         impl=impl,
         shape=f"MNIST-{samples}",
         dims="seed CNN 1x28x28-k3-n5, 3380-100-10",
         dtype=dtype,
-        threads=threads,
-        numba_threads=numba.get_num_threads(),
-        samples=samples,
         kind=op,
+        threads=threads,
+        samples=samples,
     )
 
 
