@@ -367,9 +367,13 @@ def _announce_compiling(args: argparse.Namespace) -> None:
         # Parallel kernels are never cached (numba#10128, see kernels/_jit.py).
         message = f"compiling the {args.threads}-thread kernels (every run with --threads)…"
     else:
-        batched = args.batch_size > 1
-        entry = k_network.train_mse_sgd_batch if batched else k_network.train_mse_sgd
-        if _jit.is_cached(entry, args.dtype):
+        if args.batch_size > 1:
+            cached = _jit.is_cached(k_network.train_mse_sgd_batch, args.dtype)
+        else:
+            # The seed's CNN trains on the loop's variant with kinds() == (None, None): another
+            # network's variant in the cache (say XOR's) would not spare this run its compile.
+            cached = _jit.is_cached(k_network.train_mse_sgd, args.dtype, "none, none")
+        if cached:
             return
         message = "compiling kernels for this machine (first run only)…"
     print(message, file=sys.stderr, flush=True)

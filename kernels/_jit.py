@@ -142,11 +142,11 @@ def jit(
     return dispatcher
 
 
-def is_cached(dispatcher, signature_text: str) -> bool:
+def is_cached(dispatcher, *signature_texts: str) -> bool:
     """Whether ``dispatcher`` would load machine code from its on-disk cache for a signature whose
-    text contains ``signature_text`` (say ``"float32"``) instead of compiling it: a current entry
-    (right package stamp) exists. False for a kernel with no cache. Lets the command line say that
-    a first run is compiling before the seconds it takes, instead of seeming to hang."""
+    text contains every one of ``signature_texts`` (say ``"float32"``) instead of compiling it: a
+    current entry (right package stamp) exists. False for a kernel with no cache. Lets the command
+    line say that a first run is compiling before the seconds it takes, instead of seeming to hang."""
     cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
     if cache_file is None or not hasattr(cache_file, "_load_index"):
         return False
@@ -154,7 +154,7 @@ def is_cached(dispatcher, signature_text: str) -> bool:
         index = cache_file._load_index()  # {} when missing or stamped by other sources
     except Exception:  # a damaged or foreign index: the call would compile too
         return False
-    return any(signature_text in str(key[0]) for key in index)
+    return any(all(text in str(key[0]) for text in signature_texts) for key in index)
 
 
 def _locked(method, lock_path, operation):

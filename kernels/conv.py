@@ -98,14 +98,14 @@ def conv_forward(x, filters, biases, out):
             _correlate2d_valid_add(x[j], filters[i, j], out[i])
 
 
-@jit
+@jit(inline=True)
 def _wide_scratch(g, width):
     """Scratch for :func:`_widen` of an output gradient ``g`` (oh, ow) against rows ``width`` long."""
     oh, ow = g.shape
     return np.empty((oh - 1) * width + ow, g.dtype)
 
 
-@jit
+@jit(inline=True)
 def _widen(g, width, gw):
     """``g`` (oh, ow) copied into rows as wide as the layer's input: ``gw[a * width + b] = g[a, b]``,
     zeros in the last ``width - ow`` columns of every row but the last.

@@ -5,7 +5,8 @@ layer, read by field name (``spec[l].op``, ``spec[l].in_size``...). Every layer'
 one flat buffer ``params`` (weights or filters at ``spec[l].weights``, biases at
 ``spec[l].biases``); activations and gradients in the flat buffers ``acts`` and ``grads``, layer
 ``l``'s input at ``spec[l].x`` and its output at ``spec[l].y``. Every argument is an array or a
-number whatever the network's length, so each entry point compiles once per dtype. A Reshape is no
+number whatever the network's length, so each entry point compiles once per dtype (the per-sample
+loops once per dtype and ``fastcnn._compiled.kinds`` of layers, at most four, never per length). A Reshape is no
 operation on flat buffers, so it never appears.
 
 ``partial`` is None on one thread. With threads it is scratch of shape (blocks, widest dense
@@ -15,7 +16,10 @@ decided when Numba compiles, so the cached code never contains a parallel kernel
 
 ``_forward``, ``_backward`` and ``_train`` are inlined into the entry points (``inline=True``):
 compiled as functions of their own, each would make LLVM optimise every kernel below it once
-more, which cost about a third of a cold start.
+more, which cost about a third of a cold start. So are the small helpers ``_copy``, ``_widen``
+and ``_wide_scratch`` (0.7 s of a cold start, measured). Inlining the larger kernels too made it
+slower (Numba's inliner re-types what it inlines: 4.9 -> 6.5 s), and a kernel with fast-math
+flags cannot be inlined at all (the flags are per function).
 """
 
 import numpy as np
@@ -34,9 +38,9 @@ from .batch import (
 )
 from .conv import conv_backward_sgd, conv_forward, conv_sgd
 from .dense import (
-    dense_backward_sgd,
+    _backward_rows,
+    _forward_rows,
     dense_backward_sgd_blocks,
-    dense_forward,
     dense_forward_blocks,
     dense_sgd,
 )
@@ -70,7 +74,7 @@ LAYER = np.dtype(
 PARALLEL_MIN_WEIGHTS = 1 << 16
 
 
-@jit
+@jit(inline=True)
 def _copy(a, out):
     """``out[:] = a`` for 1-D arrays of one size, as a loop: an array-to-array assignment makes
     Numba compile its broadcast check, whose error message pulls in seconds of string code."""
@@ -106,20 +110,23 @@ def _forward(spec, params, acts, partial):
         elif layer.op == LINEAR:
             n, m = layer.in_size, layer.out_size
             args = (w.reshape((m, n)), x.reshape((n, 1)), b.reshape((m, 1)), y.reshape((m, 1)))
+            # The row kernels themselves, here and in _backward, not their one-line wrappers
+            # dense_forward and dense_backward_sgd: each would be one more function to compile.
             if partial is None:
-                dense_forward(*args)
+                _forward_rows(*args, 0, m)
             elif m * n >= PARALLEL_MIN_WEIGHTS:
                 dense_forward_blocks(*args, partial.shape[0])
             else:
-                dense_forward(*args)
+                _forward_rows(*args, 0, m)
         else:
             sigmoid(x, y)
 
 
 @jit(inline=True)
-def _backward(spec, params, acts, grads, rate, row, partial):
+def _backward(spec, params, acts, grads, rate, row, partial, inner_conv, first_dense):
     """Backward from the last layer's output gradient; the first layer's input gradient is never
-    needed."""
+    needed. ``inner_conv`` and ``first_dense`` (``fastcnn._compiled.kinds``) leave out, when Numba compiles,
+    the branches for layers the program does not have."""
     for l in range(spec.size - 1, -1, -1):
         layer = spec[l]
         x = acts[layer.x : layer.x + layer.in_size]
@@ -129,18 +136,14 @@ def _backward(spec, params, acts, grads, rate, row, partial):
         b = params[layer.biases : layer.biases + layer.out_size]
         if layer.op == CONV:
             d, h, wd, s, c, oh, ow = _conv_dims(layer)
-            shape_out = (c, oh, ow)
-            args = (
-                x.reshape((d, h, wd)),
-                w.reshape((c, d, s, s)),
-                b.reshape(shape_out),
-                g_out.reshape(shape_out),
-                rate,
-            )
-            if l == 0:
-                conv_sgd(*args, row)
+            xc = x.reshape((d, h, wd))
+            f = w.reshape((c, d, s, s))
+            bc = b.reshape((c, oh, ow))
+            gc = g_out.reshape((c, oh, ow))
+            if inner_conv is None or l == 0:  # None: every convolution is a first layer
+                conv_sgd(xc, f, bc, gc, rate, row)
             else:
-                conv_backward_sgd(*args, g_in.reshape((d, h, wd)), row)
+                conv_backward_sgd(xc, f, bc, gc, rate, g_in.reshape((d, h, wd)), row)
         elif layer.op == LINEAR:
             n, m = layer.in_size, layer.out_size
             args = (
@@ -156,16 +159,18 @@ def _backward(spec, params, acts, grads, rate, row, partial):
                 # core instead, those rows crossed between the cores' caches every sample, and
                 # a dense-first network ran 3x slower on two threads than on one (measured).
                 dense_backward_sgd_blocks(*args, g_in.reshape((n, 1)), partial)
+            elif first_dense is None:  # no dense layer is a first layer
+                _backward_rows(*args, g_in.reshape((n, 1)), 0, m)
             elif l == 0:
                 dense_sgd(*args)
             else:
-                dense_backward_sgd(*args, g_in.reshape((n, 1)))
+                _backward_rows(*args, g_in.reshape((n, 1)), 0, m)
         elif l > 0:
             sigmoid_backward(acts[layer.y : layer.y + layer.out_size], g_out, g_in)
 
 
 @jit(inline=True)
-def _train(spec, params, acts, grads, xs, ys, rate, row, partial, losses):
+def _train(spec, params, acts, grads, xs, ys, rate, row, partial, inner_conv, first_dense, losses):
     last = spec[spec.size - 1]
     out = acts[last.y : last.y + last.out_size]
     g = grads[last.y : last.y + last.out_size]
@@ -188,26 +193,33 @@ def _train(spec, params, acts, grads, xs, ys, rate, row, partial, losses):
         losses[k] = loss
         for i in range(size):  # d_mse = 2 * (predicted - actual) / np.size(actual)
             g[i] = two * (out[i] - y[i]) / size
-        _backward(spec, params, acts, grads, rate, row, partial)
+        _backward(spec, params, acts, grads, rate, row, partial, inner_conv, first_dense)
     return xs.shape[0]
 
 
 @jit
-def train_mse_sgd(spec, params, acts, grads, xs, ys, rate, row, losses):
+def train_mse_sgd(spec, params, acts, grads, xs, ys, rate, row, inner_conv, first_dense, losses):
     """Seed's ``Network.train`` inner loop with ``mse``/``d_mse``, over samples ``xs``/``ys``.
 
     xs (N, input size), ys (N, output size), losses (N,) receives each sample's loss; ``row`` is
-    scratch for the convolutions (as long as the widest output row). Returns N, or the index of
-    the first sample whose loss is not finite, before that sample's update.
+    scratch for the convolutions (as long as the widest output row); ``inner_conv, first_dense``
+    are ``fastcnn._compiled.kinds(spec)``. Returns N, or the index of the first sample whose loss is not
+    finite, before that sample's update.
     """
-    return _train(spec, params, acts, grads, xs, ys, rate, row, None, losses)
+    return _train(
+        spec, params, acts, grads, xs, ys, rate, row, None, inner_conv, first_dense, losses
+    )
 
 
 @jit(cache=False)
-def train_mse_sgd_threads(spec, params, acts, grads, xs, ys, rate, row, partial, losses):
+def train_mse_sgd_threads(
+    spec, params, acts, grads, xs, ys, rate, row, partial, inner_conv, first_dense, losses
+):
     """:func:`train_mse_sgd` with the large dense layers split into ``len(partial)`` blocks run
     on ``numba.get_num_threads()`` threads; ``partial`` is scratch (blocks, widest dense input)."""
-    return _train(spec, params, acts, grads, xs, ys, rate, row, partial, losses)
+    return _train(
+        spec, params, acts, grads, xs, ys, rate, row, partial, inner_conv, first_dense, losses
+    )
 
 
 # --------------------------------------------------------------------------------------------------

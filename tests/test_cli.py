@@ -438,7 +438,7 @@ def test_train_says_when_it_compiles(
     # claims to compile): one stderr line exactly when the training kernel is not cached.
     from fastcnn.kernels import _jit
 
-    monkeypatch.setattr(_jit, "is_cached", lambda dispatcher, text: cached)
+    monkeypatch.setattr(_jit, "is_cached", lambda dispatcher, *texts: cached)
     if "--threads" in extra and (os.cpu_count() or 1) < 2:
         pytest.skip("needs two cores")
     argv = train_args(mnist_dir, tmp_path / "m.npz", "--limit", "8", "--test-limit", "8", *extra)

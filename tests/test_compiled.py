@@ -315,19 +315,46 @@ def test_replaced_parameters_are_checked_on_both_numba_paths(replacement):
         )
 
 
+def _float64_train_signatures():
+    return {s for s in k_network.train_mse_sgd.signatures if s[1].dtype == numba.float64}
+
+
 @pytest.mark.slow
-def test_one_compile_per_dtype_whatever_the_network_length():
-    # Catches the program reaching Numba as tuples again: one signature (and a new multi-second
-    # compile) per network length instead of one per dtype.
+def test_one_compile_per_dtype_and_kind_whatever_the_network_length():
+    # Catches the program reaching Numba as tuples again (one signature, and a multi-second
+    # compile, per network length), and the layer kinds (fastcnn._compiled.kinds) growing into
+    # more than their four variants or leaking the network's length into the signature.
+    x, y = np.ones((2, 1, 28, 28)), np.zeros((2, 10, 1))
+    mnist_cnn(rng=0).train(x, y, mse, d_mse, 1, 0.1, verbose=False)
+    after_cnn = _float64_train_signatures()
+    deeper = conv_net(1, 28, 3, 5, 12, np.float64, 0)  # conv first too, two more layers
+    deeper.train(x, np.zeros((2, 3, 1)), mse, d_mse, 1, 0.1, verbose=False)
+    assert _float64_train_signatures() == after_cnn
     xor = xor_network()
     xor.train(np.ones((2, 2, 1)), np.ones((2, 1, 1)), mse, d_mse, 1, 0.1, verbose=False)
-    after_xor = list(k_network.train_mse_sgd.signatures)
+    after_xor = _float64_train_signatures()
+    deep_xor = Network([Linear(2, 2), Activation(sigmoid, d_sigmoid), *xor.layers])
+    deep_xor.train(np.ones((2, 2, 1)), np.ones((2, 1, 1)), mse, d_mse, 1, 0.1, verbose=False)
+    assert _float64_train_signatures() == after_xor
+    assert len(after_xor) <= 4
+    # The command line's "compiling..." line looks for the seed CNN's variant by this text.
+    assert any("none, none" in str(s) for s in after_cnn)
+    x2 = np.ones((2, 2, 1))
     mnist = mnist_cnn(rng=0)
-    x, y = np.ones((2, 1, 28, 28)), np.zeros((2, 10, 1))
-    mnist.train(x, y, mse, d_mse, 1, 0.1, verbose=False)
-    assert list(k_network.train_mse_sgd.signatures) == after_xor
-    float64 = [s for s in after_xor if s[1].dtype == numba.float64]
-    assert len(float64) == 1
     mnist.evaluate(x, [0, 0])
-    xor.evaluate(np.ones((2, 2, 1)), [0, 0])
+    xor.evaluate(x2, [0, 0])
     assert len([s for s in k_network.predict_batch.signatures if s[1].dtype == numba.float64]) == 1
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda: mnist_cnn(rng=0), (None, None)),
+        (lambda: xor_network(), (None, True)),
+        (lambda: conv_net(1, 5, 2, 2, 3, np.float64, 0, second_conv=True), (True, None)),
+    ],
+)
+def test_kinds_name_the_backward_branches_a_program_needs(make, expected):
+    # Catches a program that leaves out a branch it runs: its layers would then take another
+    # layer's update (a first convolution's instead of an inner one's input gradient).
+    assert _compiled.kinds(_compiled.program(make().layers).spec) == expected
