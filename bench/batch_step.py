@@ -63,7 +63,6 @@ class Scratch:
         self.d_filters, self.d_conv_biases = e(COUNT, DEPTH, SIZE, SIZE), e(COUNT, OUT, OUT)
         self.d_w1, self.d_b1 = e(HIDDEN, FLAT), e(HIDDEN, 1)
         self.d_w2, self.d_b2 = e(CLASSES, HIDDEN), e(CLASSES, 1)
-        self.row = e(OUT)
 
 
 STAGES = (
@@ -125,7 +124,7 @@ def step(p, s, xs, ys, rate, times=None):
     lap("sigmoids")
     s.d_filters[:] = 0
     s.d_conv_biases[:] = 0
-    batch.conv_gradient_batch(xs, g1, s.d_filters, s.d_conv_biases, s.row)
+    batch.conv_gradient_batch(xs, g1, s.d_filters, s.d_conv_biases)
     lap("conv gradient")
     for param, grad in zip(p.arrays(), _grads(s), strict=True):
         batch.sgd_apply(param, grad, n, rate)
@@ -140,7 +139,7 @@ def _grads(s):
 @jit(cache=False)
 def _epoch(filters, conv_biases, w1, b1, w2, b2, scratch, grads, xs, ys, size, rate, losses):
     """:func:`step` over consecutive batches of ``size`` (the last may be shorter), compiled."""
-    a1, s1, a2, s2, a3, s3, g3, g2, g1, row = scratch
+    a1, s1, a2, s2, a3, s3, g3, g2, g1 = scratch
     d_filters, d_conv_biases, d_w1, d_b1, d_w2, d_b2 = grads
     total = xs.shape[0]
     for start in range(0, total, size):
@@ -164,7 +163,7 @@ def _epoch(filters, conv_biases, w1, b1, w2, b2, scratch, grads, xs, ys, size, r
         activation.sigmoid_backward(s1[:n], g1[:n], g1[:n])
         d_filters[:] = 0
         d_conv_biases[:] = 0
-        batch.conv_gradient_batch(x, g1[:n], d_filters, d_conv_biases, row)
+        batch.conv_gradient_batch(x, g1[:n], d_filters, d_conv_biases)
         batch.sgd_apply(filters, d_filters, n, rate)
         batch.sgd_apply(conv_biases, d_conv_biases, n, rate)
         batch.sgd_apply(w1, d_w1, n, rate)
@@ -176,7 +175,7 @@ def _epoch(filters, conv_biases, w1, b1, w2, b2, scratch, grads, xs, ys, size, r
 def epoch(p, s, xs, ys, size, rate):
     """One epoch of compiled mini-batch steps; returns the per-sample losses (float64)."""
     losses = np.empty(xs.shape[0])
-    scratch = (s.a1, s.s1, s.a2, s.s2, s.a3, s.s3, s.g3, s.g2, s.g1, s.row)
+    scratch = (s.a1, s.s1, s.a2, s.s2, s.a3, s.s3, s.g3, s.g2, s.g1)
     _epoch(*p.arrays(), scratch, _grads(s), xs, ys, size, rate, losses)
     return losses
 

@@ -36,7 +36,6 @@ class Program:
         size: int | None = None  # values flowing between layers
         offset = 0  # of the next layer's output in acts/grads
         params = 0  # of the next parameter in params
-        widest = 1
         for layer in layers:
             spec = layer._compiled_spec()
             if spec is None:
@@ -68,8 +67,6 @@ class Program:
                 continue
             spec["x"], spec["y"] = offset - spec["in_size"], offset
             offset += spec["out_size"]
-            if spec["op"] == k_network.CONV:
-                widest = max(widest, spec["width"] - spec["filter_size"] + 1)
             records.append(spec)
         if self.dtype is None or not records or size is None:
             raise _Unsupported
@@ -86,7 +83,6 @@ class Program:
         self.load()
         self.acts = np.empty(offset, self.dtype)
         self.grads = np.empty(offset, self.dtype)
-        self.row = np.empty(widest, self.dtype)
         self.num_threads = num_threads
         widest_dense = max(
             [int(r["in_size"]) for r in self.spec if r["op"] == k_network.LINEAR] or [1]
@@ -124,7 +120,6 @@ class Program:
             xs,
             ys,
             dtype.type(rate),
-            self.row,
         )
         if self.num_threads == 1:
             return k_network.train_mse_sgd(*args, *self.kinds, losses)
@@ -163,7 +158,6 @@ class Program:
                 ys,
                 batch_size,
                 np.dtype(self.dtype).type(rate),
-                self.row,
                 losses,
             )
         )

@@ -531,7 +531,6 @@ class Convolution(_ComputeLayer):
             biases = np.zeros(self.output_shape)
         self.filters: NDArray = filters.astype(self.dtype)
         self.biases: NDArray = biases.astype(self.dtype)
-        self._row = np.empty(self.output_shape[2], self.dtype)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -576,11 +575,6 @@ class Convolution(_ComputeLayer):
             "filter_count": self.filter_count,
         }
 
-    def _check_row(self) -> None:
-        check.check_array(
-            self, "_row", self._row, (self.output_shape[2],), self.dtype, writeable=True
-        )
-
     def forward_prop(self, input: Any) -> NDArray:
         self.input = check.as_array(self, "Input", input, self.input_shape, self.dtype)
         if self.backend == "scipy":
@@ -600,10 +594,9 @@ class Convolution(_ComputeLayer):
             d_input, d_filters = reference.conv_gradient(self.input, self.filters, d_output)
             return d_input, (d_filters, d_output.copy())
         self._check_parameters()
-        self._check_row()
         d_filters = np.empty(self.filters_shape, self.dtype)
         d_input = np.empty(self.input_shape, self.dtype)
-        k_gradient.conv_backward(self.input, self.filters, d_output, d_filters, d_input, self._row)
+        k_gradient.conv_backward(self.input, self.filters, d_output, d_filters, d_input)
         return d_input, (d_filters, d_output.copy())
 
     def backward_prop(self, d_output: Any, rate: float) -> NDArray:
@@ -613,11 +606,8 @@ class Convolution(_ComputeLayer):
         d_output = check.as_array(self, "d_output", d_output, self.output_shape, self.dtype)
         rate = self._rate(rate)
         self._check_parameters()
-        self._check_row()
         d_input = np.empty(self.input_shape, self.dtype)
-        k_conv.conv_backward_sgd(
-            self.input, self.filters, self.biases, d_output, rate, d_input, self._row
-        )
+        k_conv.conv_backward_sgd(self.input, self.filters, self.biases, d_output, rate, d_input)
         return d_input
 
 

@@ -38,15 +38,15 @@ def conv_forward_batch(xs, filters, biases, out):
 
 
 @jit
-def conv_gradient_batch(xs, d_outputs, d_filters, d_biases, row):
+def conv_gradient_batch(xs, d_outputs, d_filters, d_biases):
     """``d_filters[i, j] += sum_b correlate2d(xs[b, j], d_outputs[b, i], "valid")``,
     ``d_biases += sum_b d_outputs[b]``: the batch's summed parameter gradients, accumulated.
 
     xs (B, depth, H, W), d_outputs (B, count, H-s+1, W-s+1), d_filters (count, depth, s, s),
-    d_biases (count, H-s+1, W-s+1); ``row`` is scratch of shape (W-s+1,), unused. Each sample's
-    filter gradient is summed by ``conv._correlate2d_valid_sgd``, as ``conv.conv_sgd`` sums it, and
-    added to the sums sample after sample: with B = 1 and zeroed accumulators the result is bit for
-    bit the gradient ``conv_sgd`` applies.
+    d_biases (count, H-s+1, W-s+1). Each sample's filter gradient is summed by
+    ``conv._correlate2d_valid_sgd``, as ``conv.conv_sgd`` sums it, and added to the sums sample
+    after sample: with B = 1 and zeroed accumulators the result is bit for bit the gradient
+    ``conv_sgd`` applies.
     """
     batch = xs.shape[0]
     count, depth = d_filters.shape[0], d_filters.shape[1]

@@ -171,11 +171,10 @@ def _correlate2d_valid_sgd(x, gw, f, rate):
 
 
 @jit
-def conv_sgd(x, filters, biases, d_output, rate, row):
+def conv_sgd(x, filters, biases, d_output, rate):
     """``filters[i, j] -= correlate2d(x[j], d_output[i], "valid") * rate``, ``biases -= d_output * rate``.
 
-    x (depth, H, W), filters (count, depth, s, s), biases and d_output (count, H-s+1, W-s+1);
-    ``row`` is scratch of shape (W-s+1,), unused (kept so the callers' signature stays).
+    x (depth, H, W), filters (count, depth, s, s), biases and d_output (count, H-s+1, W-s+1).
     """
     count, depth = filters.shape[0], filters.shape[1]
     oh, ow = d_output.shape[1], d_output.shape[2]
@@ -192,7 +191,7 @@ def conv_sgd(x, filters, biases, d_output, rate, row):
 
 
 @jit
-def conv_backward_sgd(x, filters, biases, d_output, rate, d_input, row):
+def conv_backward_sgd(x, filters, biases, d_output, rate, d_input):
     """The convolution layer's backward pass fused with its SGD step, in place.
 
     ``d_input[j] = sum_i convolve2d(d_output[i], filters[i, j], "full")`` from the filters as they
@@ -203,4 +202,4 @@ def conv_backward_sgd(x, filters, biases, d_output, rate, d_input, row):
     for i in range(count):
         for j in range(depth):
             _convolve2d_full_add(d_output[i], filters[i, j], d_input[j])
-    conv_sgd(x, filters, biases, d_output, rate, row)
+    conv_sgd(x, filters, biases, d_output, rate)

@@ -23,13 +23,13 @@ def dense_backward(weights, x, d_output, d_weights, d_input):
 
 
 @jit
-def conv_backward(x, filters, d_output, d_filters, d_input, row):
+def conv_backward(x, filters, d_output, d_filters, d_input):
     """``d_filters[i, j] = correlate2d(x[j], d_output[i], "valid")``,
     ``d_input[j] = sum_i convolve2d(d_output[i], filters[i, j], "full")``.
 
     x and d_input (depth, H, W), filters and d_filters (count, depth, s, s), d_output
-    (count, H-s+1, W-s+1); ``row`` is scratch of shape (W-s+1,), unused. Summed as ``conv_sgd`` does
-    (the same helper, ``conv._correlate2d_valid_sgd``).
+    (count, H-s+1, W-s+1). Summed as ``conv_sgd`` does (the same helper,
+    ``conv._correlate2d_valid_sgd``).
     """
     count, depth, s = filters.shape[0], filters.shape[1], filters.shape[2]
     d_input[:] = 0

@@ -123,7 +123,7 @@ def _forward(spec, params, acts, partial):
 
 
 @jit(inline=True)
-def _backward(spec, params, acts, grads, rate, row, partial, inner_conv, first_dense):
+def _backward(spec, params, acts, grads, rate, partial, inner_conv, first_dense):
     """Backward from the last layer's output gradient; the first layer's input gradient is never
     needed. ``inner_conv`` and ``first_dense`` (``fastcnn._compiled.kinds``) leave out, when Numba compiles,
     the branches for layers the program does not have."""
@@ -141,9 +141,9 @@ def _backward(spec, params, acts, grads, rate, row, partial, inner_conv, first_d
             bc = b.reshape((c, oh, ow))
             gc = g_out.reshape((c, oh, ow))
             if inner_conv is None or l == 0:  # None: every convolution is a first layer
-                conv_sgd(xc, f, bc, gc, rate, row)
+                conv_sgd(xc, f, bc, gc, rate)
             else:
-                conv_backward_sgd(xc, f, bc, gc, rate, g_in.reshape((d, h, wd)), row)
+                conv_backward_sgd(xc, f, bc, gc, rate, g_in.reshape((d, h, wd)))
         elif layer.op == LINEAR:
             n, m = layer.in_size, layer.out_size
             args = (
@@ -170,7 +170,7 @@ def _backward(spec, params, acts, grads, rate, row, partial, inner_conv, first_d
 
 
 @jit(inline=True)
-def _train(spec, params, acts, grads, xs, ys, rate, row, partial, inner_conv, first_dense, losses):
+def _train(spec, params, acts, grads, xs, ys, rate, partial, inner_conv, first_dense, losses):
     last = spec[spec.size - 1]
     out = acts[last.y : last.y + last.out_size]
     g = grads[last.y : last.y + last.out_size]
@@ -193,33 +193,28 @@ def _train(spec, params, acts, grads, xs, ys, rate, row, partial, inner_conv, fi
         losses[k] = loss
         for i in range(size):  # d_mse = 2 * (predicted - actual) / np.size(actual)
             g[i] = two * (out[i] - y[i]) / size
-        _backward(spec, params, acts, grads, rate, row, partial, inner_conv, first_dense)
+        _backward(spec, params, acts, grads, rate, partial, inner_conv, first_dense)
     return xs.shape[0]
 
 
 @jit
-def train_mse_sgd(spec, params, acts, grads, xs, ys, rate, row, inner_conv, first_dense, losses):
+def train_mse_sgd(spec, params, acts, grads, xs, ys, rate, inner_conv, first_dense, losses):
     """Seed's ``Network.train`` inner loop with ``mse``/``d_mse``, over samples ``xs``/``ys``.
 
-    xs (N, input size), ys (N, output size), losses (N,) receives each sample's loss; ``row`` is
-    scratch for the convolutions (as long as the widest output row); ``inner_conv, first_dense``
-    are ``fastcnn._compiled.kinds(spec)``. Returns N, or the index of the first sample whose loss is not
-    finite, before that sample's update.
+    xs (N, input size), ys (N, output size), losses (N,) receives each sample's loss;
+    ``inner_conv, first_dense`` are ``fastcnn._compiled.kinds(spec)``. Returns N, or the index of
+    the first sample whose loss is not finite, before that sample's update.
     """
-    return _train(
-        spec, params, acts, grads, xs, ys, rate, row, None, inner_conv, first_dense, losses
-    )
+    return _train(spec, params, acts, grads, xs, ys, rate, None, inner_conv, first_dense, losses)
 
 
 @jit(cache=False)
 def train_mse_sgd_threads(
-    spec, params, acts, grads, xs, ys, rate, row, partial, inner_conv, first_dense, losses
+    spec, params, acts, grads, xs, ys, rate, partial, inner_conv, first_dense, losses
 ):
     """:func:`train_mse_sgd` with the large dense layers split into ``len(partial)`` blocks run
     on ``numba.get_num_threads()`` threads; ``partial`` is scratch (blocks, widest dense input)."""
-    return _train(
-        spec, params, acts, grads, xs, ys, rate, row, partial, inner_conv, first_dense, losses
-    )
+    return _train(spec, params, acts, grads, xs, ys, rate, partial, inner_conv, first_dense, losses)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -262,7 +257,7 @@ def _forward_batch(spec, params, acts, capacity, n):
 
 
 @jit(inline=True)
-def _backward_batch(spec, params, acts, grads, sums, capacity, n, rate, row):
+def _backward_batch(spec, params, acts, grads, sums, capacity, n, rate):
     """The batch's SGD step, from the last layer's output gradients: a dense layer's weights move
     in the gemm that sums their gradient (:func:`batch.dense_sgd_batch`), after its input gradient
     is taken; every other parameter's summed gradient goes to ``sums`` (laid out as ``params``) and
@@ -283,7 +278,7 @@ def _backward_batch(spec, params, acts, grads, sums, capacity, n, rate, row):
                 d_b[i] = 0
             g = g_out.reshape((n, c, oh, ow))
             xs = x.reshape((n, d, h, wd))
-            conv_gradient_batch(xs, g, d_w.reshape((c, d, s, s)), d_b.reshape((c, oh, ow)), row)
+            conv_gradient_batch(xs, g, d_w.reshape((c, d, s, s)), d_b.reshape((c, oh, ow)))
             if l > 0:
                 conv_input_gradient_batch(g, w.reshape((c, d, s, s)), g_in.reshape((n, d, h, wd)))
         elif layer.op == LINEAR:
@@ -318,7 +313,7 @@ def _forward_chunk(spec, params, acts, xs, start, capacity, n):
 
 
 @jit
-def train_mse_sgd_batch(spec, params, acts, grads, sums, xs, ys, capacity, rate, row, losses):
+def train_mse_sgd_batch(spec, params, acts, grads, sums, xs, ys, capacity, rate, losses):
     """Mini-batch SGD with ``mse``: each consecutive batch of ``capacity`` samples of ``xs``/``ys``
     (the last may be shorter) moves ``params`` once by ``rate`` times the mean of its per-sample
     gradients, taken at the parameters before the batch.
@@ -339,7 +334,7 @@ def train_mse_sgd_batch(spec, params, acts, grads, sums, xs, ys, capacity, rate,
         for b in range(n):
             if not np.isfinite(batch_losses[b]):
                 return start
-        _backward_batch(spec, params, acts, grads, sums, capacity, n, rate, row)
+        _backward_batch(spec, params, acts, grads, sums, capacity, n, rate)
     return total
 
 

@@ -123,10 +123,10 @@ def conv_backward_numba(shape, dtype):
     a = arrays(shape, dtype)
     x, g = a["x"], a["conv_d_output"]
     filters, biases = _copies(a, "filters", "conv_biases")
-    d_input, row = np.empty_like(x), np.empty(shape.out_hw[1], dtype)
+    d_input = np.empty_like(x)
 
     def run():
-        conv.conv_backward_sgd(x, filters, biases, g, dtype(RATE), d_input, row)
+        conv.conv_backward_sgd(x, filters, biases, g, dtype(RATE), d_input)
         return d_input, filters, biases
 
     return run
@@ -189,10 +189,9 @@ def conv_sgd_numba(shape, dtype):
     a = arrays(shape, dtype)
     x, g = a["x"], a["conv_d_output"]
     filters, biases = _copies(a, "filters", "conv_biases")
-    row = np.empty(shape.out_hw[1], dtype)
 
     def run():
-        conv.conv_sgd(x, filters, biases, g, dtype(RATE), row)
+        conv.conv_sgd(x, filters, biases, g, dtype(RATE))
         return filters, biases
 
     return run

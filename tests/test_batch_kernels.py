@@ -76,8 +76,7 @@ def test_conv_gradient_batch_accumulates_scipy_sums(dtype, shape, batch_size, se
             expected_b[i] += a["d_outputs"][b, i]
             for j in range(shape.depth):
                 expected_f[i, j] += signal.correlate2d(a["xs"][b, j], a["d_outputs"][b, i], "valid")
-    row = np.empty(shape.out_hw[1], dtype)
-    batch.conv_gradient_batch(a["xs"], a["d_outputs"], d_filters, d_biases, row)
+    batch.conv_gradient_batch(a["xs"], a["d_outputs"], d_filters, d_biases)
     check(
         "conv_gradient_batch [d_filters]",
         d_filters,
@@ -102,22 +101,21 @@ def test_conv_gradient_batch_of_one_is_conv_sgd_gradient(dtype, shape, seed):
     # Catches a batch-of-one gradient whose sums run in another order than conv_sgd's, which
     # would make B = 1 training drift from today's per-sample path in the last bits.
     a = conv_arrays(shape, 1, dtype, seed)
-    row = np.empty(shape.out_hw[1], dtype)
     d_filters = np.zeros_like(a["filters"])
     d_biases = np.zeros_like(a["biases"])
-    batch.conv_gradient_batch(a["xs"], a["d_outputs"], d_filters, d_biases, row)
+    batch.conv_gradient_batch(a["xs"], a["d_outputs"], d_filters, d_biases)
     # conv_sgd from zero parameters with rate 1 leaves exactly minus the gradient it applies.
     filters = np.zeros_like(a["filters"])
     biases = np.zeros_like(a["biases"])
-    conv.conv_sgd(a["xs"][0], filters, biases, a["d_outputs"][0], dtype(1), row)
+    conv.conv_sgd(a["xs"][0], filters, biases, a["d_outputs"][0], dtype(1))
     np.testing.assert_array_equal(d_filters, -filters, err_msg="d_filters vs conv_sgd")
     np.testing.assert_array_equal(d_biases, -biases, err_msg="d_biases vs conv_sgd")
     # And one step from the batch gradient equals conv_sgd's step.
     before = a["filters"].copy()
     expected = before.copy()
-    conv.conv_sgd(a["xs"][0], expected, a["biases"].copy(), a["d_outputs"][0], dtype(0.1), row)
+    conv.conv_sgd(a["xs"][0], expected, a["biases"].copy(), a["d_outputs"][0], dtype(0.1))
     d_filters[:] = 0
-    batch.conv_gradient_batch(a["xs"], a["d_outputs"], d_filters, np.zeros_like(d_biases), row)
+    batch.conv_gradient_batch(a["xs"], a["d_outputs"], d_filters, np.zeros_like(d_biases))
     batch.sgd_apply(before, d_filters, 1, 0.1)
     np.testing.assert_array_equal(before, expected, err_msg="sgd_apply(count=1) vs conv_sgd")
 
@@ -130,14 +128,13 @@ def test_conv_gradient_batch_is_running_sum_of_conv_backward(dtype, shape, batch
     # sums are the per-sample gradients of gradient.conv_backward added one after the other, bit
     # for bit, whatever the filter size (the helper sums taps three at a time, then the rest).
     a = conv_arrays(shape, batch_size, dtype, seed)
-    row = np.empty(shape.out_hw[1], dtype)
     d_filters = np.zeros_like(a["filters"])
-    batch.conv_gradient_batch(a["xs"], a["d_outputs"], d_filters, np.zeros_like(a["biases"]), row)
+    batch.conv_gradient_batch(a["xs"], a["d_outputs"], d_filters, np.zeros_like(a["biases"]))
     expected = np.zeros_like(d_filters)
     single = np.empty_like(d_filters)
     d_input = np.empty(a["xs"].shape[1:], dtype)
     for b in range(batch_size):
-        gradient.conv_backward(a["xs"][b], a["filters"], a["d_outputs"][b], single, d_input, row)
+        gradient.conv_backward(a["xs"][b], a["filters"], a["d_outputs"][b], single, d_input)
         expected += single
     np.testing.assert_array_equal(
         d_filters, expected, err_msg="conv_gradient_batch vs conv_backward"
@@ -152,7 +149,6 @@ def test_conv_input_gradient_batch_matches_scipy(dtype, shape, batch_size, seed)
     a = conv_arrays(shape, batch_size, dtype, seed)
     d_inputs = np.full(a["xs"].shape, np.nan, dtype)
     batch.conv_input_gradient_batch(a["d_outputs"], a["filters"], d_inputs)
-    row = np.empty(shape.out_hw[1], dtype)
     for b in range(batch_size):
         expected = np.zeros(a["xs"].shape[1:], dtype)
         for i in range(shape.count):
@@ -163,7 +159,7 @@ def test_conv_input_gradient_batch_matches_scipy(dtype, shape, batch_size, seed)
         )
         single = np.empty_like(d_inputs[b])
         f, bias = a["filters"].copy(), a["biases"].copy()
-        conv.conv_backward_sgd(a["xs"][b], f, bias, a["d_outputs"][b], dtype(0), single, row)
+        conv.conv_backward_sgd(a["xs"][b], f, bias, a["d_outputs"][b], dtype(0), single)
         np.testing.assert_array_equal(
             d_inputs[b], single, err_msg=f"sample {b} vs conv_backward_sgd"
         )
