@@ -18,6 +18,24 @@ from .functions import d_mse, mse
 from .kernels import network as k_network
 from .layers import Layer
 
+# Every layer's activations, gradients and weights start on a 64-byte cache line (a whole number
+# of LINE values, 64 bytes in float32, 128 in float64): a 64-byte vector load that straddles two
+# lines costs two, and the dense kernels load x, d_input and the weights' rows a vector at a time.
+LINE = 16
+
+
+def _line(index: int) -> int:
+    """``index`` rounded up to a multiple of :data:`LINE`."""
+    return -(-index // LINE) * LINE
+
+
+def _empty_lines(size: int, dtype: Any) -> NDArray:
+    """``np.empty(size, dtype)`` starting on a 64-byte boundary (NumPy promises 16 bytes)."""
+    itemsize = np.dtype(dtype).itemsize
+    buffer = np.empty(size + 64 // itemsize, dtype)
+    skip = (-buffer.ctypes.data % 64) // itemsize
+    return buffer[skip : skip + size]
+
 
 class Program:
     """A network as ``kernels.network`` takes it: one record per layer (``k_network.LAYER``,
@@ -32,10 +50,12 @@ class Program:
     def __init__(self, layers: Sequence[Layer], num_threads: int = 1) -> None:
         records: list[dict[str, Any]] = []
         self.arrays: list[NDArray] = []  # the layers' parameter arrays, in params order
+        self._starts: list[int] = []  # where each of them starts in params
         self.dtype: np.dtype | None = None
         size: int | None = None  # values flowing between layers
-        offset = 0  # of the next layer's output in acts/grads
-        params = 0  # of the next parameter in params
+        start = 0  # of the current layer's input in acts/grads
+        offset = 0  # end of what acts/grads hold so far
+        params = 0  # end of what params holds so far
         for layer in layers:
             spec = layer._compiled_spec()
             if spec is None:
@@ -49,24 +69,28 @@ class Program:
                     raise _Unsupported
                 self.dtype = dtype
                 layer._check_parameters()  # type: ignore[attr-defined]
+                params = _line(params)
                 spec["weights"] = params
                 spec["biases"] = params + parameters[0].size
-                params += sum(p.size for p in parameters)
-                self.arrays.extend(parameters)
+                for p in parameters:
+                    self.arrays.append(p)
+                    self._starts.append(params)
+                    params += p.size
             spec.setdefault("in_size", size)
             spec.setdefault("out_size", spec["in_size"])
             if spec["in_size"] is None:
                 raise _Unsupported  # an activation first: no size to start from
             if size is None:
                 size = spec["in_size"]
-                offset = size
+                offset = size  # the input, at 0
             if spec["in_size"] != size:
                 raise _Unsupported  # the network's own check says what is wrong
             size = spec["out_size"]
             if spec["op"] is None:  # a Reshape: nothing to do on flat buffers
                 continue
-            spec["x"], spec["y"] = offset - spec["in_size"], offset
-            offset += spec["out_size"]
+            spec["x"], spec["y"] = start, _line(offset)
+            start = spec["y"]
+            offset = start + spec["out_size"]
             records.append(spec)
         if self.dtype is None or not records or size is None:
             raise _Unsupported
@@ -79,10 +103,10 @@ class Program:
         self.kinds = kinds(self.spec)
         self.input_size = int(self.spec[0]["in_size"])
         self.output_size = int(size)
-        self.params = np.empty(params, self.dtype)
+        self.params = _empty_lines(params, self.dtype)
         self.load()
-        self.acts = np.empty(offset, self.dtype)
-        self.grads = np.empty(offset, self.dtype)
+        self.acts = _empty_lines(offset, self.dtype)
+        self.grads = _empty_lines(offset, self.dtype)
         self.num_threads = num_threads
         widest_dense = max(
             [int(r["in_size"]) for r in self.spec if r["op"] == k_network.LINEAR] or [1]
@@ -92,17 +116,13 @@ class Program:
 
     def load(self) -> None:
         """Copy the layers' parameters into the flat buffer."""
-        start = 0
-        for array in self.arrays:
+        for array, start in zip(self.arrays, self._starts, strict=True):
             self.params[start : start + array.size] = array.reshape(-1)
-            start += array.size
 
     def store(self) -> None:
         """Copy the flat buffer back into the layers' parameter arrays, in place."""
-        start = 0
-        for array in self.arrays:
+        for array, start in zip(self.arrays, self._starts, strict=True):
             array.reshape(-1)[:] = self.params[start : start + array.size]
-            start += array.size
 
     def samples(self, data: NDArray) -> NDArray:
         """Checked ``data`` (N, ...) as an (N, size) C-contiguous array in the program's dtype."""
