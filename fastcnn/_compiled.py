@@ -47,10 +47,12 @@ class Program:
     flat buffer a working copy while a chunk of samples runs.
     """
 
-    def __init__(self, layers: Sequence[Layer], num_threads: int = 1) -> None:
+    def __init__(self, layers: Sequence[Layer], num_threads: int = 1, padded: bool = False) -> None:
         records: list[dict[str, Any]] = []
         self.arrays: list[NDArray] = []  # the layers' parameter arrays, in params order
-        self._starts: list[int] = []  # where each of them starts in params
+        # Where each of them starts in params, and its row stride there (None: stored flat).
+        self._places: list[tuple[int, int | None]] = []
+        self.padded = padded
         self.dtype: np.dtype | None = None
         size: int | None = None  # values flowing between layers
         start = 0  # of the current layer's input in acts/grads
@@ -71,11 +73,18 @@ class Program:
                 layer._check_parameters()  # type: ignore[attr-defined]
                 params = _line(params)
                 spec["weights"] = params
-                spec["biases"] = params + parameters[0].size
-                for p in parameters:
+                stride = None
+                if spec["op"] == k_network.LINEAR:
+                    n = spec["in_size"]
+                    stride = _line(n) if padded else n
+                    spec["stride"] = stride
+                    spec["biases"] = params + spec["out_size"] * stride
+                else:
+                    spec["biases"] = params + parameters[0].size
+                for p, row in zip(parameters, (stride, None), strict=False):
                     self.arrays.append(p)
-                    self._starts.append(params)
-                    params += p.size
+                    self._places.append((params, row))
+                    params += p.size if row is None else p.shape[0] * row
             spec.setdefault("in_size", size)
             spec.setdefault("out_size", spec["in_size"])
             if spec["in_size"] is None:
@@ -114,15 +123,25 @@ class Program:
         self.partial = np.empty((num_threads, widest_dense), self.dtype)
         self._batch: tuple[int, NDArray, NDArray, NDArray] | None = None
 
+    def _views(self) -> Iterator[tuple[NDArray, NDArray]]:
+        """Each parameter array and its place in ``params`` (a view of the same shape)."""
+        for array, (start, row) in zip(self.arrays, self._places, strict=True):
+            if row is None:
+                yield array.reshape(-1), self.params[start : start + array.size]
+            else:
+                rows, columns = array.shape
+                place = self.params[start : start + rows * row].reshape(rows, row)
+                yield array, place[:, :columns]
+
     def load(self) -> None:
         """Copy the layers' parameters into the flat buffer."""
-        for array, start in zip(self.arrays, self._starts, strict=True):
-            self.params[start : start + array.size] = array.reshape(-1)
+        for array, place in self._views():
+            place[...] = array
 
     def store(self) -> None:
         """Copy the flat buffer back into the layers' parameter arrays, in place."""
-        for array, start in zip(self.arrays, self._starts, strict=True):
-            array.reshape(-1)[:] = self.params[start : start + array.size]
+        for array, place in self._views():
+            array[...] = place
 
     def samples(self, data: NDArray) -> NDArray:
         """Checked ``data`` (N, ...) as an (N, size) C-contiguous array in the program's dtype."""
@@ -150,6 +169,8 @@ class Program:
         """Activations, gradients (each ``capacity`` times the per-sample buffers) and gradient
         sums (as long as ``params``) for batches of up to ``capacity`` samples; made once per
         capacity and kept."""
+        if self.padded:  # BLAS multiplies a dense layer's weights as stored, (m, k) contiguous
+            raise RuntimeError("a Program with padded rows runs the per-sample loop only")
         if self._batch is None or self._batch[0] != capacity:
             size = capacity * self.acts.size
             buffers = (np.empty(size, self.dtype), np.empty(size, self.dtype))
@@ -234,12 +255,17 @@ class _Unsupported(Exception):
 
 
 def program(
-    layers: Sequence[Layer], loss: Any = mse, d_loss: Any = d_mse, num_threads: int = 1
+    layers: Sequence[Layer],
+    loss: Any = mse,
+    d_loss: Any = d_mse,
+    num_threads: int = 1,
+    padded: bool = False,
 ) -> Program | None:
-    """A :class:`Program` for ``layers``, or None when the compiled path does not apply."""
+    """A :class:`Program` for ``layers``, or None when the compiled path does not apply.
+    ``padded``: dense rows padded to whole cache lines, for the per-sample loop only."""
     if loss is not mse or d_loss is not d_mse:
         return None
     try:
-        return Program(layers, num_threads)
+        return Program(layers, num_threads, padded)
     except _Unsupported:
         return None

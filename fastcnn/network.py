@@ -254,7 +254,10 @@ class Network:
         if len(data_x) == 0:
             raise ValueError("train needs at least one sample; data_x is empty.")
         # From here on the inputs are right; the compiled path is a choice, never an error.
-        program = _compiled.program(self.layers, loss, d_loss, self.num_threads)
+        # Per-sample training streams each dense layer's rows once a sample: padded to whole
+        # cache lines (see kernels/dense.py). Mini-batches hand the weights to BLAS as they are.
+        padded = batch_size == 1
+        program = _compiled.program(self.layers, loss, d_loss, self.num_threads, padded)
         if program is not None:
             data_x, data_y = program.samples(data_x), program.samples(data_y)
         history = History()
@@ -443,7 +446,7 @@ class Network:
         layer's arrays."""
         program.store()
         progress(e + 1, done, losses[:done].sum() / done)
-        new = _compiled.program(self.layers, loss, d_loss, self.num_threads)
+        new = _compiled.program(self.layers, loss, d_loss, self.num_threads, program.padded)
         if new is None:
             raise RuntimeError("progress callback changed the network's layers mid-epoch.")
         return new

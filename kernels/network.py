@@ -65,6 +65,7 @@ LAYER = np.dtype(
         ("width", np.int64),
         ("filter_size", np.int64),
         ("filter_count", np.int64),
+        ("stride", np.int64),  # a dense layer's weights row stride in params, >= in_size
     ],
     align=True,
 )
@@ -92,6 +93,15 @@ def _conv_dims(layer):
 
 
 @jit(inline=True)
+def _rows(params, layer):
+    """A dense layer's weights as (out_size, stride): rows padded to ``layer.stride`` values (see
+    ``kernels.dense``); the per-sample kernels read the first ``in_size`` of each."""
+    return params[layer.weights : layer.weights + layer.out_size * layer.stride].reshape(
+        (layer.out_size, layer.stride)
+    )
+
+
+@jit(inline=True)
 def _forward(spec, params, acts, partial):
     for l in range(spec.size):
         layer = spec[l]
@@ -109,7 +119,7 @@ def _forward(spec, params, acts, partial):
             )
         elif layer.op == LINEAR:
             n, m = layer.in_size, layer.out_size
-            args = (w.reshape((m, n)), x.reshape((n, 1)), b.reshape((m, 1)), y.reshape((m, 1)))
+            args = (_rows(params, layer), x.reshape((n, 1)), b.reshape((m, 1)), y.reshape((m, 1)))
             # The row kernels themselves, here and in _backward, not their one-line wrappers
             # dense_forward and dense_backward_sgd: each would be one more function to compile.
             if partial is None:
@@ -147,7 +157,7 @@ def _backward(spec, params, acts, grads, rate, partial, inner_conv, first_dense)
         elif layer.op == LINEAR:
             n, m = layer.in_size, layer.out_size
             args = (
-                w.reshape((m, n)),
+                _rows(params, layer),
                 b.reshape((m, 1)),
                 x.reshape((n, 1)),
                 g_out.reshape((m, 1)),

@@ -130,3 +130,32 @@ def test_dense_blocks_match_one_thread(dtype, m, n):
             np.testing.assert_allclose(
                 d, d1, **tolerance(dtype), err_msg=f"d_input vs 1 thread {where}"
             )
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@given(case=dense_shapes(), pad=st.integers(1, 17))
+def test_padded_rows_give_the_compact_results(dtype, case, pad):
+    # Catches a kernel taking a row's length from the weights instead of x (it would read the
+    # padding, NaN here, into every sum), or updating the padding the network loop keeps between
+    # rows. Padded and compact weights must give the same numbers bit for bit.
+    m, n, seed = case
+    weights, x, biases, d_output = draw_arrays(m, n, dtype, seed)
+    padded = np.full((m, n + pad), np.nan, dtype)
+    padded[:, :n] = weights
+    rate = dtype(0.1)
+    outs = [np.empty((m, 1), dtype) for _ in range(2)]
+    dense.dense_forward(weights, x, biases, outs[0])
+    dense.dense_forward(padded, x, biases, outs[1])
+    np.testing.assert_array_equal(outs[1], outs[0], err_msg="dense_forward")
+    compact = [weights.copy(), biases.copy(), np.empty((n, 1), dtype)]
+    wide = [padded.copy(), biases.copy(), np.empty((n, 1), dtype)]
+    dense.dense_backward_sgd(compact[0], compact[1], x, d_output, rate, compact[2])
+    dense.dense_backward_sgd(wide[0], wide[1], x, d_output, rate, wide[2])
+    for a, b, name in zip(wide, compact, ["weights", "biases", "d_input"], strict=True):
+        np.testing.assert_array_equal(a[:, : b.shape[1]], b, err_msg=f"dense_backward_sgd {name}")
+    assert np.isnan(wide[0][:, n:]).all(), "dense_backward_sgd wrote the padding"
+    compact, wide = [weights.copy(), biases.copy()], [padded.copy(), biases.copy()]
+    dense.dense_sgd(compact[0], compact[1], x, d_output, rate)
+    dense.dense_sgd(wide[0], wide[1], x, d_output, rate)
+    np.testing.assert_array_equal(wide[0][:, :n], compact[0], err_msg="dense_sgd weights")
+    assert np.isnan(wide[0][:, n:]).all(), "dense_sgd wrote the padding"
