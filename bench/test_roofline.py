@@ -11,6 +11,10 @@ on one core:
   rank-1 update that leaves the values unchanged, so rounds do not drift), and fastcnn's
   ``dense_sgd``.
 
+fastcnn's kernels get the weights as the per-sample training loop keeps them, 64-byte aligned
+with rows padded to whole cache lines (``fastcnn._compiled``), which is their fastest layout;
+BLAS gets them 64-byte aligned and compact, as it requires.
+
 ``python -m bench.report`` adds the fastest read and the fastest read-and-write of each dtype into
 a per-sample time, the bound, and prints each training row's time per sample as a percentage of
 it. BLAS runs on one thread here (threadpoolctl, when installed), so the bound is one core's;
@@ -24,6 +28,7 @@ import pytest
 from scipy.linalg import blas
 
 from bench import describe
+from fastcnn._compiled import _empty_lines, _line
 from fastcnn.kernels import dense
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -39,19 +44,24 @@ def one_blas_thread():
     return threadpool_limits(1, user_api="blas"), 1
 
 
-def operands(dtype):
+def operands(dtype, padded=False):
     rng = np.random.default_rng(7)
-    weights = rng.uniform(-1, 1, (M, N)).astype(dtype)
+    stride = _line(N) if padded else N
+    rows = _empty_lines(M * stride, dtype).reshape(M, stride)
+    rows[...] = 0
+    weights = rows[:, :N]
+    weights[...] = rng.uniform(-1, 1, (M, N))
     x = rng.uniform(0, 1, (N, 1)).astype(dtype)
     biases = rng.uniform(-1, 1, (M, 1)).astype(dtype)
     d_output = rng.uniform(-1, 1, (M, 1)).astype(dtype)
-    return weights, x, biases, d_output
+    return weights, rows, x, biases, d_output
 
 
 def candidates(op, impl, dtype):
     """A zero-argument callable doing one pass of ``op`` with ``impl``; for reads, a function
     turning its result into ``weights @ x``; the weights and x it works on."""
-    weights, x, biases, d_output = operands(dtype)
+    # rows: the weights with their padding, as the kernels take them (a row's length is len(x))
+    weights, rows, x, biases, d_output = operands(dtype, padded=impl == "numba")
     # weights.T is the Fortran-ordered (n, m) matrix BLAS sees, without a copy.
     wt, xv, gv = weights.T, x[:, 0], d_output[:, 0]
     d = "d" if dtype == np.float64 else "s"
@@ -62,7 +72,7 @@ def candidates(op, impl, dtype):
         out = np.empty((M, 1), dtype)
 
         def forward():
-            dense.dense_forward(weights, x, biases, out)
+            dense.dense_forward(rows, x, biases, out)
             return out
 
         return forward, lambda r: r - biases, weights, x
@@ -78,7 +88,7 @@ def candidates(op, impl, dtype):
     rate = dtype(1e-30)
 
     def sgd():
-        dense.dense_sgd(weights, biases, x, d_output, rate)
+        dense.dense_sgd(rows, biases, x, d_output, rate)
         return weights
 
     return sgd, None, weights, x
