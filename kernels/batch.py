@@ -91,10 +91,10 @@ def dense_forward_batch(xs, weights, biases, out):
     xs (B, n), weights (m, n), biases of m elements ((m, 1) as the layer keeps them, or (m,)),
     out (B, m). One BLAS GEMM into scratch holding ``out.T``, then out = its transpose + biases.
     """
-    # weights @ xs.T, not xs @ weights.T straight into out: the same product, but OpenBLAS packs
-    # the (large) weights as the other operand and runs 5-20 % faster at B = 32-64 on the MNIST
-    # layer (measured: float32 B = 32 6.5 -> 5.1 us a sample, float64 B = 64 10.9 -> 9.0 us);
-    # transposing the small (m, B) result back costs well under 1 % of that.
+    # weights @ xs.T, not xs @ weights.T straight into out: the same product, which OpenBLAS on
+    # two threads splits better, 5-20 % faster at B = 32-64 on the MNIST layer (measured: float32
+    # B = 32 6.5 -> 5.1 us a sample, float64 B = 64 10.9 -> 9.0 us); on one thread the two run
+    # alike. Transposing the small (m, B) result back costs well under 1 % of that.
     yt = np.empty((weights.shape[0], xs.shape[0]), out.dtype)
     np.dot(weights, xs.T, yt)
     bf = biases.reshape(-1)
