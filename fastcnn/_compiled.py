@@ -44,7 +44,10 @@ class Program:
 
     The parameters are copied into ``params`` when the program is made (and by :meth:`load`)
     and back into the layers' arrays by :meth:`store`: the layers' arrays are the model, the
-    flat buffer a working copy while a chunk of samples runs.
+    flat buffer a working copy while a chunk of samples runs. With ``padded``, each dense layer's
+    rows there are padded to whole cache lines (:data:`LINE`; its record's ``stride``), for the
+    per-sample loop; the mini-batch loop hands the weights to BLAS as stored and needs them
+    compact (``padded=False``, stride = in_size).
     """
 
     def __init__(self, layers: Sequence[Layer], num_threads: int = 1, padded: bool = False) -> None:
