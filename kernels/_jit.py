@@ -146,7 +146,8 @@ def is_cached(dispatcher, *signature_texts: str) -> bool:
     """Whether ``dispatcher`` would load machine code from its on-disk cache for a signature whose
     text contains every one of ``signature_texts`` (say ``"float32"``) instead of compiling it: a
     current entry (right package stamp) exists. False for a kernel with no cache. Lets the command
-    line say that a first run is compiling before the seconds it takes, instead of seeming to hang."""
+    line say that a first run is compiling before the seconds it takes, instead of seeming to
+    hang."""
     cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
     if cache_file is None or not hasattr(cache_file, "_load_index"):
         return False

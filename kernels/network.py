@@ -6,8 +6,8 @@ one flat buffer ``params`` (weights or filters at ``spec[l].weights``, biases at
 ``spec[l].biases``); activations and gradients in the flat buffers ``acts`` and ``grads``, layer
 ``l``'s input at ``spec[l].x`` and its output at ``spec[l].y``. Every argument is an array or a
 number whatever the network's length, so each entry point compiles once per dtype (the per-sample
-loops once per dtype and ``fastcnn._compiled.kinds`` of layers, at most four, never per length). A Reshape is no
-operation on flat buffers, so it never appears.
+loops once per dtype and ``fastcnn._compiled.kinds`` of layers, at most four), never per length.
+A Reshape is no operation on flat buffers, so it never appears.
 
 ``partial`` is None on one thread. With threads it is scratch of shape (blocks, widest dense
 input), and the large dense layers run on the parallel kernels. The one-thread entry points are
@@ -135,8 +135,8 @@ def _forward(spec, params, acts, partial):
 @jit(inline=True)
 def _backward(spec, params, acts, grads, rate, partial, inner_conv, first_dense):
     """Backward from the last layer's output gradient; the first layer's input gradient is never
-    needed. ``inner_conv`` and ``first_dense`` (``fastcnn._compiled.kinds``) leave out, when Numba compiles,
-    the branches for layers the program does not have."""
+    needed. ``inner_conv`` and ``first_dense`` (``fastcnn._compiled.kinds``) leave out, when Numba
+    compiles, the branches for layers the program does not have."""
     for l in range(spec.size - 1, -1, -1):
         layer = spec[l]
         x = acts[layer.x : layer.x + layer.in_size]
