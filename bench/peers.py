@@ -266,30 +266,37 @@ def measure_evaluate(n=10_000, rounds=3):
     }
 
 
-def peer_table(data):
-    """(title, headers, rows) of the fastcnn/PyTorch ratios in a ``--benchmark-json`` document,
-    from the rows of ``bench/test_batch.py`` (``extra_info["peer"]``); None when it has none.
-    ``bench/report.py`` prints it."""
-    groups = defaultdict(dict)
+def _peer_rates(data):
+    """``{(work, dtype, batch size, threads): {impl: samples/s}}`` from the rows of
+    ``bench/test_batch.py`` (``extra_info["peer"]``) in a ``--benchmark-json`` document, in the
+    order they ran."""
+    rates = defaultdict(dict)
     for b in data.get("benchmarks", []):
         info = b.get("extra_info", {})
         if "peer" in info:
-            groups[b.get("group")][info["impl"]] = (info, b["stats"]["median"])
-    if not groups:
+            key = (info["peer"], info["dtype"], info.get("batch_size", ""), info["threads"])
+            rates[key][info["impl"]] = info["samples"] / b["stats"]["median"]
+    return rates
+
+
+def peer_table(data):
+    """(title, headers, rows) of the fastcnn/PyTorch ratios in a ``--benchmark-json`` document,
+    from the rows of ``bench/test_batch.py``; None when it has none. ``bench/report.py`` prints
+    it."""
+    rates = _peer_rates(data)
+    if not rates:
         return None
     rows = []
-    for impls in groups.values():
-        info = next(iter(impls.values()))[0]
-        rate = {k: i["samples"] / t for k, (i, t) in impls.items()}
+    for (work, dtype, size, n_threads), rate in rates.items():
         mine = rate.get("fastcnn")
         peer_name = "PyTorch" if "PyTorch" in rate else "notebook loop"
         peer = rate.get(peer_name)
         rows.append(
             [
-                info["peer"],
-                info["dtype"],
-                str(info.get("batch_size", "")),
-                str(info["threads"]),
+                work,
+                dtype,
+                str(size),
+                str(n_threads),
                 f"{mine:,.0f}" if mine else "-",
                 f"{peer:,.0f} ({peer_name})" if peer else "- (not run)",
                 f"{mine / peer:.2f}x" if mine and peer else "-",
@@ -334,23 +341,16 @@ PEER_TARGETS = [
 def peer_targets(data):
     """(headers, rows) of :data:`PEER_TARGETS`, measured in a ``--benchmark-json`` document's
     ``bench/test_batch.py`` rows; None when it has none."""
-    rates = {}
-    for b in data.get("benchmarks", []):
-        info = b.get("extra_info", {})
-        if "peer" in info:
-            key = (info["peer"], info["dtype"], info.get("batch_size", ""), info["threads"])
-            rates[key, info["impl"]] = info["samples"] / b["stats"]["median"]
+    rates = _peer_rates(data)
     if not rates:
         return None
     rows = []
     for label, work, dtype, size, n_threads, minimum in PEER_TARGETS:
-        mine = rates.get(((work, dtype, size, n_threads), "fastcnn"))
-        peer_key = (work, "float64", size, n_threads) if work != "train epoch" else None
-        peer = (
-            rates.get(((work, dtype, size, n_threads), "PyTorch"))
-            if peer_key is None
-            else rates.get((peer_key, "notebook loop"))
-        )
+        mine = rates.get((work, dtype, size, n_threads), {}).get("fastcnn")
+        if work == "train epoch":
+            peer = rates.get((work, dtype, size, n_threads), {}).get("PyTorch")
+        else:  # the notebook's loop runs in float64 only
+            peer = rates.get((work, "float64", size, n_threads), {}).get("notebook loop")
         if mine is None or peer is None:
             rows.append([label, f">= {minimum:g}x", "not measured", "-"])
             continue
