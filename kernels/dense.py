@@ -163,8 +163,7 @@ def dense_backward_sgd(weights, biases, x, d_output, rate, d_input):
     ``d_input = weights.T @ d_output`` from the weights as they were, then
     ``weights -= (d_output @ x.T) * rate`` and ``biases -= d_output * rate``, each update rounded
     as the seed's ``w - (g * x) * rate``. weights (m, n) (or padded rows, (m, s > n)), biases and
-    d_output (m, 1), x and d_input
-    (n, 1).
+    d_output (m, 1), x and d_input (n, 1).
     """
     # Rows first to last, like dense_forward. Walking them last to first (to reuse what forward
     # left in cache) measured 2-4x slower with one-row loops: the vectoriser or prefetcher loses.

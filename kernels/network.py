@@ -107,13 +107,12 @@ def _forward(spec, params, acts, partial):
         layer = spec[l]
         x = acts[layer.x : layer.x + layer.in_size]
         y = acts[layer.y : layer.y + layer.out_size]
-        w = params[layer.weights : layer.biases]
         b = params[layer.biases : layer.biases + layer.out_size]
         if layer.op == CONV:
             d, h, wd, s, c, oh, ow = _conv_dims(layer)
             conv_forward(
                 x.reshape((d, h, wd)),
-                w.reshape((c, d, s, s)),
+                params[layer.weights : layer.biases].reshape((c, d, s, s)),
                 b.reshape((c, oh, ow)),
                 y.reshape((c, oh, ow)),
             )
@@ -142,12 +141,11 @@ def _backward(spec, params, acts, grads, rate, partial, inner_conv, first_dense)
         x = acts[layer.x : layer.x + layer.in_size]
         g_in = grads[layer.x : layer.x + layer.in_size]
         g_out = grads[layer.y : layer.y + layer.out_size]
-        w = params[layer.weights : layer.biases]
         b = params[layer.biases : layer.biases + layer.out_size]
         if layer.op == CONV:
             d, h, wd, s, c, oh, ow = _conv_dims(layer)
             xc = x.reshape((d, h, wd))
-            f = w.reshape((c, d, s, s))
+            f = params[layer.weights : layer.biases].reshape((c, d, s, s))
             bc = b.reshape((c, oh, ow))
             gc = g_out.reshape((c, oh, ow))
             if inner_conv is None or l == 0:  # None: every convolution is a first layer
