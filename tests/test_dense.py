@@ -1,5 +1,5 @@
-"""The blocked dense kernels (four rows of ``weights`` per pass, remainder rows one by one) at odd
-sizes, in both dtypes: against a float64 NumPy reference, against the seed's rounding of the SGD
+"""The blocked dense kernels (rows of ``weights`` four per pass forward, eight backward, the rest in
+four-row and one-row passes) at odd sizes, in both dtypes: against a float64 NumPy reference, against the seed's rounding of the SGD
 update, and their two-thread versions against the one-thread kernels, bit for bit."""
 
 import itertools
@@ -16,7 +16,7 @@ from .conftest import DTYPES, seeds, tolerance
 
 @st.composite
 def dense_shapes(draw):
-    """(m, n, seed): m rows of ``weights`` (any remainder mod 4, and m = 1), n columns (n = 1,
+    """(m, n, seed): m rows of ``weights`` (any remainder mod 8, and m = 1), n columns (n = 1,
     tiny, around a cache line, and MNIST-like); tiny shapes are drawn far more often."""
     m = draw(st.one_of(st.integers(1, 13), st.sampled_from([63, 100, 101, 130])))
     n = draw(st.one_of(st.integers(1, 40), st.sampled_from([127, 1000, 3380, 3381])))
