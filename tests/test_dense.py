@@ -1,6 +1,7 @@
 """The blocked dense kernels (rows of ``weights`` four per pass forward, eight backward, the rest in
-four-row and one-row passes) at odd sizes, in both dtypes: against a float64 NumPy reference, against the seed's rounding of the SGD
-update, and their two-thread versions against the one-thread kernels, bit for bit."""
+four-row and one-row passes) at odd sizes, in both dtypes: against a float64 NumPy reference,
+against the seed's rounding of the SGD update, and their two-thread versions against the
+one-thread kernels, bit for bit."""
 
 import itertools
 
