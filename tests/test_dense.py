@@ -1,7 +1,7 @@
-"""The blocked dense kernels (rows of ``weights`` four per pass forward, eight backward, the rest in
-four-row and one-row passes) at odd sizes, in both dtypes: against a float64 NumPy reference,
-against the seed's rounding of the SGD update, and their two-thread versions against the
-one-thread kernels, bit for bit."""
+"""The blocked dense kernels (rows of ``weights`` eight per pass, the rest in four-row and one-row
+passes) at odd sizes, in both dtypes: against a float64 NumPy reference, against the seed's
+rounding of the SGD update, and their two-thread versions against the one-thread kernels, bit for
+bit."""
 
 import itertools
 
@@ -49,7 +49,7 @@ def rows_in_order(weights, d_output):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @given(case=dense_shapes())
 def test_dense_forward_any_shape(dtype, case):
-    # Catches rows lost or done twice by the four-row loop (m not a multiple of 4, m < 4), a wrong
+    # Catches rows lost or done twice by the row loops (m not a multiple of 8 or 4, m < 4), a wrong
     # accumulator or bias per row, or a result that depends on the NaN `out` starts as.
     m, n, seed = case
     weights, x, biases, _ = draw_arrays(m, n, dtype, seed)
@@ -92,10 +92,10 @@ def test_dense_backward_sgd_any_shape(dtype, case):
 
 
 def block_edges(m, blocks):
-    """The row blocks of the two-thread kernels: edges on multiples of four rows, the last block
+    """The row blocks of the two-thread kernels: edges on multiples of eight rows, the last block
     taking the remainder."""
-    quads = m // 4
-    return [4 * (t * quads // blocks) for t in range(blocks)] + [m]
+    eights = m // 8
+    return [8 * (t * eights // blocks) for t in range(blocks)] + [m]
 
 
 @pytest.mark.slow  # compiles the parallel kernels in both dtypes (never cached)
