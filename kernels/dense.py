@@ -189,10 +189,28 @@ def dense_sgd(weights, biases, x, d_output, rate):
     """``weights -= (d_output @ x.T) * rate`` and ``biases -= d_output * rate``, rounded as the seed.
 
     For a first layer, whose input gradient nobody reads. Shapes as :func:`dense_backward_sgd`.
+    Eight rows a pass, then four, then one by one (eight: 37.9 -> 34.6 us float64, 18.4 -> 16.8
+    us float32, MNIST size).
     """
     m, n = weights.shape[0], x.shape[0]
     o = 0
-    while o + 4 <= m:
+    while o + 8 <= m:
+        w0, w1, w2, w3 = weights[o], weights[o + 1], weights[o + 2], weights[o + 3]
+        w4, w5, w6, w7 = weights[o + 4], weights[o + 5], weights[o + 6], weights[o + 7]
+        g0, g1, g2, g3 = d_output[o, 0], d_output[o + 1, 0], d_output[o + 2, 0], d_output[o + 3, 0]
+        g4, g5, g6, g7 = d_output[o + 4, 0], d_output[o + 5, 0], d_output[o + 6, 0], d_output[o + 7, 0]
+        for i in range(n):
+            xi = x[i, 0]
+            w0[i] -= g0 * xi * rate
+            w1[i] -= g1 * xi * rate
+            w2[i] -= g2 * xi * rate
+            w3[i] -= g3 * xi * rate
+            w4[i] -= g4 * xi * rate
+            w5[i] -= g5 * xi * rate
+            w6[i] -= g6 * xi * rate
+            w7[i] -= g7 * xi * rate
+        o += 8
+    if o + 4 <= m:
         w0, w1, w2, w3 = weights[o], weights[o + 1], weights[o + 2], weights[o + 3]
         g0, g1, g2, g3 = d_output[o, 0], d_output[o + 1, 0], d_output[o + 2, 0], d_output[o + 3, 0]
         for i in range(n):
