@@ -5,7 +5,8 @@ sample's forward and backward passes are three streams over it (read; read and w
 what the cache hierarchy delivers, not what the arithmetic costs. Each pass therefore walks
 **eight rows of ``weights`` at a time**: one load of ``x[i]`` (and one load and store of
 ``d_input[i]``) serves eight rows, independent accumulators keep the FMA units busy, and no
-temporary array is made. Rows left over take a four-row pass and one-row loops.
+temporary array is made. Rows left over take one-row loops (and, in the backward passes, a
+four-row pass first).
 
 Numerics. ``dense_forward`` reassociates its sums (``@jit(reassociate=True)``) so that LLVM can
 split each row's dot product across vector lanes; it differs from ``np.dot`` in the last bits
@@ -48,42 +49,29 @@ from ._jit import jit
 def _forward_rows(weights, x, biases, out, start, stop):
     """``out[start:stop] = weights[start:stop, :n] @ x + biases[start:stop]`` (n = len(x); see
     the module's note on padded rows), last rows first: rows ``start`` onwards eight per pass, the
-    rest (fewer than eight) in a four-row pass and one by one.
+    rest (fewer than eight) one by one.
 
     Last first because the backward pass walks the rows first to last: the rows this pass reads
     last are the ones the backward pass (and, after it, the next sample's forward pass) reads
     first, while they are still in L2. Each row's sum is its own, so the order changes nothing in
     the result. Measured per sample (seed's MNIST net, one thread): 101 -> 97 us (float64),
     52 -> 48 us (float32). Eight rows a pass rather than four: 34.7 -> 31.5 us (float64), 17.8 ->
-    15.8 us (float32) for the pass alone. A row's sum may be split across vector lanes differently
-    in an eight-row, four-row or one-row loop, so which loop takes a row depends only on its
-    distance from ``start``, and the two-thread blocks start on multiples of eight."""
+    15.8 us (float32) for the pass alone. (A four-row pass for the rest too, as the backward
+    pass has, made no measurable difference here and cost 0.5 s of a cold start.) A row's sum may
+    be split across vector lanes differently in an eight-row and a one-row loop, so which loop
+    takes a row depends only on its distance from ``start``, and the two-thread blocks start on
+    multiples of eight."""
     n = x.shape[0]
     zero = out.dtype.type(0)
     whole = start + 8 * ((stop - start) // 8)  # rows start:whole go eight at a time
-    quad = whole + 4 <= stop  # then one four-row pass
     o = stop
-    while o > (whole + 4 if quad else whole):
+    while o > whole:
         o -= 1
         w0 = weights[o]
         acc = zero
         for i in range(n):
             acc += w0[i] * x[i, 0]
         out[o, 0] = acc + biases[o, 0]  # tests/test_cache.py edits this line
-    if quad:
-        o = whole
-        w0, w1, w2, w3 = weights[o], weights[o + 1], weights[o + 2], weights[o + 3]
-        a0 = a1 = a2 = a3 = zero
-        for i in range(n):
-            xi = x[i, 0]
-            a0 += w0[i] * xi
-            a1 += w1[i] * xi
-            a2 += w2[i] * xi
-            a3 += w3[i] * xi
-        out[o, 0] = a0 + biases[o, 0]
-        out[o + 1, 0] = a1 + biases[o + 1, 0]
-        out[o + 2, 0] = a2 + biases[o + 2, 0]
-        out[o + 3, 0] = a3 + biases[o + 3, 0]
     o = whole
     while o > start:
         o -= 8

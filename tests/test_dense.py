@@ -1,5 +1,5 @@
-"""The blocked dense kernels (rows of ``weights`` eight per pass, the rest in four-row and one-row
-passes) at odd sizes, in both dtypes: against a float64 NumPy reference, against the seed's
+"""The blocked dense kernels (rows of ``weights`` eight per pass, the rest in a four-row pass or one
+by one) at odd sizes, in both dtypes: against a float64 NumPy reference, against the seed's
 rounding of the SGD update, and their two-thread versions against the one-thread kernels, bit for
 bit."""
 
