@@ -108,6 +108,7 @@ def _backward_rows(weights, biases, x, d_output, rate, d_input, start, stop):
     zero = d_input.dtype.type(0)
     for i in range(n):
         d_input[i, 0] = zero
+    gs = d_output[:, 0]
     o = start
     # Eight rows a pass, not four: each pass loads and stores all of d_input, which the stream of
     # weights keeps evicting from L1, and this pass is the busiest of all (three products a
@@ -118,8 +119,8 @@ def _backward_rows(weights, biases, x, d_output, rate, d_input, start, stop):
     while o + 8 <= stop:
         w0, w1, w2, w3 = weights[o], weights[o + 1], weights[o + 2], weights[o + 3]
         w4, w5, w6, w7 = weights[o + 4], weights[o + 5], weights[o + 6], weights[o + 7]
-        g0, g1, g2, g3 = d_output[o, 0], d_output[o + 1, 0], d_output[o + 2, 0], d_output[o + 3, 0]
-        g4, g5, g6, g7 = d_output[o + 4, 0], d_output[o + 5, 0], d_output[o + 6, 0], d_output[o + 7, 0]
+        g0, g1, g2, g3 = gs[o], gs[o + 1], gs[o + 2], gs[o + 3]
+        g4, g5, g6, g7 = gs[o + 4], gs[o + 5], gs[o + 6], gs[o + 7]
         for i in range(n):
             xi = x[i, 0]
             a0, a1, a2, a3 = w0[i], w1[i], w2[i], w3[i]
@@ -181,12 +182,13 @@ def dense_sgd(weights, biases, x, d_output, rate):
     us float32, MNIST size).
     """
     m, n = weights.shape[0], x.shape[0]
+    gs = d_output[:, 0]
     o = 0
     while o + 8 <= m:
         w0, w1, w2, w3 = weights[o], weights[o + 1], weights[o + 2], weights[o + 3]
         w4, w5, w6, w7 = weights[o + 4], weights[o + 5], weights[o + 6], weights[o + 7]
-        g0, g1, g2, g3 = d_output[o, 0], d_output[o + 1, 0], d_output[o + 2, 0], d_output[o + 3, 0]
-        g4, g5, g6, g7 = d_output[o + 4, 0], d_output[o + 5, 0], d_output[o + 6, 0], d_output[o + 7, 0]
+        g0, g1, g2, g3 = gs[o], gs[o + 1], gs[o + 2], gs[o + 3]
+        g4, g5, g6, g7 = gs[o + 4], gs[o + 5], gs[o + 6], gs[o + 7]
         for i in range(n):
             xi = x[i, 0]
             w0[i] -= g0 * xi * rate
