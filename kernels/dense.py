@@ -11,8 +11,8 @@ four-row pass first).
 Numerics. ``dense_forward`` reassociates its sums (``@jit(reassociate=True)``) so that LLVM can
 split each row's dot product across vector lanes; it differs from ``np.dot`` in the last bits
 only. The backward kernels use no fast-math flag at all: ``d_input[i]`` is summed over the rows
-first to last from zero, exactly as a one-row-at-a-time loop does, and every update is rounded as the
-seed's ``w - (g * x) * rate`` (``g * x`` first, then ``* rate``, then the subtraction). The FMA
+first to last from zero, exactly as a one-row-at-a-time loop does, and every update is rounded as
+the seed's ``w - (g * x) * rate`` (``g * x`` first, then ``* rate``, then the subtraction). The FMA
 contraction flag ("contract") is not used: it would fuse the update into
 ``fma(-(g * x), rate, w)`` and round once less than the seed, and the forward pass already runs at
 OpenBLAS ``gemv``'s speed without it (memory, not arithmetic, is the limit). The fused backward
@@ -146,7 +146,7 @@ def _backward_rows(weights, biases, x, d_output, rate, d_input, start, stop):
         o += 8
     if o + 4 <= stop:
         w0, w1, w2, w3 = weights[o], weights[o + 1], weights[o + 2], weights[o + 3]
-        g0, g1, g2, g3 = d_output[o, 0], d_output[o + 1, 0], d_output[o + 2, 0], d_output[o + 3, 0]
+        g0, g1, g2, g3 = gs[o], gs[o + 1], gs[o + 2], gs[o + 3]
         for i in range(n):
             xi = x[i, 0]
             a0, a1, a2, a3 = w0[i], w1[i], w2[i], w3[i]
@@ -163,7 +163,7 @@ def _backward_rows(weights, biases, x, d_output, rate, d_input, start, stop):
         o += 4
     while o < stop:
         w0 = weights[o]
-        g0 = d_output[o, 0]
+        g0 = gs[o]
         for i in range(n):
             a0 = w0[i]
             w0[i] = a0 - g0 * x[i, 0] * rate
@@ -202,7 +202,7 @@ def dense_sgd(weights, biases, x, d_output, rate):
         o += 8
     if o + 4 <= m:
         w0, w1, w2, w3 = weights[o], weights[o + 1], weights[o + 2], weights[o + 3]
-        g0, g1, g2, g3 = d_output[o, 0], d_output[o + 1, 0], d_output[o + 2, 0], d_output[o + 3, 0]
+        g0, g1, g2, g3 = gs[o], gs[o + 1], gs[o + 2], gs[o + 3]
         for i in range(n):
             xi = x[i, 0]
             w0[i] -= g0 * xi * rate
@@ -212,7 +212,7 @@ def dense_sgd(weights, biases, x, d_output, rate):
         o += 4
     while o < m:
         w0 = weights[o]
-        g0 = d_output[o, 0]
+        g0 = gs[o]
         for i in range(n):
             w0[i] -= g0 * x[i, 0] * rate
         o += 1
