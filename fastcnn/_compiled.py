@@ -1,27 +1,56 @@
-"""The compiled path of ``Network``: a network made only of fastcnn's own layers, all on the Numba
-backend with one dtype, trained with ``mse``/``d_mse``, runs its whole per-sample loop in
-:mod:`fastcnn.kernels.network` instead of calling each layer from Python. Same arithmetic, same
-numbers (the tests compare both paths); anything else takes the per-layer path.
+"""The compiled path of ``Network``: a network made only of registered layers that have a compiled
+kind (all on the Numba backend, one dtype), trained with a registered loss, runs its whole loop in
+one compiled call of the generated loops (``kernels/_loops.py``, see :mod:`fastcnn._codegen`)
+instead of calling each layer from Python. Same arithmetic, same numbers (the tests compare both
+paths); anything else takes the per-layer path.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from types import ModuleType
 from typing import Any
 
 import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from . import _codegen, registry
 from .functions import d_mse, mse
-from .kernels import network as k_network
 from .layers import Layer
+from .layers.base import DIMS, Compiled
 
 # Every layer's activations, gradients and weights start on a 64-byte cache line (a whole number
 # of LINE values, 64 bytes in float32, 128 in float64): a 64-byte vector load that straddles two
 # lines costs two, and the dense kernels load x, d_input and the weights' rows a vector at a time.
 LINE = 16
+
+# One layer of a program. Sizes count values; offsets index the flat buffers: x and y the layer's
+# input and output in acts/grads; p0, p1 its first and second parameter arrays in params/gparams
+# and p_end the end of its parameters; p0_stride the row stride of the first one when it is a
+# matrix of rows (padded to whole lines on the per-sample path); scratch:scratch_end its scratch;
+# step_start:step_stop the parameters the loop's SGD step moves (those no fused hook moved); dims
+# the kind's own integers, named by the kind's kernels module.
+LAYER = np.dtype(
+    [
+        ("op", np.int64),
+        ("in_size", np.int64),
+        ("out_size", np.int64),
+        ("x", np.int64),
+        ("y", np.int64),
+        ("p0", np.int64),
+        ("p1", np.int64),
+        ("p_end", np.int64),
+        ("p0_stride", np.int64),
+        ("scratch", np.int64),
+        ("scratch_end", np.int64),
+        ("step_start", np.int64),
+        ("step_stop", np.int64),
+        ("dims", np.int64, (DIMS,)),
+    ],
+    align=True,
+)
 
 
 def _line(index: int) -> int:
@@ -29,106 +58,162 @@ def _line(index: int) -> int:
     return -(-index // LINE) * LINE
 
 
-def _empty_lines(size: int, dtype: Any) -> NDArray:
-    """``np.empty(size, dtype)`` starting on a 64-byte boundary (NumPy promises 16 bytes)."""
+def _empty_lines(size: int, dtype: Any, zero: bool = False) -> NDArray:
+    """``np.empty(size, dtype)`` (``np.zeros`` with ``zero``) starting on a 64-byte boundary
+    (NumPy promises 16 bytes)."""
     itemsize = np.dtype(dtype).itemsize
-    buffer = np.empty(size + 64 // itemsize, dtype)
+    buffer = (np.zeros if zero else np.empty)(size + 64 // itemsize, dtype)
     skip = (-buffer.ctypes.data % 64) // itemsize
     return buffer[skip : skip + size]
 
 
-class Program:
-    """A network as ``kernels.network`` takes it: one record per layer (``k_network.LAYER``,
-    from each layer's ``_compiled_spec()``), and flat buffers for the parameters, activations and
-    gradients, so one compiled function serves networks of every length.
+class _Unsupported(Exception):
+    pass
 
-    The parameters are copied into ``params`` when the program is made (and by :meth:`load`)
-    and back into the layers' arrays by :meth:`store`: the layers' arrays are the model, the
-    flat buffer a working copy while a chunk of samples runs. With ``padded``, each dense layer's
-    rows there are padded to whole cache lines (:data:`LINE`; its record's ``stride``), for the
-    per-sample loop; the mini-batch loop hands the weights to BLAS as stored and needs them
-    compact (``padded=False``, stride = in_size).
+
+class Program:
+    """A network as the generated loops take it: one record per layer (:data:`LAYER`, from each
+    layer's ``_compiled()``), and flat buffers for the parameters, their gradients, activations,
+    gradients and scratch, so one compiled function serves networks of every length.
+
+    The parameters are copied into ``params`` when the program is made (and by :meth:`load`) and
+    back into the layers' arrays by :meth:`store`: the layers' arrays are the model, the flat buffer
+    a working copy while a chunk of samples runs. With ``padded``, each row-matrix parameter (a
+    dense layer's weights) has its rows padded to whole cache lines there, for the per-sample loop;
+    the mini-batch loop hands the weights to BLAS as stored and needs them compact.
     """
 
-    def __init__(self, layers: Sequence[Layer], num_threads: int = 1, padded: bool = False) -> None:
-        records: list[dict[str, Any]] = []
-        self.arrays: list[NDArray] = []  # the layers' parameter arrays, in params order
-        # Where each of them starts in params, and its row stride there (None: stored flat).
-        self._places: list[tuple[int, int | None]] = []
+    spec: Any
+    params: NDArray
+    gparams: NDArray
+    acts: NDArray
+    grads: NDArray
+    scratch: NDArray
+    partial: NDArray | None
+    flags: tuple[bool | None, ...]
+    output_size: int
+
+    def __init__(
+        self,
+        layers: Sequence[Layer],
+        loss: registry.Loss,
+        num_threads: int = 1,
+        padded: bool = False,
+        fused: bool = True,
+    ) -> None:
         self.padded = padded
+        self.fused = fused
+        self.num_threads = num_threads
         self.dtype: np.dtype | None = None
+        self._layers = list(layers)
+        compiled = [self._describe(layer) for layer in layers]
+        kinds = [c.kind for c in compiled if c.kind is not None]
+        self.loops: ModuleType = _codegen.loops(kinds, [loss.name], fused)
+        missing = sorted(set(kinds) - set(self.loops.KINDS))
+        if missing:  # cannot happen: the loops are generated from the registry
+            raise RuntimeError(f"the compiled loops have no branch for kind {missing[0]!r}")
+        self.loss = self.loops.LOSSES.index(loss.name)
+        # Where each parameter array lives: (layer, name, offset, row stride or None).
+        self._places: list[tuple[Layer, str, int, int | None]] = []
+        records: list[dict[str, Any]] = []
         size: int | None = None  # values flowing between layers
         start = 0  # of the current layer's input in acts/grads
         offset = 0  # end of what acts/grads hold so far
         params = 0  # end of what params holds so far
-        for layer in layers:
-            spec = layer._compiled_spec()
-            if spec is None:
-                raise _Unsupported
-            spec = dict(spec)
-            parameters = layer.parameters()
-            if parameters:
-                dtype = getattr(layer, "dtype", None)
-                # Not `self.dtype in (None, ...)`: NumPy reads None as float64 in that comparison.
-                if self.dtype is not None and self.dtype != dtype:
-                    raise _Unsupported
-                self.dtype = dtype
-                layer._check_parameters()  # type: ignore[attr-defined]
-                params = _line(params)
-                spec["weights"] = params
-                stride = None
-                if spec["op"] == k_network.LINEAR:
-                    n = spec["in_size"]
-                    stride = _line(n) if padded else n
-                    spec["stride"] = stride
-                    spec["biases"] = params + spec["out_size"] * stride
-                else:
-                    spec["biases"] = params + parameters[0].size
-                for p, row in zip(parameters, (stride, None), strict=False):
-                    self.arrays.append(p)
-                    self._places.append((params, row))
-                    params += p.size if row is None else p.shape[0] * row
-            spec.setdefault("in_size", size)
-            spec.setdefault("out_size", spec["in_size"])
-            if spec["in_size"] is None:
+        self._scratch_sizes: list[tuple[int, int]] = []
+        for layer, spec in zip(layers, compiled, strict=True):
+            in_size = spec.in_size or size  # an activation takes whatever comes
+            if in_size is None:
                 raise _Unsupported  # an activation first: no size to start from
             if size is None:
-                size = spec["in_size"]
+                size = in_size
                 offset = size  # the input, at 0
-            if spec["in_size"] != size:
+            if in_size != size:
                 raise _Unsupported  # the network's own check says what is wrong
-            size = spec["out_size"]
-            if spec["op"] is None:  # a Reshape: nothing to do on flat buffers
+            out_size = spec.out_size or in_size
+            size = out_size
+            if spec.kind is None:  # nothing to do on flat buffers (a Reshape)
                 continue
-            spec["x"], spec["y"] = start, _line(offset)
-            start = spec["y"]
-            offset = start + spec["out_size"]
-            records.append(spec)
+            record: dict[str, Any] = {
+                "op": self.loops.KINDS.index(spec.kind),
+                "in_size": in_size,
+                "out_size": out_size,
+                "x": start,
+                "y": _line(offset),
+            }
+            start = record["y"]
+            offset = start + out_size
+            params = self._lay_out(layer, spec, record, params)
+            self._scratch_sizes.append((spec.scratch, spec.scratch_per_sample))
+            dims = list(spec.dims) + [0] * (DIMS - len(spec.dims))
+            record["dims"] = dims
+            records.append(record)
         if self.dtype is None or not records or size is None:
             raise _Unsupported
         # A recarray, whose elements read fields as attributes (``spec[l].op``) in plain Python
         # too (NUMBA_DISABLE_JIT, the coverage run); Numba types it as the same record array.
-        self.spec = np.zeros(len(records), k_network.LAYER).view(np.recarray)
-        for record, spec in zip(self.spec, records, strict=True):
-            for name, value in spec.items():
+        self.spec = np.zeros(len(records), LAYER).view(np.recarray)
+        for record, values in zip(self.spec, records, strict=True):
+            for name, value in values.items():
                 record[name] = value
-        self.kinds = kinds(self.spec)
-        self.input_size = int(self.spec[0]["in_size"])
         self.output_size = int(size)
         self.params = _empty_lines(params, self.dtype)
+        self.gparams = _empty_lines(params, self.dtype, zero=True)
         self.load()
         self.acts = _empty_lines(offset, self.dtype)
         self.grads = _empty_lines(offset, self.dtype)
-        self.num_threads = num_threads
-        widest_dense = max(
-            [int(r["in_size"]) for r in self.spec if r["op"] == k_network.LINEAR] or [1]
-        )
-        self.partial = np.empty((num_threads, widest_dense), self.dtype)
-        self._batch: tuple[int, NDArray, NDArray, NDArray] | None = None
+        self._scratch_capacity: int | None = None
+        self._use_scratch(1)
+        self.flags = flags(self.loops, self.spec, loss.name)
+        # The parallel dense kernels' per-block input gradients (none on one thread).
+        widest = int(self.spec["in_size"].max())
+        self.partial = np.empty((num_threads, widest), self.dtype) if num_threads > 1 else None
+        self._batch: tuple[int, NDArray, NDArray] | None = None
+
+    def _describe(self, layer: Layer) -> Compiled:
+        if registry.LAYERS.get(type(layer).__name__) is not type(layer):
+            raise _Unsupported  # a subclass may change what a method does
+        spec = layer._compiled()
+        if spec is None:
+            raise _Unsupported
+        return spec
+
+    def _lay_out(self, layer: Layer, spec: Compiled, record: dict, params: int) -> int:
+        """Give ``layer``'s parameters their places in ``params``; fill the record's offsets."""
+        arrays = [getattr(layer, name) for name in spec.params]
+        if arrays:
+            dtype = layer.dtype  # type: ignore[attr-defined]
+            # Not `self.dtype in (None, ...)`: NumPy reads None as float64 in that comparison.
+            if self.dtype is not None and self.dtype != dtype:
+                raise _Unsupported
+            self.dtype = dtype
+            layer._check_parameters()  # type: ignore[attr-defined]
+        params = _line(params)
+        offsets = []
+        for name, array in zip(spec.params, arrays, strict=True):
+            row = None
+            if name == spec.rows:
+                columns = array.shape[1]
+                row = _line(columns) if self.padded else columns
+                record["p0_stride"] = row
+            offsets.append(params)
+            self._places.append((layer, name, params, row))
+            params += array.size if row is None else array.shape[0] * row
+        record["p0"] = offsets[0] if offsets else params
+        record["p1"] = offsets[1] if len(offsets) > 1 else params
+        record["p_end"] = params
+        # The loop's step moves what no fused hook moves; fused parameters come first.
+        kind = registry.KINDS[spec.kind] if spec.kind is not None and self.fused else None
+        fused = kind.fused.get("sample" if self.padded else "batch", ()) if kind else ()
+        unfused = [o for name, o in zip(spec.params, offsets, strict=True) if name not in fused]
+        record["step_start"] = unfused[0] if unfused else params
+        record["step_stop"] = params
+        return params
 
     def _views(self) -> Iterator[tuple[NDArray, NDArray]]:
         """Each parameter array and its place in ``params`` (a view of the same shape)."""
-        for array, (start, row) in zip(self.arrays, self._places, strict=True):
+        for layer, name, start, row in self._places:
+            array = getattr(layer, name)
             if row is None:
                 yield array.reshape(-1), self.params[start : start + array.size]
             else:
@@ -137,7 +222,10 @@ class Program:
                 yield array, place[:, :columns]
 
     def load(self) -> None:
-        """Copy the layers' parameters into the flat buffer."""
+        """Copy the layers' parameters into the flat buffer (a callback may have replaced or
+        changed them since: they are checked again)."""
+        for layer in {id(layer): layer for layer, *_ in self._places}.values():
+            layer._check_parameters()  # type: ignore[attr-defined]
         for array, place in self._views():
             place[...] = array
 
@@ -150,35 +238,44 @@ class Program:
         """Checked ``data`` (N, ...) as an (N, size) C-contiguous array in the program's dtype."""
         return np.ascontiguousarray(data, self.dtype).reshape(len(data), -1)
 
-    def train(self, xs: NDArray, ys: NDArray, rate: float, losses: NDArray) -> int:
-        """Train on ``xs``/``ys`` from the flat buffer; the layers' arrays are updated by
-        :meth:`store` (the caller's job, once per chunk). Returns the samples done."""
-        dtype = np.dtype(self.dtype)
-        args = (
-            self.spec,
-            self.params,
-            self.acts,
-            self.grads,
-            xs,
-            ys,
-            dtype.type(rate),
-        )
-        if self.num_threads == 1:
-            return k_network.train_mse_sgd(*args, *self.kinds, losses)
-        with _threads(self.num_threads):
-            return k_network.train_mse_sgd_threads(*args, self.partial, *self.kinds, losses)
+    def _rate(self, rate: float) -> Any:
+        return np.dtype(self.dtype).type(rate)
 
-    def batch_buffers(self, capacity: int) -> tuple[NDArray, NDArray, NDArray]:
-        """Activations, gradients (each ``capacity`` times the per-sample buffers) and gradient
-        sums (as long as ``params``) for batches of up to ``capacity`` samples; made once per
-        capacity and kept."""
+    def train(self, xs: NDArray, ys: NDArray, rate: float, losses: NDArray) -> int:
+        """Per-sample SGD on ``xs``/``ys`` from the flat buffer; the layers' arrays are updated by
+        :meth:`store` (the caller's job, once per chunk). Returns the samples done."""
+        self._use_scratch(1)
+        args = (self.spec, self.params, self.gparams, self.acts, self.grads, self.scratch)
+        tail = (xs, ys, self._rate(rate), self.loss, losses)
+        if self.partial is None:
+            return int(self.loops.train_sgd(*args, *tail, *self.flags))
+        with _threads(self.num_threads):
+            return int(self.loops.train_sgd_threads(*args, *tail, self.partial, *self.flags))
+
+    def _use_scratch(self, capacity: int) -> None:
+        """Zeroed scratch for batches of up to ``capacity`` samples, and the records pointed at
+        it: each record's fixed part plus its per-sample part times ``capacity``. Made again only
+        when the capacity changes (a kind may rely on what it left zero staying zero)."""
+        if self._scratch_capacity == capacity:
+            return
+        offset = 0
+        for record, (fixed, per_sample) in zip(self.spec, self._scratch_sizes, strict=True):
+            record["scratch"] = offset
+            record["scratch_end"] = offset + fixed + per_sample * capacity
+            offset = _line(int(record["scratch_end"]))
+        self.scratch = _empty_lines(max(offset, 1), self.dtype, zero=True)
+        self._scratch_capacity = capacity
+
+    def batch_buffers(self, capacity: int) -> tuple[NDArray, NDArray]:
+        """Activations and gradients, each ``capacity`` times the per-sample buffers, for batches
+        of up to ``capacity`` samples; made once per capacity and kept."""
         if self.padded:  # BLAS multiplies a dense layer's weights as stored, (m, k) contiguous
             raise RuntimeError("a Program with padded rows runs the per-sample loop only")
         if self._batch is None or self._batch[0] != capacity:
             size = capacity * self.acts.size
-            buffers = (np.empty(size, self.dtype), np.empty(size, self.dtype))
-            self._batch = (capacity, *buffers, np.empty_like(self.params))
-        return self._batch[1:]
+            self._batch = (capacity, np.empty(size, self.dtype), np.empty(size, self.dtype))
+        self._use_scratch(capacity)
+        return self._batch[1], self._batch[2]
 
     def train_batch(
         self, xs: NDArray, ys: NDArray, batch_size: int, rate: float, losses: NDArray
@@ -188,31 +285,66 @@ class Program:
         done: N, or the first sample of the batch whose loss was not finite, before its update."""
         # num_threads > 1 gives BLAS (the dense layers' GEMMs, most of the work) that many
         # threads, set by Network.train for the whole call; the compiled loop itself stays on one.
-        # Numba's parallel kernels beside OpenBLAS's threads ran 10x slower here (both pools
-        # spinning on the same two cores; measured 1,100-1,300 vs 7,700-18,000 samples/s).
-        acts, grads, sums = self.batch_buffers(batch_size)
+        # Numba's parallel kernels beside OpenBLAS's threads ran ten times slower (both pools
+        # spinning on the same two cores).
+        acts, grads = self.batch_buffers(batch_size)
         return int(
-            k_network.train_mse_sgd_batch(
+            self.loops.train_sgd_batch(
                 self.spec,
                 self.params,
+                self.gparams,
                 acts,
                 grads,
-                sums,
+                self.scratch,
                 xs,
                 ys,
                 batch_size,
-                np.dtype(self.dtype).type(rate),
+                self._rate(rate),
+                self.loss,
                 losses,
+                *self.flags,
             )
         )
 
     def predict_batch(self, xs: NDArray, batch_size: int = 128) -> NDArray:
-        """:meth:`predict`, ``batch_size`` samples per pass: one GEMM per dense layer and batch."""
+        """The network's outputs, ``batch_size`` samples per pass: one GEMM per dense layer."""
         out = np.empty((len(xs), self.output_size), self.dtype)
         capacity = max(1, min(batch_size, len(xs)))
         acts = self.batch_buffers(capacity)[0]
-        k_network.predict_batch(self.spec, self.params, acts, xs, capacity, out)
+        kind_flags = self.flags[: len(self.flags) - len(self.loops.LOSSES)]
+        loops = self.loops
+        loops.predict_batch(
+            self.spec, self.params, acts, self.scratch, xs, capacity, out, *kind_flags
+        )
         return out
+
+    def entry(self, batch: bool) -> Any:
+        """The loop this program's training calls (for ``_jit.is_cached``)."""
+        return self.loops.train_sgd_batch if batch else self.loops.train_sgd
+
+    def flag_text(self, predict: bool = False) -> str:
+        """How the flags read at the end of a compiled training signature (``bool, none, ...)``),
+        or of ``predict_batch``'s, which takes no loss flags."""
+        flags = self.flags[: len(self.flags) - len(self.loops.LOSSES)] if predict else self.flags
+        return ", ".join("none" if f is None else "bool" for f in flags) + ")"
+
+
+def flags(loops: ModuleType, spec: NDArray, loss: str) -> tuple[bool | None, ...]:
+    """The generated loops' compile-time flags for a program: for each kind of ``loops.KINDS``,
+    True or None for "has one", "has one as its first layer" (when the kind has work to do there)
+    and "has one after the first"; then, for each loss, whether it is ``loss``. Numba removes
+    the branches of a None flag before it compiles anything in them, so a network compiles only
+    the kinds it has; its length never changes its flags."""
+    ops = [int(op) for op in spec["op"]]
+    out: list[bool | None] = []
+    for op, name in enumerate(loops.KINDS):
+        kind = registry.KINDS[name]
+        out.append(True if op in ops else None)
+        if kind.has_first:
+            out.append(True if ops[0] == op else None)
+        out.append(True if op in ops[1:] else None)
+    out += [True if name == loss else None for name in loops.LOSSES]
+    return tuple(out)
 
 
 @contextlib.contextmanager
@@ -236,39 +368,24 @@ def _threads(n: int) -> Iterator[None]:
         numba.set_num_threads(before)
 
 
-def kinds(spec: NDArray) -> tuple[bool | None, bool | None]:
-    """The backward branches a program needs, as the training loops' arguments
-    ``(inner_conv, first_dense)``: each True, or None when the program has no such layer (a
-    convolution after the first layer, whose input gradient is needed; a dense first layer, whose
-    input gradient is not).
-
-    Numba removes an ``x is None`` branch whose ``x`` is typed None before it compiles anything
-    in it, so a program compiles only the kernels it runs: the seed's CNN (a first convolution,
-    dense layers after it) leaves out two of the four, 1.3 s of a 7 s cold start (measured). A
-    network's length never changes ``kinds``: at most four compiles per dtype, whatever the depth.
-    """
-    ops = [int(op) for op in spec["op"]]
-    inner_conv = True if k_network.CONV in ops[1:] else None
-    first_dense = True if ops[0] == k_network.LINEAR else None
-    return inner_conv, first_dense
-
-
-class _Unsupported(Exception):
-    pass
-
-
 def program(
     layers: Sequence[Layer],
     loss: Any = mse,
     d_loss: Any = d_mse,
     num_threads: int = 1,
     padded: bool = False,
+    fused: bool = True,
 ) -> Program | None:
-    """A :class:`Program` for ``layers``, or None when the compiled path does not apply.
-    ``padded``: dense rows padded to whole cache lines, for the per-sample loop only."""
-    if loss is not mse or d_loss is not d_mse:
+    """A :class:`Program` for ``layers``, or None when the compiled path does not apply (a layer
+    or a loss pair with no compiled kind, mixed dtypes). ``padded``: dense rows padded to whole
+    cache lines, for the per-sample loop only; ``fused=False``, loops without the fused SGD fast
+    paths (every gradient written out, then stepped; for measurements)."""
+    from . import losses as _  # noqa: F401  (registers the built-in losses)
+
+    entry = registry.loss_of(loss, d_loss)
+    if entry is None:
         return None
     try:
-        return Program(layers, num_threads, padded)
+        return Program(layers, entry, num_threads, padded, fused)
     except _Unsupported:
         return None

@@ -355,25 +355,24 @@ def _train(args: argparse.Namespace) -> int:
         return _train_into(args, out)
 
 
-def _announce_compiling(args: argparse.Namespace) -> None:
+def _announce_compiling(args: argparse.Namespace, network: Any) -> None:
     """One line on stderr before the seconds Numba spends compiling on a cold cache, so a first
     run does not look hung; nothing once the kernels are cached for this machine."""
     if args.backend != "numba":
         return
+    from . import _compiled
+    from .functions import d_mse, mse
     from .kernels import _jit
-    from .kernels import network as k_network
 
     if args.threads > 1 and args.batch_size == 1:
         # Parallel kernels are never cached (numba#10128, see kernels/_jit.py).
         message = f"compiling the {args.threads}-thread kernels (every run with --threads)…"
     else:
-        if args.batch_size > 1:
-            cached = _jit.is_cached(k_network.train_mse_sgd_batch, args.dtype)
-        else:
-            # The seed's CNN trains on the loop's variant with kinds() == (None, None): another
-            # network's variant in the cache (say XOR's) would not spare this run its compile.
-            cached = _jit.is_cached(k_network.train_mse_sgd, args.dtype, "none, none")
-        if cached:
+        batch = args.batch_size > 1
+        program = _compiled.program(network.layers, mse, d_mse, padded=not batch)
+        # The loop compiles once per dtype and set of kinds (its flags): another network's variant
+        # in the cache (say XOR's) would not spare this run its compile.
+        if program is None or _jit.is_cached(program.entry(batch), args.dtype, program.flag_text()):
             return
         message = "compiling kernels for this machine (first run only)…"
     print(message, file=sys.stderr, flush=True)
@@ -414,7 +413,7 @@ def _train_into(args: argparse.Namespace, out: str) -> int:
     )
 
     if not args.quiet:
-        _announce_compiling(args)
+        _announce_compiling(args, network)
     progress = _Progress(len(x), args.epochs, enabled=not args.quiet)
     kept: dict[str, Any] = {"epoch": 0, "matrix": None}
 

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _compiled
+from . import _compiled, _modelfile
 from . import _validation as check
 from ._threads import blas_threads
 from ._validation import check_backend, check_size
-from .layers import Layer, Reshape
+from .layers import Layer
 
 # Samples per compiled call: small enough that progress and Ctrl-C come every few tens of ms.
 _CHUNK = 256
@@ -99,9 +99,7 @@ class Network:
             if previous is not None and layer.input_shape is not None:
                 j, before = previous
                 have, want = tuple(before.output_shape or ()), tuple(layer.input_shape)
-                fits = (
-                    np.prod(have) == np.prod(want) if isinstance(layer, Reshape) else have == want
-                )
+                fits = np.prod(have) == np.prod(want) if layer._INPUT_BY_SIZE else have == want
                 if not fits:
                     raise ValueError(
                         f"layer {i} ({layer!r}) expects input of shape {want}, but layer {j} "
@@ -116,7 +114,7 @@ class Network:
         layer = self._input_layer()
         shape = None if layer is None else layer.input_shape
         return check.check_samples(
-            name, data, shape, exact=not isinstance(layer, Reshape), finite=finite
+            name, data, shape, exact=not (layer is not None and layer._INPUT_BY_SIZE), finite=finite
         )
 
     def predict(self, input: Any) -> Any:
@@ -125,9 +123,7 @@ class Network:
         if layer is not None:
             shape = np.shape(input)
             want = tuple(layer.input_shape or ())
-            if shape != want and (
-                not isinstance(layer, Reshape) or np.prod(shape) != np.prod(want)
-            ):
+            if shape != want and (not layer._INPUT_BY_SIZE or np.prod(shape) != np.prod(want)):
                 raise ValueError(
                     f"predict takes one sample of shape {want} (the network's input), but "
                     f"received shape {shape}; for N samples, loop or use evaluate."
@@ -185,9 +181,7 @@ class Network:
 
     def save(self, path: Any) -> None:
         """Write the network to ``path`` (``.npz``); :func:`fastcnn.load` reads it back exactly."""
-        from .io import save
-
-        save(self, path)
+        _modelfile.save(self.layers, path)
 
     def train(
         self,
@@ -381,7 +375,11 @@ class Network:
                         raise _not_finite_batch(e, k, bad, losses[bad])
                 done = stop
                 if progress is not None:
-                    program = self._report(program, progress, e, done, losses, loss, d_loss)
+                    # The layers get the trained parameters, the callback sees them, and the
+                    # program takes them back (the callback may have changed or replaced them).
+                    program.store()
+                    progress(e + 1, done, losses[:done].sum() / done)
+                    program.load()
         finally:
             program.store()
         # cumsum adds in order from the first sample, as the seed's `total_loss += loss` does.
@@ -430,26 +428,6 @@ class Network:
             if progress is not None:
                 progress(e + 1, stop, total_loss / stop)
         return total_loss / n
-
-    def _report(
-        self,
-        program: _compiled.Program,
-        progress: Callable,
-        e: int,
-        done: int,
-        losses: NDArray,
-        loss: Callable,
-        d_loss: Callable,
-    ) -> _compiled.Program:
-        """Between compiled chunks: the layers get the trained parameters, ``progress`` sees
-        them, and the program is made again, since the callback may have changed or replaced a
-        layer's arrays."""
-        program.store()
-        progress(e + 1, done, losses[:done].sum() / done)
-        new = _compiled.program(self.layers, loss, d_loss, self.num_threads, program.padded)
-        if new is None:
-            raise RuntimeError("progress callback changed the network's layers mid-epoch.")
-        return new
 
 
 def _not_finite_batch(e: int, start: int, k: int, value: Any) -> FloatingPointError:

@@ -1,4 +1,5 @@
-"""The seed's sigmoid and its backward pass, elementwise over arrays of any shape."""
+"""Element-wise activations and their backward passes, over arrays of any shape: ``f(x, out)`` and
+``f_backward(x, y, d_output, out)``, x the forward input and y its output."""
 
 import numpy as np
 from numba import types
@@ -9,13 +10,13 @@ from ._jit import jit
 # exp(t) = 2**k * exp(r) with k = round(t / ln 2) and |r| <= ln(2) / 2: the classic reduction
 # (Cody & Waite: ln 2 split in a high part exact in few bits and a low correction), then Taylor
 # polynomials long enough for 1 ulp. Numba's own np.exp is a scalar libm call per element; this
-# is plain arithmetic LLVM vectorises, 3x faster on the 3,380 sigmoids of the seed's MNIST net.
+# is plain arithmetic LLVM vectorises (see the README's Speed section).
 _EXP64_TAYLOR = tuple(1.0 / np.prod(np.arange(1.0, n + 1)) for n in range(14))  # 1/n!, n <= 13
 _EXP32_TAYLOR = tuple(np.float32(c) for c in _EXP64_TAYLOR[:8])  # n <= 7
 
 
-# contract: the polynomial's a * r + c steps as FMAs (1.5x faster sigmoids, still within 1 ulp of
-# np.exp over the whole float64 range measured; tests/test_compiled.py holds it to 2 ulp).
+# contract: the polynomial's a * r + c steps as FMAs (faster, still within 1 ulp of np.exp over the
+# whole float64 range measured; tests/test_compiled.py holds it to 2 ulp).
 @jit(contract=True)
 def _exp64(t):
     """``np.exp(t)`` for a float64 to within 1 ulp (0 below -746, inf above 709.78, NaN kept)."""
@@ -93,14 +94,15 @@ def sigmoid(x, out):
 
 
 @jit
-def sigmoid_backward(output, d_output, out):
-    """``d_output * d_sigmoid(x)`` given ``output = sigmoid(x)``: ``d_output * (s * (1 - s))``.
+def sigmoid_backward(x, y, d_output, out):
+    """``d_output * d_sigmoid(x)`` given ``y = sigmoid(x)``: ``d_output * (s * (1 - s))``.
 
-    The seed recomputes ``s = sigmoid(x)`` here; taking the forward output instead gives the same
-    numbers without a second exponential.
+    Every activation's backward kernel takes the forward input ``x`` and output ``y``; the seed
+    recomputes ``s = sigmoid(x)`` here, and taking ``y`` instead gives the same numbers without a
+    second exponential. x, y, d_output and out of one shape.
     """
     one = out.dtype.type(1)
-    sf = output.reshape(-1)
+    sf = y.reshape(-1)
     gf = d_output.reshape(-1)
     of = out.reshape(-1)
     for i in range(sf.size):

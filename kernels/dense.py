@@ -1,4 +1,5 @@
-"""The dense (linear) layer: ``weights @ x + biases`` and its backward pass fused with SGD.
+"""The dense (linear) layer: ``weights @ x + biases``, its backward pass fused with SGD, and its
+hooks in the compiled loops (``kernels/_loops.py``).
 
 Written for the memory system: at MNIST size (100 x 3380) ``weights`` is 2.7 MB in float64, so one
 sample's forward and backward passes are three streams over it (read; read and write) and cost
@@ -18,21 +19,21 @@ contraction flag ("contract") is not used: it would fuse the update into
 OpenBLAS ``gemv``'s speed without it (memory, not arithmetic, is the limit). The fused backward
 pass is the one place arithmetic shows: three products a weight (``g * x``, ``* rate``,
 ``w * g`` for ``d_input``), which keep the multiply ports busy for about as long as the memory
-takes (42 against 39 us for the update alone, float64, MNIST size); an FMA would still occupy a
-multiply port, and the seed's rounding needs all three products.
+takes; an FMA would still occupy a multiply port, and the seed's rounding needs all three
+products.
 
 Padded rows. Every kernel here reads a row's length from ``x`` (n = len(x)), not from ``weights``,
 which may be (m, s) with s > n: rows padded to whole 64-byte lines, as the compiled network loop
 keeps them (``fastcnn._compiled.Program``), so that every row starts on a line. In float32 a row
 of 3,380 values is 211.25 lines, and rows starting mid-line made every vector load of three rows
-in four straddle two lines: padded, one sample's forward and backward passes take 39.4 instead of
-45.5 us (measured). The padding is never read or written.
+in four straddle two lines (the README's Speed section has the figures). The padding is never
+read or written.
 
 Two-thread versions. Both split the rows of ``weights`` into the same contiguous blocks, whose
 boundaries fall on multiples of eight rows, so each core touches the same half of ``weights`` in
 the forward and in the backward pass (in float32 a half, 0.68 MB at MNIST size, stays in one
 core's 1 MB L2 from sample to sample; splitting the backward by columns instead, which needs no
-cross-thread sum, measured no faster than one thread for that reason). ``dense_forward_blocks``
+cross-thread sum, was no faster than one thread for that reason). ``dense_forward_blocks``
 is bit-identical to ``dense_forward``. ``dense_backward_sgd_blocks`` updates ``weights`` and
 ``biases`` bit-identically too; its ``d_input`` is the per-block sums added in block order, so
 it is repeatable for a given number of blocks and differs from one thread's only in the last bits.
@@ -40,9 +41,12 @@ Block 0 sums into ``d_input`` itself and block ``t`` into ``partial[t]``: the tw
 threads write concurrently live in different arrays, so they share no cache line.
 """
 
+import numpy as np
 from numba import prange
 
 from ._jit import jit
+from .blas import gemm_update
+from .buffers import region
 
 
 @jit(reassociate=True)
@@ -54,10 +58,8 @@ def _forward_rows(weights, x, biases, out, start, stop):
     Last first because the backward pass walks the rows first to last: the rows this pass reads
     last are the ones the backward pass (and, after it, the next sample's forward pass) reads
     first, while they are still in L2. Each row's sum is its own, so the order changes nothing in
-    the result. Measured per sample (seed's MNIST net, one thread): 101 -> 97 us (float64),
-    52 -> 48 us (float32). Eight rows a pass rather than four: 34.7 -> 31.5 us (float64), 17.8 ->
-    15.8 us (float32) for the pass alone. (A four-row pass for the rest too, as the backward
-    pass has, made no measurable difference here and cost 0.5 s of a cold start.) A row's sum may
+    the result. (A four-row pass for the rest too, as the backward pass has, made no measurable
+    difference here and cost half a second of a cold start; CHANGELOG 0.3.) A row's sum may
     be split across vector lanes differently in an eight-row and a one-row loop, so which loop
     takes a row depends only on its distance from ``start``, and the two-thread blocks start on
     multiples of eight."""
@@ -103,19 +105,24 @@ def dense_forward(weights, x, biases, out):
 def _backward_rows(weights, biases, x, d_output, rate, d_input, start, stop):
     """:func:`dense_backward_sgd` on the rows ``start:stop``: ``d_input`` (n, 1) receives those
     rows' share of ``weights.T @ d_output``, summed first row to last; their weights and biases
-    are updated. Eight rows per pass (then four, then one by one)."""
+    are updated. Eight rows per pass (then four, then one by one).
+
+    ``d_input=None`` (a first layer, whose input gradient nobody reads) compiles a variant
+    without it: Numba removes the ``d_input is not None`` branches when it compiles, so the
+    update alone is one loop with the same roundings.
+    """
     n = x.shape[0]
-    zero = d_input.dtype.type(0)
-    for i in range(n):
-        d_input[i, 0] = zero
+    if d_input is not None:
+        zero = d_input.dtype.type(0)
+        for i in range(n):
+            d_input[i, 0] = zero
     gs = d_output[:, 0]
     o = start
     # Eight rows a pass, not four: each pass loads and stores all of d_input, which the stream of
     # weights keeps evicting from L1, and this pass is the busiest of all (three products a
-    # weight). Eight: 42 against 48 us (float64), 21.8 against 24.6 (float32).
-    # Each weight is loaded once, into a0..a7, and every store comes after the loads: written as
-    # `d += w0[i] * g0` then `w0[i] -= ...`, LLVM reloaded the weights after storing d_input
-    # (which it cannot prove is not one of them).
+    # weight). Each weight is loaded once, into a0..a7, and every store comes after the loads:
+    # written as `d += w0[i] * g0` then `w0[i] -= ...`, LLVM reloaded the weights after storing
+    # d_input (which it cannot prove is not one of them).
     while o + 8 <= stop:
         w0, w1, w2, w3 = weights[o], weights[o + 1], weights[o + 2], weights[o + 3]
         w4, w5, w6, w7 = weights[o + 4], weights[o + 5], weights[o + 6], weights[o + 7]
@@ -133,16 +140,17 @@ def _backward_rows(weights, biases, x, d_output, rate, d_input, start, stop):
             w5[i] = a5 - g5 * xi * rate
             w6[i] = a6 - g6 * xi * rate
             w7[i] = a7 - g7 * xi * rate
-            d = d_input[i, 0]
-            d += a0 * g0
-            d += a1 * g1
-            d += a2 * g2
-            d += a3 * g3
-            d += a4 * g4
-            d += a5 * g5
-            d += a6 * g6
-            d += a7 * g7
-            d_input[i, 0] = d
+            if d_input is not None:
+                d = d_input[i, 0]
+                d += a0 * g0
+                d += a1 * g1
+                d += a2 * g2
+                d += a3 * g3
+                d += a4 * g4
+                d += a5 * g5
+                d += a6 * g6
+                d += a7 * g7
+                d_input[i, 0] = d
         o += 8
     if o + 4 <= stop:
         w0, w1, w2, w3 = weights[o], weights[o + 1], weights[o + 2], weights[o + 3]
@@ -154,12 +162,13 @@ def _backward_rows(weights, biases, x, d_output, rate, d_input, start, stop):
             w1[i] = a1 - g1 * xi * rate
             w2[i] = a2 - g2 * xi * rate
             w3[i] = a3 - g3 * xi * rate
-            d = d_input[i, 0]
-            d += a0 * g0
-            d += a1 * g1
-            d += a2 * g2
-            d += a3 * g3
-            d_input[i, 0] = d
+            if d_input is not None:
+                d = d_input[i, 0]
+                d += a0 * g0
+                d += a1 * g1
+                d += a2 * g2
+                d += a3 * g3
+                d_input[i, 0] = d
         o += 4
     while o < stop:
         w0 = weights[o]
@@ -167,7 +176,8 @@ def _backward_rows(weights, biases, x, d_output, rate, d_input, start, stop):
         for i in range(n):
             a0 = w0[i]
             w0[i] = a0 - g0 * x[i, 0] * rate
-            d_input[i, 0] += a0 * g0
+            if d_input is not None:
+                d_input[i, 0] += a0 * g0
         o += 1
     for o in range(start, stop):
         biases[o, 0] -= d_output[o, 0] * rate
@@ -178,46 +188,8 @@ def dense_sgd(weights, biases, x, d_output, rate):
     """``weights -= (d_output @ x.T) * rate`` and ``biases -= d_output * rate``, rounded as the seed.
 
     For a first layer, whose input gradient nobody reads. Shapes as :func:`dense_backward_sgd`.
-    Eight rows a pass, then four, then one by one (eight: 37.9 -> 34.6 us float64, 18.4 -> 16.8
-    us float32, MNIST size).
     """
-    m, n = weights.shape[0], x.shape[0]
-    gs = d_output[:, 0]
-    o = 0
-    while o + 8 <= m:
-        w0, w1, w2, w3 = weights[o], weights[o + 1], weights[o + 2], weights[o + 3]
-        w4, w5, w6, w7 = weights[o + 4], weights[o + 5], weights[o + 6], weights[o + 7]
-        g0, g1, g2, g3 = gs[o], gs[o + 1], gs[o + 2], gs[o + 3]
-        g4, g5, g6, g7 = gs[o + 4], gs[o + 5], gs[o + 6], gs[o + 7]
-        for i in range(n):
-            xi = x[i, 0]
-            w0[i] -= g0 * xi * rate
-            w1[i] -= g1 * xi * rate
-            w2[i] -= g2 * xi * rate
-            w3[i] -= g3 * xi * rate
-            w4[i] -= g4 * xi * rate
-            w5[i] -= g5 * xi * rate
-            w6[i] -= g6 * xi * rate
-            w7[i] -= g7 * xi * rate
-        o += 8
-    if o + 4 <= m:
-        w0, w1, w2, w3 = weights[o], weights[o + 1], weights[o + 2], weights[o + 3]
-        g0, g1, g2, g3 = gs[o], gs[o + 1], gs[o + 2], gs[o + 3]
-        for i in range(n):
-            xi = x[i, 0]
-            w0[i] -= g0 * xi * rate
-            w1[i] -= g1 * xi * rate
-            w2[i] -= g2 * xi * rate
-            w3[i] -= g3 * xi * rate
-        o += 4
-    while o < m:
-        w0 = weights[o]
-        g0 = gs[o]
-        for i in range(n):
-            w0[i] -= g0 * x[i, 0] * rate
-        o += 1
-    for o in range(m):
-        biases[o, 0] -= d_output[o, 0] * rate
+    _backward_rows(weights, biases, x, d_output, rate, None, 0, weights.shape[0])
 
 
 @jit
@@ -233,6 +205,28 @@ def dense_backward_sgd(weights, biases, x, d_output, rate, d_input):
     # other left in cache (see _forward_rows). Reversed here instead, d_input's sum would run last
     # row to first.
     _backward_rows(weights, biases, x, d_output, rate, d_input, 0, weights.shape[0])
+
+
+@jit
+def dense_gradient(weights, x, d_output, d_weights, d_input):
+    """``d_weights = d_output @ x.T``, ``d_input = weights.T @ d_output``, without an update:
+    ``d_input`` summed first row to last from zero, as :func:`dense_backward_sgd` sums it.
+
+    weights and d_weights (m, n) or padded rows (m, s > n), as the module's note says; x and
+    d_input (n, 1), d_output (m, 1). ``d_input=None`` (a first layer) leaves it out.
+    """
+    m, n = weights.shape[0], x.shape[0]
+    if d_input is not None:
+        for i in range(n):
+            d_input[i, 0] = 0
+    for o in range(m):
+        g = d_output[o, 0]
+        w = weights[o]
+        dw = d_weights[o]
+        for i in range(n):
+            if d_input is not None:
+                d_input[i, 0] += w[i] * g
+            dw[i] = g * x[i, 0]
 
 
 @jit(reassociate=True, parallel=True)
@@ -263,9 +257,208 @@ def dense_backward_sgd_blocks(weights, biases, x, d_output, rate, d_input, parti
         stop = m if t == blocks - 1 else 8 * ((t + 1) * eights // blocks)
         share = d_input if t == 0 else partial[t, :n].reshape((n, 1))
         _backward_rows(weights, biases, x, d_output, rate, share, start, stop)
-    # Block by block, each a loop LLVM vectorises: the element-by-element loop over blocks that
-    # this replaced ran scalar and took ~10 us of a 26 us float32 pass (measured).
+    # Block by block, each a loop LLVM vectorises: an element-by-element loop over blocks runs
+    # scalar, and took a third of the pass.
     for t in range(1, blocks):
         share = partial[t, :n]
         for i in range(n):
             d_input[i, 0] += share[i]
+
+
+@jit
+def dense_forward_batch(xs, weights, biases, out, scratch):
+    """``out = xs @ weights.T + biases.T``: each row is ``np.dot(weights, x) + biases`` for one x.
+
+    xs (B, n), weights (m, n), biases of m elements, out (B, m), scratch of at least m * B values.
+    One BLAS GEMM into scratch holding ``out.T``, then out = its transpose + biases.
+    """
+    # weights @ xs.T, not xs @ weights.T straight into out: the same product, which OpenBLAS on
+    # two threads splits better at B = 32-64 on the MNIST layer (on one thread the two run alike;
+    # CHANGELOG 0.2). Transposing the small (m, B) result back costs well under 1 % of that.
+    m, batch = weights.shape[0], xs.shape[0]
+    yt = scratch[: m * batch].reshape((m, batch))
+    np.dot(weights, xs.T, yt)
+    bf = biases.reshape(-1)
+    for b in range(batch):
+        o = out[b]
+        for i in range(o.size):
+            o[i] = yt[i, b] + bf[i]
+
+
+@jit
+def dense_input_gradient_batch(d_outputs, weights, d_inputs):
+    """``d_inputs = d_outputs @ weights``: each row is ``weights.T @ d_output`` for one sample.
+
+    d_outputs (B, m), weights (m, n), d_inputs (B, n), overwritten. One BLAS GEMM.
+    """
+    np.dot(d_outputs, weights, d_inputs)
+
+
+@jit
+def _bias_sums(d_outputs, d_biases):
+    """``d_biases = d_outputs.sum(0)``, summed sample after sample; d_biases of m elements."""
+    db = d_biases.reshape(-1)
+    db[:] = 0
+    for b in range(d_outputs.shape[0]):
+        g = d_outputs[b]
+        for i in range(g.size):
+            db[i] += g[i]
+
+
+@jit
+def dense_gradient_batch(xs, d_outputs, d_weights, d_biases):
+    """``d_weights = d_outputs.T @ xs``, ``d_biases = d_outputs.sum(0)``: the batch's summed
+    parameter gradients, overwritten. xs (B, n), d_outputs (B, m), d_weights (m, n), d_biases of
+    m elements. One BLAS GEMM."""
+    np.dot(d_outputs.T, xs, d_weights)
+    _bias_sums(d_outputs, d_biases)
+
+
+@jit
+def dense_sgd_batch(xs, d_outputs, weights, d_biases, count, rate):
+    """``weights -= (d_outputs.T @ xs) * (rate / count)`` in one BLAS gemm that adds its product to
+    ``weights`` (no gradient matrix is made), and ``d_biases = d_outputs.sum(0)``, summed sample
+    after sample, for the SGD step to apply with the other sums.
+
+    xs (B, n), d_outputs (B, m), weights (m, n), d_biases of m elements. The weights' step is
+    rounded as BLAS rounds ``w + alpha * t`` with ``alpha = -(rate / count)``, not as the step
+    kernel's ``w - (t / count) * rate``: the same mean gradient to the last bits.
+    """
+    gemm_update(d_outputs.T, xs, weights, -(rate / count))
+    _bias_sums(d_outputs, d_biases)
+
+
+# --------------------------------------------------------------------------------------------------
+# hooks of the compiled loops: one layer record ``L`` and the flat buffers (see kernels/_loops.py).
+# A dense layer's weights are (out_size, L.p0_stride) in params: rows padded to whole cache lines on
+# the per-sample path, compact (stride = in_size) on the mini-batch path, where BLAS reads them.
+#
+# Dense layers with fewer weights than PARALLEL_MIN_WEIGHTS stay on one thread: starting a parallel
+# region costs a few microseconds, more than a small layer takes.
+PARALLEL_MIN_WEIGHTS = 1 << 16
+
+
+@jit(inline=True)
+def _rows(L, params):
+    return params[L.p0 : L.p1].reshape((L.out_size, L.p0_stride))
+
+
+@jit(inline=True)
+def _column(buffer, start, size):
+    return buffer[start : start + size].reshape((size, 1))
+
+
+@jit(inline=True)
+def forward(L, params, acts, scratch, partial):
+    n, m = L.in_size, L.out_size
+    w = _rows(L, params)
+    x, y = _column(acts, L.x, n), _column(acts, L.y, m)
+    b = _column(params, L.p1, m)
+    # The row kernel itself, here and below, not its one-line wrapper dense_forward: each
+    # wrapper would be one more function to compile.
+    if partial is None:
+        _forward_rows(w, x, b, y, 0, m)
+    elif m * n >= PARALLEL_MIN_WEIGHTS:
+        dense_forward_blocks(w, x, b, y, partial.shape[0])
+    else:
+        _forward_rows(w, x, b, y, 0, m)
+
+
+@jit(inline=True)
+def _backward_sgd(L, params, acts, grads, rate, partial, first):
+    n, m = L.in_size, L.out_size
+    w = _rows(L, params)
+    b = _column(params, L.p1, m)
+    x, g = _column(acts, L.x, n), _column(grads, L.y, m)
+    d_x = _column(grads, L.x, n)
+    if partial is not None and m * n >= PARALLEL_MIN_WEIGHTS:
+        # Each core updates the rows it read in the forward pass, a first layer's too (its input
+        # gradient, computed alongside, is never read): updated by the other core instead, those
+        # rows crossed between the cores' caches every sample, and a dense-first network ran 3x
+        # slower on two threads than on one.
+        dense_backward_sgd_blocks(w, b, x, g, rate, d_x, partial)
+    elif first is None:
+        _backward_rows(w, b, x, g, rate, d_x, 0, m)
+    else:
+        _backward_rows(w, b, x, g, rate, None, 0, m)
+
+
+@jit(inline=True)
+def backward_sgd(L, params, gparams, acts, grads, scratch, rate, partial):
+    """Input gradient and SGD step in one pass over the weights (the per-sample fast path)."""
+    _backward_sgd(L, params, acts, grads, rate, partial, None)
+
+
+@jit(inline=True)
+def backward_first_sgd(L, params, gparams, acts, grads, scratch, rate, partial):
+    _backward_sgd(L, params, acts, grads, rate, partial, True)
+
+
+@jit(inline=True)
+def forward_batch(L, params, acts, scratch, capacity, n):
+    m, k = L.out_size, L.in_size
+    x = region(acts, L.x, k, capacity, n)
+    y = region(acts, L.y, m, capacity, n)
+    w = params[L.p0 : L.p1].reshape((m, k))
+    dense_forward_batch(x, w, params[L.p1 : L.p_end], y, scratch[L.scratch : L.scratch_end])
+
+
+@jit(inline=True)
+def backward_first_sgd_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate):
+    """The weights move in the gemm that sums their gradient; the biases' sums go to gparams."""
+    m, k = L.out_size, L.in_size
+    x = region(acts, L.x, k, capacity, n)
+    g = region(grads, L.y, m, capacity, n)
+    w = params[L.p0 : L.p1].reshape((m, k))
+    dense_sgd_batch(x, g, w, gparams[L.p1 : L.p_end], n, rate)
+
+
+@jit(inline=True)
+def backward_sgd_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate):
+    m, k = L.out_size, L.in_size
+    g = region(grads, L.y, m, capacity, n)
+    w = params[L.p0 : L.p1].reshape((m, k))
+    dense_input_gradient_batch(g, w, region(grads, L.x, k, capacity, n))  # before the step
+    backward_first_sgd_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
+
+
+# Gradients apart from the step (the loops that do not fuse it, and the optimizers' loops): the
+# weights' gradient is written into gparams, laid out as params, and the loop's step applies it.
+
+
+@jit(inline=True)
+def _gradient(L, params, gparams, acts, grads, d_x):
+    n, m = L.in_size, L.out_size
+    x, g = _column(acts, L.x, n), _column(grads, L.y, m)
+    dense_gradient(_rows(L, params), x, g, _rows(L, gparams), d_x)
+    d_b, gf = gparams[L.p1 : L.p_end], grads[L.y : L.y + m]
+    for o in range(m):
+        d_b[o] = gf[o]
+
+
+@jit(inline=True)
+def backward(L, params, gparams, acts, grads, scratch, rate, partial):
+    _gradient(L, params, gparams, acts, grads, _column(grads, L.x, L.in_size))
+
+
+@jit(inline=True)
+def backward_first(L, params, gparams, acts, grads, scratch, rate, partial):
+    _gradient(L, params, gparams, acts, grads, None)
+
+
+@jit(inline=True)
+def backward_first_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate):
+    m, k = L.out_size, L.in_size
+    x = region(acts, L.x, k, capacity, n)
+    g = region(grads, L.y, m, capacity, n)
+    d_w = gparams[L.p0 : L.p1].reshape((m, k))
+    dense_gradient_batch(x, g, d_w, gparams[L.p1 : L.p_end])
+
+
+@jit(inline=True)
+def backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate):
+    m, k = L.out_size, L.in_size
+    g = region(grads, L.y, m, capacity, n)
+    w = params[L.p0 : L.p1].reshape((m, k))
+    dense_input_gradient_batch(g, w, region(grads, L.x, k, capacity, n))
+    backward_first_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)

@@ -1,0 +1,459 @@
+"""Writes the compiled loops (``kernels/_loops.py``) from the registry.
+
+Each loop (per-sample training, its two-thread twin, mini-batch training, batched prediction) is
+one dispatch over the layer records: a branch per registered kind, calling that kind's hooks
+(:data:`fastcnn.registry.HOOKS`), each branch behind compile-time flags. A flag is ``None`` when
+the network has no layer of that kind (in that position: first, or after the first), and Numba
+removes an ``if flag is not None`` branch whose flag is typed None before it compiles anything in
+it, so a network's loops compile only the kinds it has. An op with no branch cannot occur: the
+records' op codes are indices into the module's own ``KINDS``, and ``fastcnn._compiled`` refuses
+a kind the module lacks.
+
+Why generated source, not closures built at run time: Numba caches only functions whose source is
+a file, and a cold start compiles the loops in seconds. So the loops of the built-in kinds are
+written into ``kernels/_loops.py``, which is checked in and cached like every kernel
+(``python -m fastcnn._codegen`` rewrites it; ``tests/test_registry.py`` fails when it is stale).
+A kind registered from outside the package (a user's, a test's) gets loops generated into a
+temporary file when a network first needs it; those compile in every process (no cache: the
+package's cache stamp does not cover code outside ``kernels/``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from . import registry
+from .registry import Kind, Loss
+
+LOOPS_FILE = Path(__file__).resolve().parent.parent / "kernels" / "_loops.py"
+_PACKAGE = "fastcnn.kernels."
+
+# The loops' common arguments, as written in every signature.
+_SAMPLE = "L, params, gparams, acts, grads, scratch, rate, partial"
+_BATCH = "L, params, gparams, acts, grads, scratch, capacity, n, rate"
+
+
+def _function(fn: Any) -> tuple[str, str]:
+    """(module, name) of a hook or kernel (a Numba dispatcher, or a plain function when
+    NUMBA_DISABLE_JIT is set)."""
+    py = getattr(fn, "py_func", fn)
+    return py.__module__, py.__name__
+
+
+def is_builtin(kind: Kind | Loss) -> bool:
+    """Whether every function of ``kind`` lives in ``fastcnn.kernels`` (then its loops are in the
+    checked-in module)."""
+    return all(m.startswith(_PACKAGE) for m, _ in map(_function, _functions(kind)))
+
+
+def _functions(entry: Kind | Loss) -> list[Any]:
+    if isinstance(entry, Loss):
+        return [entry.kernel]
+    if entry.activation is not None:
+        return list(entry.activation)
+    return list(entry.hooks.values())
+
+
+class _Writer:
+    def __init__(
+        self, kinds: Sequence[Kind], losses: Sequence[Loss], relative: bool, fused: bool = True
+    ) -> None:
+        self.kinds, self.losses, self.relative = list(kinds), list(losses), relative
+        self.fused = fused
+        self.imports: dict[str, list[str]] = {}
+        self.lines: list[str] = []
+
+    def name(self, fn: Any, alias: str) -> str:
+        module, name = _function(fn)
+        if self.relative:
+            module = "." + module[len(_PACKAGE) :]
+        self.imports.setdefault(module, []).append(name if name == alias else f"{name} as {alias}")
+        return alias
+
+    def emit(self, text: str = "") -> None:
+        self.lines.append(text)
+
+    # flags ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def flags(kind: Kind) -> list[str]:
+        """Compile-time flags of a kind: present at all, as a first layer, after the first."""
+        names = [kind.name]
+        if kind.has_first:
+            names.append(f"{kind.name}_first")
+        return [*names, f"{kind.name}_inner"]
+
+    def all_flags(self) -> str:
+        names = [f for k in self.kinds for f in self.flags(k)]
+        names += [f"loss_{loss.name}" for loss in self.losses]
+        return ", ".join(names)
+
+    def kind_flags(self) -> str:
+        return ", ".join(f for k in self.kinds for f in self.flags(k))
+
+    def loss_flags(self) -> str:
+        return ", ".join(f"loss_{loss.name}" for loss in self.losses)
+
+    # hooks --------------------------------------------------------------------------------------
+
+    def hooks(self, kind: Kind) -> dict[str, str]:
+        """``{role: callable name}`` for the kind's forward and backward hooks on both paths."""
+        if kind.activation is not None:
+            return self.activation_hooks(kind)
+        roles = {}
+        for role in ("forward", "backward", "backward_first"):
+            for path in ("", "_batch"):
+                if role == "forward":
+                    fn = kind.hooks.get("forward" + path)
+                    tag = "forward" + path
+                else:
+                    sgd = kind.hooks.get(f"{role}_sgd{path}") if self.fused else None
+                    fn = sgd or kind.hooks.get(role + path)
+                    tag = f"{role}{'_sgd' if sgd else ''}{path}"
+                if fn is not None:
+                    roles[role + path] = self.name(fn, f"{kind.name}__{tag}")
+        return roles
+
+    def activation_hooks(self, kind: Kind) -> dict[str, str]:
+        if kind.activation is None:
+            raise TypeError(f"kind {kind.name!r} is not an activation")
+        f = self.name(kind.activation[0], f"{kind.name}__kernel")
+        b = self.name(kind.activation[1], f"{kind.name}__kernel_backward")
+        k = kind.name
+        x, y = "acts[L.x : L.x + L.in_size]", "acts[L.y : L.y + L.out_size]"
+        gx, gy = "grads[L.x : L.x + L.in_size]", "grads[L.y : L.y + L.out_size]"
+        bx = "acts[L.x * capacity : L.x * capacity + n * L.in_size]"
+        by = "acts[L.y * capacity : L.y * capacity + n * L.out_size]"
+        bgx = "grads[L.x * capacity : L.x * capacity + n * L.in_size]"
+        bgy = "grads[L.y * capacity : L.y * capacity + n * L.out_size]"
+        bodies = {
+            "forward": ("L, params, acts, scratch, partial", f"{f}({x}, {y})"),
+            "backward": (_SAMPLE, f"{b}({x}, {y}, {gy}, {gx})"),
+            "forward_batch": ("L, params, acts, scratch, capacity, n", f"{f}({bx}, {by})"),
+            "backward_batch": (_BATCH, f"{b}({bx}, {by}, {bgy}, {bgx})"),
+        }
+        roles = {}
+        for role, (args, body) in bodies.items():
+            name = f"_{k}_{role}"
+            self.emit("@jit(inline=True)")
+            self.emit(f"def {name}({args}):")
+            self.emit(f"    {body}")
+            self.emit()
+            self.emit()
+            roles[role] = name
+        return roles
+
+    # the loops ----------------------------------------------------------------------------------
+
+    def dispatch(self, hooks: dict[str, dict[str, str]], role: str, args: str, backward: bool):
+        """The body of one loop over the records: ``if L.op == i`` for every kind."""
+        body = []
+        for op, kind in enumerate(self.kinds):
+            k = kind.name
+            body.append(f"        {'if' if op == 0 else 'elif'} op == {op}:  # {k}")
+            mine = hooks[k]
+            if not backward:
+                body += [
+                    f"            if {k} is not None:",
+                    f"                {mine[role]}({args})",
+                ]
+                continue
+            first = mine.get(role.replace("backward", "backward_first"))
+            if first is not None and kind.has_first:
+                body += [
+                    "            if l == 0:",
+                    f"                if {k}_first is not None:",
+                    f"                    {first}({args})",
+                    f"            elif {k}_inner is not None:",
+                    f"                {mine[role]}({args})",
+                ]
+            else:  # a first layer of this kind has nothing to do
+                body += [
+                    f"            if l > 0 and {k}_inner is not None:",
+                    f"                {mine[role]}({args})",
+                ]
+        return body
+
+    def source(self, runtime: bool) -> str:
+        hooks = {kind.name: self.hooks(kind) for kind in self.kinds}
+        losses = {loss.name: self.name(loss.kernel, f"loss__{loss.name}") for loss in self.losses}
+        activations, self.lines = self.lines, []
+        kf, lf, af = self.kind_flags(), self.loss_flags(), self.all_flags()
+        cache = "@jit(cache=False)" if runtime else "@jit"
+        e = self.emit
+
+        e("@jit(inline=True)")
+        e(f"def _forward(spec, params, acts, scratch, partial, {kf}):")
+        e("    for l in range(spec.size):")
+        e("        L = spec[l]")
+        e("        op = L.op")
+        self.lines += self.dispatch(hooks, "forward", "L, params, acts, scratch, partial", False)
+        e()
+        e()
+        e("@jit(inline=True)")
+        e(f"def _backward(spec, params, gparams, acts, grads, scratch, rate, partial, {kf}):")
+        e("    for l in range(spec.size - 1, -1, -1):")
+        e("        L = spec[l]")
+        e("        op = L.op")
+        self.lines += self.dispatch(hooks, "backward", _SAMPLE, True)
+        e()
+        e()
+        e("@jit(inline=True)")
+        e(f"def _forward_batch(spec, params, acts, scratch, capacity, n, {kf}):")
+        e("    for l in range(spec.size):")
+        e("        L = spec[l]")
+        e("        op = L.op")
+        self.lines += self.dispatch(
+            hooks, "forward_batch", "L, params, acts, scratch, capacity, n", False
+        )
+        e()
+        e()
+        e("@jit(inline=True)")
+        e(
+            f"def _backward_batch(spec, params, gparams, acts, grads, scratch, capacity, n, rate, {kf}):"
+        )
+        e("    for l in range(spec.size - 1, -1, -1):")
+        e("        L = spec[l]")
+        e("        op = L.op")
+        self.lines += self.dispatch(hooks, "backward_batch", _BATCH, True)
+        e()
+        e()
+        e("@jit(inline=True)")
+        e(f"def _loss(loss, predicted, actual, d_predicted, {lf}):")
+        for code, loss in enumerate(self.losses):
+            e(f"    if loss == {code} and loss_{loss.name} is not None:")
+            e(f"        return {losses[loss.name]}(predicted, actual, d_predicted)")
+        e("    return np.nan")
+        e()
+        e()
+        e(_TEMPLATE.format(kf=kf, lf=lf, af=af, cache=cache).strip("\n"))
+        loops, self.lines = self.lines, activations
+        head = [_HEADER.strip("\n"), "", "import numpy as np", ""]
+        jit_from = "._jit" if self.relative else "fastcnn.kernels._jit"
+        buffers = ".buffers" if self.relative else "fastcnn.kernels.buffers"
+        sgd = ".sgd" if self.relative else "fastcnn.kernels.sgd"
+        self.imports.setdefault(jit_from, []).insert(0, "jit")
+        self.imports.setdefault(buffers, []).extend(["copy", "region"])
+        self.imports.setdefault(sgd, []).append("step")
+        for module in sorted(self.imports, key=lambda m: (not m.startswith("."), m)):
+            names = ", ".join(sorted(set(self.imports[module])))
+            head.append(f"from {module} import {names}")
+        head += [
+            "",
+            f"KINDS = {tuple(k.name for k in self.kinds)!r}",
+            f"LOSSES = {tuple(loss.name for loss in self.losses)!r}",
+            "",
+            "",
+        ]
+        return "\n".join(head + self.lines + loops) + "\n"
+
+
+_HEADER = '''
+"""The compiled loops, written by ``fastcnn._codegen`` from the registry: do not edit by hand;
+``python -m fastcnn._codegen`` rewrites this file, and ``tests/test_registry.py`` fails when it is
+stale.
+
+The network arrives as a program (``fastcnn._compiled.Program``): ``spec``, one record per layer
+(``L.op`` indexes :data:`KINDS`; sizes, offsets into the flat buffers, the kind's own ``dims``),
+and flat buffers: ``params`` (every parameter), ``gparams`` (their gradients, laid out alike),
+``acts`` and ``grads`` (activations and their gradients; layer ``l``'s input at ``L.x``, its output
+at ``L.y``), ``scratch`` (each record's from ``L.scratch``). Every argument is an array, a number
+or a flag (True, or None for a kind the network lacks, which removes its branches when Numba
+compiles), so an entry point compiles once per dtype and set of kinds, never per network length.
+
+``partial`` is None on one thread; with threads it is scratch (blocks, widest dense input) for the
+dense kinds' parallel kernels. ``train_sgd_threads`` compiles in every process (parallel code is
+never cached; see ``_jit.jit``). The loops are inlined into the entry points: compiled as
+functions of their own, each would make LLVM optimise every kernel below it once more.
+"""
+'''
+
+_TEMPLATE = '''
+@jit(inline=True)
+def _step(spec, params, gparams, count, rate):
+    """The SGD step of every parameter whose hook left it to the loop (not fused)."""
+    for l in range(spec.size):
+        L = spec[l]
+        if L.step_stop > L.step_start:
+            start, stop = L.step_start, L.step_stop
+            step(params[start:stop], gparams[start:stop], count, rate)
+
+
+@jit(inline=True)
+def _train(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, partial, {af}):
+    last = spec[spec.size - 1]
+    out = acts[last.y : last.y + last.out_size]
+    g = grads[last.y : last.y + last.out_size]
+    first = spec[0]
+    x = acts[first.x : first.x + first.in_size]
+    for k in range(xs.shape[0]):
+        copy(xs[k], x)
+        _forward(spec, params, acts, scratch, partial, {kf})
+        value = _loss(loss, out, ys[k], g, {lf})
+        if not np.isfinite(value):
+            return k
+        losses[k] = value
+        _backward(spec, params, gparams, acts, grads, scratch, rate, partial, {kf})
+        _step(spec, params, gparams, 1, rate)
+    return xs.shape[0]
+
+
+{cache}
+def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, {af}):
+    """The seed's ``Network.train`` inner loop (per-sample SGD) over samples ``xs``/``ys``.
+
+    xs (N, input size), ys (N, output size); ``loss`` indexes :data:`LOSSES`; losses (N,) receives
+    each sample's loss. Returns N, or the index of the first sample whose loss is not finite,
+    before that sample's update.
+    """
+    return _train(
+        spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, None, {af}
+    )
+
+
+@jit(cache=False)
+def train_sgd_threads(
+    spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, partial, {af}
+):
+    """:func:`train_sgd` with the large dense layers split into ``len(partial)`` blocks run on
+    ``numba.get_num_threads()`` threads."""
+    return _train(
+        spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, partial, {af}
+    )
+
+
+@jit(inline=True)
+def _forward_chunk(spec, params, acts, scratch, xs, start, capacity, n, {kf}):
+    """Samples ``start:start + n`` of ``xs`` into the first layer's batch region, then the forward
+    pass of the whole batch."""
+    first = spec[0]
+    x = region(acts, first.x, first.in_size, capacity, n)
+    for b in range(n):
+        copy(xs[start + b], x[b])
+    _forward_batch(spec, params, acts, scratch, capacity, n, {kf})
+
+
+{cache}
+def train_sgd_batch(
+    spec, params, gparams, acts, grads, scratch, xs, ys, capacity, rate, loss, losses, {af}
+):
+    """Mini-batch SGD: each consecutive batch of ``capacity`` samples of ``xs``/``ys`` (the last may
+    be shorter) moves ``params`` once by ``rate`` times the mean of its per-sample gradients, taken
+    at the parameters before the batch.
+
+    The buffers hold ``capacity`` samples (see ``kernels.buffers``); losses (N,) float64 receives
+    each sample's loss. Returns N, or the first sample of the first batch holding a non-finite
+    loss, before that batch's update.
+    """
+    last = spec[spec.size - 1]
+    total = xs.shape[0]
+    for start in range(0, total, capacity):
+        n = min(capacity, total - start)
+        _forward_chunk(spec, params, acts, scratch, xs, start, capacity, n, {kf})
+        out = region(acts, last.y, last.out_size, capacity, n)
+        g = region(grads, last.y, last.out_size, capacity, n)
+        finite = True
+        for b in range(n):
+            value = _loss(loss, out[b], ys[start + b], g[b], {lf})
+            losses[start + b] = value
+            finite = finite and np.isfinite(value)
+        if not finite:
+            return start
+        _backward_batch(spec, params, gparams, acts, grads, scratch, capacity, n, rate, {kf})
+        _step(spec, params, gparams, n, rate)
+    return total
+
+
+{cache}
+def predict_batch(spec, params, acts, scratch, xs, capacity, out, {kf}):
+    """``out[k] = network(xs[k])`` for every sample, ``capacity`` samples per forward pass (one
+    GEMM per dense layer); the buffers as for :func:`train_sgd_batch`."""
+    last = spec[spec.size - 1]
+    total = xs.shape[0]
+    for start in range(0, total, capacity):
+        n = min(capacity, total - start)
+        _forward_chunk(spec, params, acts, scratch, xs, start, capacity, n, {kf})
+        y = region(acts, last.y, last.out_size, capacity, n)
+        for b in range(n):
+            copy(y[b], out[start + b])
+'''
+
+
+def source(
+    kinds: Iterable[Kind], losses: Iterable[Loss], runtime: bool = False, fused: bool = True
+) -> str:
+    """The loops module for ``kinds`` and ``losses``, as Python source. ``fused=False`` calls the
+    gradient-only hooks even where a kind has a fused SGD fast path (every kind then leaves its
+    step to the loop)."""
+    return _Writer(list(kinds), list(losses), relative=not runtime, fused=fused).source(runtime)
+
+
+def builtin_source() -> str:
+    """What ``kernels/_loops.py`` must hold: the loops of every built-in kind and loss."""
+    _load_registry()
+    kinds = [k for k in registry.KINDS.values() if is_builtin(k)]
+    losses = [loss for loss in registry.LOSSES.values() if is_builtin(loss)]
+    return source(kinds, losses)
+
+
+def _load_registry() -> None:
+    """Import every built-in layer kind and loss, so that the registry is complete."""
+    from . import layers, losses  # noqa: F401
+
+
+_RUNTIME: dict[str, ModuleType] = {}
+
+
+def loops(kinds: Iterable[str], losses: Iterable[str], fused: bool = True) -> ModuleType:
+    """A loops module with every kind and loss named: the checked-in one when it has them, else
+    one generated for the whole registry into a temporary file (imported once per process).
+    ``fused=False``: loops that leave every step to the loop (generated, for measurements)."""
+    from .kernels import _loops
+
+    kinds, losses = set(kinds), set(losses)
+    if fused and kinds <= set(_loops.KINDS) and losses <= set(_loops.LOSSES):
+        return _loops
+    kinds_ = registry.KINDS.values()
+    text = source(kinds_, registry.LOSSES.values(), runtime=True, fused=fused)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    module = _RUNTIME.get(digest)
+    if module is None:
+        path = Path(tempfile.mkdtemp(prefix="fastcnn-loops-")) / f"loops_{digest}.py"
+        path.write_text(text)
+        name = f"fastcnn._generated_loops_{digest}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot import the generated loops {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        _RUNTIME[digest] = module
+    return module
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fastcnn._codegen [--check]``: rewrite ``kernels/_loops.py`` (or only say
+    whether it is current)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    text = builtin_source()
+    current = LOOPS_FILE.read_text() if LOOPS_FILE.exists() else ""
+    if "--check" in args:
+        if current != text:
+            print(f"{LOOPS_FILE} is stale: run python -m fastcnn._codegen", file=sys.stderr)
+            return 1
+        return 0
+    if current != text:
+        LOOPS_FILE.write_text(text)
+        print(f"wrote {LOOPS_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

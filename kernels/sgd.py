@@ -1,0 +1,31 @@
+"""The SGD step over a flat region of parameters and the gradients laid out like them."""
+
+from ._jit import jit
+
+
+@jit(inline=True)
+def step(params, grads, count, rate):
+    """``params -= (grads / count) * rate``: one SGD step by the mean of ``count`` summed gradients.
+
+    params and grads 1-D, of one size and dtype; each operation rounded in that dtype. With
+    ``count = 1`` this is the seed's ``p -= g * rate`` bit for bit (``g / 1`` is exact, and the
+    division is left out). With ``count = B`` it is the scipy oracle's ``p -= mean_grad * rate``
+    with ``mean_grad = sums / B``, and PyTorch's ``p.add_(grad, alpha=-lr)`` given the same mean
+    gradient (PyTorch's own ``grad`` differs in its last bits: ``MSELoss()`` folds ``1 / B`` into
+    the loss gradient before the sums instead of dividing after).
+    """
+    r = params.dtype.type(rate)
+    if count == 1:
+        for i in range(params.size):
+            params[i] -= grads[i] * r
+    else:
+        n = params.dtype.type(count)
+        for i in range(params.size):
+            params[i] -= (grads[i] / n) * r
+
+
+@jit
+def sgd_step(params, grads, count, rate):
+    """:func:`step`, for callers in Python (cached; ``step`` itself is inlined into the compiled
+    loops, where a function of its own would cost a cold start its separate optimisation)."""
+    step(params, grads, count, rate)
