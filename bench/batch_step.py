@@ -1,5 +1,5 @@
-"""Prototype (not library code) of one mini-batch SGD step of the notebook's MNIST network on the
-kernels of ``kernels/batch.py``: what phase 2 of issue 8 can reach, and where the time goes.
+"""Prototype (not library code) of one mini-batch SGD step of the notebook's MNIST network, kernel
+by kernel, on the kernels the compiled mini-batch loop calls: where the time goes.
 
 The network: Convolution((1, 28, 28), 3, 5), Sigmoid, Reshape, Linear(3380, 100), Sigmoid,
 Linear(100, 10), Sigmoid, mse. One step over a batch of B samples: the forward pass of the whole
@@ -18,12 +18,14 @@ import numpy as np
 from scipy import signal
 
 from fastcnn.functions import d_mse, d_sigmoid, mse, sigmoid
-from fastcnn.kernels import activation, batch
+from fastcnn.kernels import activation, conv, dense, losses, sgd
 from fastcnn.kernels._jit import jit
+from fastcnn.layers.conv import wide_size
 
 DEPTH, SIDE, SIZE, COUNT, HIDDEN, CLASSES = 1, 28, 3, 5, 100, 10
 OUT = SIDE - SIZE + 1
 FLAT = COUNT * OUT * OUT  # 3380
+WIDE = wide_size(SIDE, SIDE, SIZE)  # the filter gradient's widened scratch
 
 
 @dataclass
@@ -40,6 +42,50 @@ class Params:
 
     def copy(self):
         return Params(*(a.copy() for a in self.arrays()))
+
+
+# The stages as the loops' hooks run them, one call each.
+@jit
+def _conv_forward_batch(xs, filters, biases, out):
+    for b in range(xs.shape[0]):
+        conv.conv_forward(xs[b], filters, biases, out[b])
+
+
+@jit
+def _dense_forward_batch(xs, weights, biases, out):
+    scratch = np.empty(weights.shape[0] * xs.shape[0], out.dtype)
+    dense.dense_forward_batch(xs, weights, biases, out, scratch)
+
+
+_dense_input_gradient_batch = dense.dense_input_gradient_batch
+
+
+@jit
+def _dense_gradient_batch(xs, d_outputs, d_weights, d_biases):
+    np.dot(d_outputs.T, xs, d_weights)
+    db = d_biases.reshape(-1)
+    db[:] = 0
+    for b in range(d_outputs.shape[0]):
+        for i in range(db.size):
+            db[i] += d_outputs[b, i]
+
+
+@jit
+def _mse_batch(predicted, actual, out, d_outputs):
+    for b in range(predicted.shape[0]):
+        out[b] = losses.mse(predicted[b], actual[b], d_outputs[b])
+
+
+@jit
+def _conv_gradient_batch(xs, d_outputs, d_filters, d_biases):
+    wide = np.zeros(WIDE, xs.dtype)
+    for b in range(xs.shape[0]):
+        conv.conv_gradient_add(xs[b], d_outputs[b], d_filters, d_biases, wide)
+
+
+@jit
+def _sgd_apply(params, grads, count, rate):
+    sgd.step(params.reshape(-1), grads.reshape(-1), count, rate)
 
 
 def init(dtype, seed=0):
@@ -94,40 +140,40 @@ def step(p, s, xs, ys, rate, times=None):
             times[stage] += now - clock
             clock = now
 
-    batch.conv_forward_batch(xs, p.filters, p.conv_biases, a1)
+    _conv_forward_batch(xs, p.filters, p.conv_biases, a1)
     lap("conv forward")
     activation.sigmoid(a1, s1)
     lap("sigmoids")
-    batch.dense_forward_batch(flat_s1, p.w1, p.b1, a2)
+    _dense_forward_batch(flat_s1, p.w1, p.b1, a2)
     lap("dense forward GEMMs")
     activation.sigmoid(a2, s2)
     lap("sigmoids")
-    batch.dense_forward_batch(s2, p.w2, p.b2, a3)
+    _dense_forward_batch(s2, p.w2, p.b2, a3)
     lap("dense forward GEMMs")
     activation.sigmoid(a3, s3)
     lap("sigmoids")
-    batch.mse_batch(s3, ys, losses, g3)
+    _mse_batch(s3, ys, losses, g3)
     lap("loss")
-    activation.sigmoid_backward(s3, g3, g3)
+    activation.sigmoid_backward(a3, s3, g3, g3)
     lap("sigmoids")
-    batch.dense_gradient_batch(s2, g3, s.d_w2, s.d_b2)
+    _dense_gradient_batch(s2, g3, s.d_w2, s.d_b2)
     lap("dense weight-gradient GEMMs")
-    batch.dense_input_gradient_batch(g3, p.w2, g2)
+    _dense_input_gradient_batch(g3, p.w2, g2)
     lap("dense input-gradient GEMMs")
-    activation.sigmoid_backward(s2, g2, g2)
+    activation.sigmoid_backward(a2, s2, g2, g2)
     lap("sigmoids")
-    batch.dense_gradient_batch(flat_s1, g2, s.d_w1, s.d_b1)
+    _dense_gradient_batch(flat_s1, g2, s.d_w1, s.d_b1)
     lap("dense weight-gradient GEMMs")
-    batch.dense_input_gradient_batch(g2, p.w1, flat_g1)
+    _dense_input_gradient_batch(g2, p.w1, flat_g1)
     lap("dense input-gradient GEMMs")
-    activation.sigmoid_backward(s1, g1, g1)
+    activation.sigmoid_backward(a1, s1, g1, g1)
     lap("sigmoids")
     s.d_filters[:] = 0
     s.d_conv_biases[:] = 0
-    batch.conv_gradient_batch(xs, g1, s.d_filters, s.d_conv_biases)
+    _conv_gradient_batch(xs, g1, s.d_filters, s.d_conv_biases)
     lap("conv gradient")
     for param, grad in zip(p.arrays(), _grads(s), strict=True):
-        batch.sgd_apply(param, grad, n, rate)
+        _sgd_apply(param, grad, n, rate)
     lap("sgd apply")
     return losses.mean()
 
@@ -147,29 +193,29 @@ def _epoch(filters, conv_biases, w1, b1, w2, b2, scratch, grads, xs, ys, size, r
         x, y = xs[start : start + n], ys[start : start + n]
         flat_s1 = s1[:n].reshape((n, FLAT))
         flat_g1 = g1[:n].reshape((n, FLAT))
-        batch.conv_forward_batch(x, filters, conv_biases, a1[:n])
+        _conv_forward_batch(x, filters, conv_biases, a1[:n])
         activation.sigmoid(a1[:n], s1[:n])
-        batch.dense_forward_batch(flat_s1, w1, b1, a2[:n])
+        _dense_forward_batch(flat_s1, w1, b1, a2[:n])
         activation.sigmoid(a2[:n], s2[:n])
-        batch.dense_forward_batch(s2[:n], w2, b2, a3[:n])
+        _dense_forward_batch(s2[:n], w2, b2, a3[:n])
         activation.sigmoid(a3[:n], s3[:n])
-        batch.mse_batch(s3[:n], y, losses[start : start + n], g3[:n])
-        activation.sigmoid_backward(s3[:n], g3[:n], g3[:n])
-        batch.dense_gradient_batch(s2[:n], g3[:n], d_w2, d_b2)
-        batch.dense_input_gradient_batch(g3[:n], w2, g2[:n])
-        activation.sigmoid_backward(s2[:n], g2[:n], g2[:n])
-        batch.dense_gradient_batch(flat_s1, g2[:n], d_w1, d_b1)
-        batch.dense_input_gradient_batch(g2[:n], w1, flat_g1)
-        activation.sigmoid_backward(s1[:n], g1[:n], g1[:n])
+        _mse_batch(s3[:n], y, losses[start : start + n], g3[:n])
+        activation.sigmoid_backward(a3[:n], s3[:n], g3[:n], g3[:n])
+        _dense_gradient_batch(s2[:n], g3[:n], d_w2, d_b2)
+        _dense_input_gradient_batch(g3[:n], w2, g2[:n])
+        activation.sigmoid_backward(a2[:n], s2[:n], g2[:n], g2[:n])
+        _dense_gradient_batch(flat_s1, g2[:n], d_w1, d_b1)
+        _dense_input_gradient_batch(g2[:n], w1, flat_g1)
+        activation.sigmoid_backward(a1[:n], s1[:n], g1[:n], g1[:n])
         d_filters[:] = 0
         d_conv_biases[:] = 0
-        batch.conv_gradient_batch(x, g1[:n], d_filters, d_conv_biases)
-        batch.sgd_apply(filters, d_filters, n, rate)
-        batch.sgd_apply(conv_biases, d_conv_biases, n, rate)
-        batch.sgd_apply(w1, d_w1, n, rate)
-        batch.sgd_apply(b1, d_b1, n, rate)
-        batch.sgd_apply(w2, d_w2, n, rate)
-        batch.sgd_apply(b2, d_b2, n, rate)
+        _conv_gradient_batch(x, g1[:n], d_filters, d_conv_biases)
+        _sgd_apply(filters, d_filters, n, rate)
+        _sgd_apply(conv_biases, d_conv_biases, n, rate)
+        _sgd_apply(w1, d_w1, n, rate)
+        _sgd_apply(b1, d_b1, n, rate)
+        _sgd_apply(w2, d_w2, n, rate)
+        _sgd_apply(b2, d_b2, n, rate)
 
 
 def epoch(p, s, xs, ys, size, rate):

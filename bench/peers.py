@@ -1,5 +1,5 @@
 """PyTorch on the same work as fastcnn's mini-batch training (issue 8), beside two fastcnn figures:
-the prototype step of ``bench/batch_step.py`` on ``kernels/batch.py``, and the upper bound the dense
+the prototype step of ``bench/batch_step.py`` (the loop's kernels called one by one), and the upper bound the dense
 layer's three GEMMs put on any batch path (NumPy/OpenBLAS alone).
 
 The network is the notebook's: ``nn.Conv2d(1, 5, 3)``, sigmoid, flatten, ``nn.Linear(3380, 100)``,

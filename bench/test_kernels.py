@@ -11,9 +11,9 @@ SHAPES = {"MNIST": MNIST, "LARGE": LARGE}
 DTYPES = {"float64": np.float64, "float32": np.float32}
 # What each pair's callable returns, in order, for failure messages.
 LABELS = {
-    "conv_backward_sgd": ("d_input", "filters", "biases"),
+    "conv_backward": ("d_input", "filters", "biases"),
     "dense_backward_sgd": ("d_input", "weights", "biases"),
-    "conv_sgd": ("filters", "biases"),
+    "conv_gradient_sgd": ("filters", "biases"),
     "dense_sgd": ("weights", "biases"),
 }
 

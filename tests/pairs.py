@@ -13,7 +13,8 @@ import numpy as np
 from scipy import signal
 
 from fastcnn import reference
-from fastcnn.kernels import activation, conv, dense
+from fastcnn.kernels import activation, conv, dense, sgd
+from fastcnn.layers.conv import wide_size
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,17 @@ def conv_backward_numba(shape, dtype):
     filters, biases = _copies(a, "filters", "conv_biases")
     d_input = np.empty_like(x)
 
+    wide = np.zeros(wide_size(x.shape[1], x.shape[2], filters.shape[2]), dtype)
+    d_filters, d_biases = np.empty_like(filters), np.empty_like(biases)
+
     def run():
-        conv.conv_backward_sgd(x, filters, biases, g, dtype(RATE), d_input)
+        # What the per-layer path and the compiled loops do: the input gradient from the filters
+        # as they were, the parameters' gradients, then the step.
+        conv.conv_input_gradient(g, filters, d_input)
+        d_filters[...], d_biases[...] = 0, 0
+        conv.conv_gradient_add(x, g, d_filters, d_biases, wide)
+        sgd.sgd_step(filters.reshape(-1), d_filters.reshape(-1), 1, dtype(RATE))
+        sgd.sgd_step(biases.reshape(-1), d_biases.reshape(-1), 1, dtype(RATE))
         return d_input, filters, biases
 
     return run
@@ -189,9 +199,14 @@ def conv_sgd_numba(shape, dtype):
     a = arrays(shape, dtype)
     x, g = a["x"], a["conv_d_output"]
     filters, biases = _copies(a, "filters", "conv_biases")
+    wide = np.zeros(wide_size(x.shape[1], x.shape[2], filters.shape[2]), dtype)
+    d_filters, d_biases = np.empty_like(filters), np.empty_like(biases)
 
     def run():
-        conv.conv_sgd(x, filters, biases, g, dtype(RATE))
+        d_filters[...], d_biases[...] = 0, 0
+        conv.conv_gradient_add(x, g, d_filters, d_biases, wide)
+        sgd.sgd_step(filters.reshape(-1), d_filters.reshape(-1), 1, dtype(RATE))
+        sgd.sgd_step(biases.reshape(-1), d_biases.reshape(-1), 1, dtype(RATE))
         return filters, biases
 
     return run
@@ -250,7 +265,7 @@ def sigmoid_backward_numba(shape, dtype):
     def run():
         # The layer keeps sigmoid's forward output; the time of that forward is sigmoid's row.
         activation.sigmoid(v, s)
-        activation.sigmoid_backward(s, g, out)
+        activation.sigmoid_backward(v, s, g, out)
         return (out,)
 
     return run
@@ -260,10 +275,10 @@ PAIRS = {
     "correlate2d_valid": {"reference": correlate_reference, "numba": correlate_numba},
     "convolve2d_full": {"reference": convolve_reference, "numba": convolve_numba},
     "conv_forward": {"reference": conv_forward_reference, "numba": conv_forward_numba},
-    "conv_backward_sgd": {"reference": conv_backward_reference, "numba": conv_backward_numba},
+    "conv_backward": {"reference": conv_backward_reference, "numba": conv_backward_numba},
     "dense_forward": {"reference": dense_forward_reference, "numba": dense_forward_numba},
     "dense_backward_sgd": {"reference": dense_backward_reference, "numba": dense_backward_numba},
-    "conv_sgd": {"reference": conv_sgd_reference, "numba": conv_sgd_numba},
+    "conv_gradient_sgd": {"reference": conv_sgd_reference, "numba": conv_sgd_numba},
     "dense_sgd": {"reference": dense_sgd_reference, "numba": dense_sgd_numba},
     "sigmoid": {"reference": sigmoid_reference, "numba": sigmoid_numba},
     "sigmoid_backward": {"reference": sigmoid_backward_reference, "numba": sigmoid_backward_numba},

@@ -1,4 +1,5 @@
-"""The mini-batch kernels (``kernels/batch.py``) against the seed's SciPy/NumPy expressions applied
+"""The kernels of the mini-batch loop (the batched dense GEMMs, the accumulated convolution
+gradients, the loss and the step) against the seed's SciPy/NumPy expressions applied
 sample by sample, over hypothesis-drawn shapes and batch sizes, in float64 and float32; and, where
 the docstrings promise it, bit for bit against the per-sample kernels."""
 
@@ -10,7 +11,8 @@ from hypothesis import strategies as st
 from scipy import signal
 
 from fastcnn import functions
-from fastcnn.kernels import activation, batch, blas, conv, gradient
+from fastcnn.kernels import activation, blas, conv, dense, losses, sgd
+from fastcnn.layers.conv import wide_size
 
 from .conftest import DTYPES, conv_shapes, seeds, tolerance
 
@@ -40,31 +42,21 @@ def conv_arrays(shape, batch_size, dtype, seed):
     }
 
 
-@by_dtype
-@given(shape=conv_shapes(max_side=12), batch_size=batches, seed=seeds)
-def test_conv_forward_batch_matches_scipy(dtype, shape, batch_size, seed):
-    # Catches a batched forward that mixes samples (wrong batch index), drops the biases, or
-    # correlates with an unflipped/transposed filter; and any sample differing in its last bits
-    # from the per-sample kernel, which B = 1 training relies on to stay the same numbers.
-    a = conv_arrays(shape, batch_size, dtype, seed)
-    out = np.full((batch_size, shape.count, *shape.out_hw), np.nan, dtype)
-    batch.conv_forward_batch(a["xs"], a["filters"], a["biases"], out)
+def conv_gradient_sums(a, batch_size, dtype, d_filters, d_biases):
+    """The mini-batch loop's filter and bias sums: each sample's gradient added by
+    conv.conv_gradient_add, sample after sample (as kernels/conv.py's batch hook does)."""
+    _, height, width = a["xs"].shape[1:]
+    wide = np.zeros(wide_size(height, width, a["filters"].shape[2]), dtype)
     for b in range(batch_size):
-        expected = a["biases"].copy()
-        for i in range(shape.count):
-            for j in range(shape.depth):
-                expected[i] += signal.correlate2d(a["xs"][b, j], a["filters"][i, j], "valid")
-        check("conv_forward_batch [out]", out[b], expected, dtype, shape=shape, b=b)
-        single = np.empty_like(out[b])
-        conv.conv_forward(a["xs"][b], a["filters"], a["biases"], single)
-        np.testing.assert_array_equal(out[b], single, err_msg=f"sample {b} vs conv_forward")
+        conv.conv_gradient_add(a["xs"][b], a["d_outputs"][b], d_filters, d_biases, wide)
 
 
 @by_dtype
 @given(shape=conv_shapes(max_side=12), batch_size=batches, seed=seeds)
-def test_conv_gradient_batch_accumulates_scipy_sums(dtype, shape, batch_size, seed):
+def test_conv_gradient_add_accumulates_scipy_sums(dtype, shape, batch_size, seed):
     # Catches a parameter gradient that overwrites instead of accumulating, sums the wrong
-    # samples/filters, or correlates the wrong way round (x with g vs g with x).
+    # samples/filters, correlates the wrong way round (x with g vs g with x), or lets one
+    # sample's widened gradient leak into the next through the shared scratch.
     a = conv_arrays(shape, batch_size, dtype, seed)
     rng = np.random.default_rng(seed + 1)
     d_filters = draw(rng, dtype, *a["filters"].shape)
@@ -76,93 +68,46 @@ def test_conv_gradient_batch_accumulates_scipy_sums(dtype, shape, batch_size, se
             expected_b[i] += a["d_outputs"][b, i]
             for j in range(shape.depth):
                 expected_f[i, j] += signal.correlate2d(a["xs"][b, j], a["d_outputs"][b, i], "valid")
-    batch.conv_gradient_batch(a["xs"], a["d_outputs"], d_filters, d_biases)
-    check(
-        "conv_gradient_batch [d_filters]",
-        d_filters,
-        expected_f.astype(dtype),
-        dtype,
-        shape=shape,
-        B=batch_size,
-    )
-    check(
-        "conv_gradient_batch [d_biases]",
-        d_biases,
-        expected_b.astype(dtype),
-        dtype,
-        shape=shape,
-        B=batch_size,
-    )
+    conv_gradient_sums(a, batch_size, dtype, d_filters, d_biases)
+    where = {"shape": shape, "B": batch_size}
+    check("conv_gradient_add [d_filters]", d_filters, expected_f.astype(dtype), dtype, **where)
+    check("conv_gradient_add [d_biases]", d_biases, expected_b.astype(dtype), dtype, **where)
 
 
 @by_dtype
 @given(shape=conv_shapes(max_side=12), seed=seeds)
-def test_conv_gradient_batch_of_one_is_conv_sgd_gradient(dtype, shape, seed):
-    # Catches a batch-of-one gradient whose sums run in another order than conv_sgd's, which
-    # would make B = 1 training drift from today's per-sample path in the last bits.
+def test_conv_gradient_then_step_is_seed_update(dtype, shape, seed):
+    # Catches a gradient-then-step that rounds differently from the seed's fused
+    # `f - correlate2d(x, g) * rate`: zeroed sums take one sample's gradient exactly (0 + t is t),
+    # so one step of it must equal NumPy's step from the same gradient, bit for bit.
     a = conv_arrays(shape, 1, dtype, seed)
     d_filters = np.zeros_like(a["filters"])
     d_biases = np.zeros_like(a["biases"])
-    batch.conv_gradient_batch(a["xs"], a["d_outputs"], d_filters, d_biases)
-    # conv_sgd from zero parameters with rate 1 leaves exactly minus the gradient it applies.
-    filters = np.zeros_like(a["filters"])
-    biases = np.zeros_like(a["biases"])
-    conv.conv_sgd(a["xs"][0], filters, biases, a["d_outputs"][0], dtype(1))
-    np.testing.assert_array_equal(d_filters, -filters, err_msg="d_filters vs conv_sgd")
-    np.testing.assert_array_equal(d_biases, -biases, err_msg="d_biases vs conv_sgd")
-    # And one step from the batch gradient equals conv_sgd's step.
+    conv_gradient_sums(a, 1, dtype, d_filters, d_biases)
+    alone = np.zeros_like(d_filters)
+    wide = np.zeros(wide_size(shape.height, shape.width, shape.size), dtype)
+    conv.conv_gradient_add(a["xs"][0], a["d_outputs"][0], alone, np.zeros_like(d_biases), wide)
+    np.testing.assert_array_equal(d_filters, alone, err_msg="a sum of one vs one gradient")
+    np.testing.assert_array_equal(d_biases, a["d_outputs"][0], err_msg="d_biases")
     before = a["filters"].copy()
-    expected = before.copy()
-    conv.conv_sgd(a["xs"][0], expected, a["biases"].copy(), a["d_outputs"][0], dtype(0.1))
-    d_filters[:] = 0
-    batch.conv_gradient_batch(a["xs"], a["d_outputs"], d_filters, np.zeros_like(d_biases))
-    batch.sgd_apply(before, d_filters, 1, 0.1)
-    np.testing.assert_array_equal(before, expected, err_msg="sgd_apply(count=1) vs conv_sgd")
+    expected = before - d_filters * dtype(0.1)
+    sgd.sgd_step(before.reshape(-1), d_filters.reshape(-1), 1, 0.1)
+    np.testing.assert_array_equal(before, expected, err_msg="sgd_step(count=1)")
 
 
 @by_dtype
-@given(shape=conv_shapes(max_side=12), batch_size=batches, seed=seeds)
-def test_conv_gradient_batch_is_running_sum_of_conv_backward(dtype, shape, batch_size, seed):
-    # Catches the three filter-gradient kernels (batch.conv_gradient_batch, conv.conv_sgd,
-    # gradient.conv_backward) drifting apart: they share one summation helper, so the batch's
-    # sums are the per-sample gradients of gradient.conv_backward added one after the other, bit
-    # for bit, whatever the filter size (the helper sums taps three at a time, then the rest).
-    a = conv_arrays(shape, batch_size, dtype, seed)
-    d_filters = np.zeros_like(a["filters"])
-    batch.conv_gradient_batch(a["xs"], a["d_outputs"], d_filters, np.zeros_like(a["biases"]))
-    expected = np.zeros_like(d_filters)
-    single = np.empty_like(d_filters)
-    d_input = np.empty(a["xs"].shape[1:], dtype)
-    for b in range(batch_size):
-        gradient.conv_backward(a["xs"][b], a["filters"], a["d_outputs"][b], single, d_input)
-        expected += single
-    np.testing.assert_array_equal(
-        d_filters, expected, err_msg="conv_gradient_batch vs conv_backward"
-    )
-
-
-@by_dtype
-@given(shape=conv_shapes(max_side=12), batch_size=batches, seed=seeds)
-def test_conv_input_gradient_batch_matches_scipy(dtype, shape, batch_size, seed):
-    # Catches an input gradient that correlates instead of convolving, mixes samples, or keeps
-    # the stale contents of its output (which starts as NaN here).
-    a = conv_arrays(shape, batch_size, dtype, seed)
-    d_inputs = np.full(a["xs"].shape, np.nan, dtype)
-    batch.conv_input_gradient_batch(a["d_outputs"], a["filters"], d_inputs)
-    for b in range(batch_size):
-        expected = np.zeros(a["xs"].shape[1:], dtype)
-        for i in range(shape.count):
-            for j in range(shape.depth):
-                expected[j] += signal.convolve2d(a["d_outputs"][b, i], a["filters"][i, j], "full")
-        check(
-            "conv_input_gradient_batch [d_inputs]", d_inputs[b], expected, dtype, shape=shape, b=b
-        )
-        single = np.empty_like(d_inputs[b])
-        f, bias = a["filters"].copy(), a["biases"].copy()
-        conv.conv_backward_sgd(a["xs"][b], f, bias, a["d_outputs"][b], dtype(0), single)
-        np.testing.assert_array_equal(
-            d_inputs[b], single, err_msg=f"sample {b} vs conv_backward_sgd"
-        )
+@given(shape=conv_shapes(max_side=12), seed=seeds)
+def test_conv_input_gradient_matches_scipy(dtype, shape, seed):
+    # Catches an input gradient that correlates instead of convolving, or keeps the stale
+    # contents of its output (which starts as NaN here).
+    a = conv_arrays(shape, 1, dtype, seed)
+    d_input = np.full(a["xs"].shape[1:], np.nan, dtype)
+    conv.conv_input_gradient(a["d_outputs"][0], a["filters"], d_input)
+    expected = np.zeros(a["xs"].shape[1:], dtype)
+    for i in range(shape.count):
+        for j in range(shape.depth):
+            expected[j] += signal.convolve2d(a["d_outputs"][0, i], a["filters"][i, j], "full")
+    check("conv_input_gradient [d_input]", d_input, expected, dtype, shape=shape)
 
 
 @st.composite
@@ -174,7 +119,7 @@ def dense_cases(draw_):
 @given(case=dense_cases())
 def test_dense_batch_kernels_match_numpy(dtype, case):
     # Catches a transposed weight matrix in any of the three GEMMs (forward, input gradient,
-    # weight gradient), a bias added to the wrong axis, or a bias gradient summed over outputs
+    # fused weight step), a bias added to the wrong axis, or a bias gradient summed over outputs
     # instead of samples. Each sample is checked against the seed's per-sample expressions.
     batch_size, n, m, seed = case
     rng = np.random.default_rng(seed)
@@ -184,11 +129,11 @@ def test_dense_batch_kernels_match_numpy(dtype, case):
     d_outputs = draw(rng, dtype, batch_size, m)
     out = np.full((batch_size, m), np.nan, dtype)
     d_inputs = np.full((batch_size, n), np.nan, dtype)
-    d_weights = np.full((m, n), np.nan, dtype)
     d_biases = np.full((m, 1), np.nan, dtype)
-    batch.dense_forward_batch(xs, weights, biases, out)
-    batch.dense_input_gradient_batch(d_outputs, weights, d_inputs)
-    batch.dense_gradient_batch(xs, d_outputs, d_weights, d_biases)
+    scratch = np.full(m * batch_size + 3, np.nan, dtype)  # more than needed: the rest untouched
+    dense.dense_forward_batch(xs, weights, biases, out, scratch)
+    assert np.isnan(scratch[m * batch_size :]).all()
+    dense.dense_input_gradient_batch(d_outputs, weights, d_inputs)
     sum_w = np.zeros((m, n), np.float64)
     sum_b = np.zeros((m, 1), np.float64)
     for b in range(batch_size):
@@ -197,12 +142,9 @@ def test_dense_batch_kernels_match_numpy(dtype, case):
         check("dense_input_gradient_batch", d_inputs[b], np.dot(weights.T, g)[:, 0], dtype, b=b)
         sum_w += np.dot(g, x.T)
         sum_b += g
-    check("dense_gradient_batch [d_weights]", d_weights, sum_w.astype(dtype), dtype, B=batch_size)
-    check("dense_gradient_batch [d_biases]", d_biases, sum_b.astype(dtype), dtype, B=batch_size)
     # The fused step: the weights move by rate times the mean gradient inside the gemm.
     stepped = weights.copy()
-    d_biases[:] = np.nan
-    batch.dense_sgd_batch(xs, d_outputs, stepped, d_biases, batch_size, dtype(0.5))
+    dense.dense_sgd_batch(xs, d_outputs, stepped, d_biases, batch_size, dtype(0.5))
     expected = (weights - sum_w / batch_size * 0.5).astype(dtype)
     check("dense_sgd_batch [weights]", stepped, expected, dtype, B=batch_size)
     check("dense_sgd_batch [d_biases]", d_biases, sum_b.astype(dtype), dtype, B=batch_size)
@@ -254,19 +196,18 @@ def test_sigmoid_and_mse_over_a_batch(dtype, batch_size, m, seed):
     check("sigmoid (B, n)", s, functions.sigmoid(z), dtype, B=batch_size)
     g = draw(rng, dtype, batch_size, m)
     back = np.full_like(z, np.nan)
-    activation.sigmoid_backward(s, g, back)
+    activation.sigmoid_backward(z, s, g, back)
     check("sigmoid_backward (B, n)", back, g * functions.d_sigmoid(z), dtype, B=batch_size)
-    losses = np.full(batch_size, np.nan)
     d_out = np.full_like(s, np.nan)
-    batch.mse_batch(s, y, losses, d_out)
     for b in range(batch_size):
-        np.testing.assert_allclose(losses[b], functions.mse(s[b], y[b]), **tolerance(dtype))
-        check("mse_batch [d_outputs]", d_out[b], functions.d_mse(s[b], y[b]), dtype, b=b)
+        loss = losses.mse(s[b], y[b], d_out[b])
+        np.testing.assert_allclose(loss, functions.mse(s[b], y[b]), **tolerance(dtype))
+        check("mse [d_predicted]", d_out[b], functions.d_mse(s[b], y[b]), dtype, b=b)
 
 
 @by_dtype
 @given(batch_size=batches, n=st.integers(1, 50), rate=st.floats(1e-3, 2.0), seed=seeds)
-def test_sgd_apply_is_mean_gradient_step(dtype, batch_size, n, rate, seed):
+def test_sgd_step_is_mean_gradient_step(dtype, batch_size, n, rate, seed):
     # Catches an update by the summed (not mean) gradient, a multiply by 1/B (which rounds
     # differently from the oracle's division), or arithmetic promoted to float64 for float32
     # parameters: the result must equal NumPy's `p - (g / B) * rate` exactly, in p's dtype.
@@ -274,6 +215,6 @@ def test_sgd_apply_is_mean_gradient_step(dtype, batch_size, n, rate, seed):
     params = draw(rng, dtype, 3, n)
     grads = draw(rng, dtype, 3, n) * batch_size
     expected = params - (grads / dtype(batch_size)) * dtype(rate)
-    batch.sgd_apply(params, grads, batch_size, rate)
+    sgd.sgd_step(params.reshape(-1), grads.reshape(-1), batch_size, rate)
     assert params.dtype == dtype
-    np.testing.assert_array_equal(params, expected, err_msg=f"sgd_apply B={batch_size}")
+    np.testing.assert_array_equal(params, expected, err_msg=f"sgd_step B={batch_size}")

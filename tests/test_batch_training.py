@@ -333,12 +333,13 @@ def test_cli_batch_size_and_shuffle(tmp_path, mnist_dir, capsys):
 
 
 @pytest.mark.slow
-def test_batch_entry_points_compile_once_per_dtype():
+def test_batch_entry_points_compile_once_per_dtype_and_kinds():
     # Catches the batch loop reaching Numba with per-network types (one multi-second compile per
-    # network shape or batch size instead of one per dtype).
+    # network shape or batch size instead of one per dtype and set of kinds).
     import numba
 
-    from fastcnn.kernels import network as k_network
+    from fastcnn import _compiled
+    from fastcnn.kernels import _loops
 
     xor = Network([Linear(2, 3, rng=0), Activation(sigmoid, d_sigmoid), Linear(3, 1, rng=0)])
     xor.train(
@@ -350,6 +351,20 @@ def test_batch_entry_points_compile_once_per_dtype():
     small.train(x, y, mse, d_mse, 1, 0.1, verbose=False, batch_size=9)
     xor.predict_batch(np.ones((3, 2, 1)))
     small.predict_batch(x)
-    for entry in (k_network.train_mse_sgd_batch, k_network.predict_batch):
-        float64 = [s for s in entry.signatures if s[1].dtype == numba.float64]
-        assert len(float64) == 1, f"{entry.__name__}: {entry.signatures}"
+    deeper = Network([Linear(2, 4, rng=0), *xor.layers[1:2], Linear(4, 2, rng=0), *xor.layers])
+    deeper.train(
+        np.ones((5, 2, 1)), np.ones((5, 1, 1)), mse, d_mse, 1, 0.1, verbose=False, batch_size=3
+    )
+    deeper.predict_batch(np.ones((3, 2, 1)))
+    for net in (xor, small):
+        program = _compiled.program(net.layers)
+        for entry, flags in (
+            (_loops.train_sgd_batch, program.flag_text()),
+            (_loops.predict_batch, program.flag_text(predict=True)),
+        ):
+            float64 = [
+                s
+                for s in entry.signatures
+                if s[1].dtype == numba.float64 and str(s).endswith(flags)
+            ]
+            assert len(float64) == 1, f"{entry.__name__}: {entry.signatures}"

@@ -1,4 +1,4 @@
-"""The compiled training path (kernels/network.py via fastcnn/_compiled.py) against the per-layer
+"""The compiled training path (kernels/_loops.py via fastcnn/_compiled.py) against the per-layer
 path it replaces, the two-thread dense kernels against the one-thread ones, and the vectorised exp.
 """
 
@@ -20,8 +20,7 @@ from fastcnn import (
     mse,
     sigmoid,
 )
-from fastcnn.kernels import activation, dense
-from fastcnn.kernels import network as k_network
+from fastcnn.kernels import _loops, activation, dense
 from fastcnn.models import mnist_cnn
 
 from .support import (
@@ -125,7 +124,7 @@ def test_two_threads_match_one_thread_and_repeat(dtype):
     for name, threads in (("one", 1), ("two", 2), ("two again", 2)):
         # Linear(300, 256) has more than PARALLEL_MIN_WEIGHTS weights: it is split across threads.
         net = conv_net(1, 12, 3, 3, 256, dtype, 3)
-        assert k_network.PARALLEL_MIN_WEIGHTS <= 300 * 256
+        assert dense.PARALLEL_MIN_WEIGHTS <= 300 * 256
         net.num_threads = threads
         losses = net.train(x, y, mse, d_mse, 2, 0.1, verbose=False)
         runs[name] = (losses, list(parameters(net).values()))
@@ -161,7 +160,7 @@ def test_two_threads_large_first_dense_layer_is_one_threads_run(dtype):
             ],
             num_threads=threads,
         )
-        assert k_network.PARALLEL_MIN_WEIGHTS <= 700 * 100
+        assert dense.PARALLEL_MIN_WEIGHTS <= 700 * 100
         losses = net.train(x, y, mse, d_mse, 3, 0.5, verbose=False)
         runs.append((losses, list(parameters(net).values())))
     for a, b in zip(runs[0][1], runs[1][1], strict=True):
@@ -316,14 +315,14 @@ def test_replaced_parameters_are_checked_on_both_numba_paths(replacement):
 
 
 def _float64_train_signatures():
-    return {s for s in k_network.train_mse_sgd.signatures if s[1].dtype == numba.float64}
+    return {s for s in _loops.train_sgd.signatures if s[1].dtype == numba.float64}
 
 
 @pytest.mark.slow
-def test_one_compile_per_dtype_and_kind_whatever_the_network_length():
+def test_one_compile_per_dtype_and_kinds_whatever_the_network_length():
     # Catches the program reaching Numba as tuples again (one signature, and a multi-second
-    # compile, per network length), and the layer kinds (fastcnn._compiled.kinds) growing into
-    # more than their four variants or leaking the network's length into the signature.
+    # compile, per network length), and the loops' flags leaking the network's length into the
+    # signature: networks with the same kinds in the same positions share one compile.
     x, y = np.ones((2, 1, 28, 28)), np.zeros((2, 10, 1))
     mnist_cnn(rng=0).train(x, y, mse, d_mse, 1, 0.1, verbose=False)
     after_cnn = _float64_train_signatures()
@@ -336,28 +335,46 @@ def test_one_compile_per_dtype_and_kind_whatever_the_network_length():
     deep_xor = Network([Linear(2, 2), Activation(sigmoid, d_sigmoid), *xor.layers])
     deep_xor.train(np.ones((2, 2, 1)), np.ones((2, 1, 1)), mse, d_mse, 1, 0.1, verbose=False)
     assert _float64_train_signatures() == after_xor
-    assert len(after_xor) <= 4
-    # The command line's "compiling..." line looks for the seed CNN's variant by this text.
-    assert any("none, none" in str(s) for s in after_cnn)
+    assert len(after_xor - after_cnn) <= 1  # XOR's kinds: at most one compile more
+    # The command line's "compiling..." line looks for the seed CNN's variant by its flags.
+    cnn = _compiled.program(mnist_cnn(rng=0).layers, padded=True)
+    assert any(cnn.flag_text() in str(s) for s in after_cnn)
     x2 = np.ones((2, 2, 1))
     mnist = mnist_cnn(rng=0)
     mnist.evaluate(x, [0, 0])
     xor.evaluate(x2, [0, 0])
-    assert len([s for s in k_network.predict_batch.signatures if s[1].dtype == numba.float64]) == 1
+    predict = [s for s in _loops.predict_batch.signatures if s[1].dtype == numba.float64]
+    assert len(predict) == 2  # the CNN's kinds and XOR's
 
 
 @pytest.mark.parametrize(
     ("make", "expected"),
     [
-        (lambda: mnist_cnn(rng=0), (None, None)),
-        (lambda: xor_network(), (None, True)),
-        (lambda: conv_net(1, 5, 2, 2, 3, np.float64, 0, second_conv=True), (True, None)),
+        # (kind, first layer, inner layer) of each kind present
+        (lambda: mnist_cnn(rng=0), {"conv": (True, None), "dense": (None, True)}),
+        (lambda: xor_network(), {"dense": (True, True)}),
+        (
+            lambda: conv_net(1, 5, 2, 2, 3, np.float64, 0, second_conv=True),
+            {"conv": (True, True), "dense": (None, True)},
+        ),
     ],
 )
-def test_kinds_name_the_backward_branches_a_program_needs(make, expected):
+def test_flags_name_the_backward_branches_a_program_needs(make, expected):
     # Catches a program that leaves out a branch it runs: its layers would then take another
-    # layer's update (a first convolution's instead of an inner one's input gradient).
-    assert _compiled.kinds(_compiled.program(make().layers).spec) == expected
+    # layer's update (a first convolution's instead of an inner one's input gradient), or none.
+    program = _compiled.program(make().layers)
+    flags = iter(program.flags)
+    got = {}
+    for name in _loops.KINDS:
+        present = next(flags)
+        first = next(flags) if _compiled.registry.KINDS[name].has_first else None
+        inner = next(flags)
+        if name in expected:
+            got[name] = (first, inner)
+        elif name != "sigmoid":
+            assert present is None and first is None and inner is None, name
+    assert got == expected
+    assert list(flags) == [True if loss == "mse" else None for loss in _loops.LOSSES]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -370,8 +387,8 @@ def test_program_regions_start_on_cache_lines(dtype):
         assert buffer.ctypes.data % 64 == 0
     for record in program.spec:
         assert record["x"] % _compiled.LINE == 0 and record["y"] % _compiled.LINE == 0
-        if record["op"] != k_network.SIGMOID:
-            assert record["weights"] % _compiled.LINE == 0
+        if record["p_end"] > record["p0"]:
+            assert record["p0"] % _compiled.LINE == 0
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -382,14 +399,16 @@ def test_per_sample_programs_pad_dense_rows_to_cache_lines(dtype):
     layers = mnist_cnn(rng=0, dtype=dtype).layers
     padded = _compiled.program(layers, padded=True)
     compact = _compiled.program(layers)
-    dense_records = [r for r in padded.spec if r["op"] == k_network.LINEAR]
+    dense = _loops.KINDS.index("dense")
+    dense_records = [r for r in padded.spec if r["op"] == dense]
     assert dense_records
     for record in dense_records:
-        assert record["stride"] % _compiled.LINE == 0 and record["stride"] >= record["in_size"]
-        assert (record["weights"] * padded.params.itemsize) % 64 == 0
+        stride = record["p0_stride"]
+        assert stride % _compiled.LINE == 0 and stride >= record["in_size"]
+        assert (record["p0"] * padded.params.itemsize) % 64 == 0
     for record in compact.spec:
-        if record["op"] == k_network.LINEAR:
-            assert record["stride"] == record["in_size"]
+        if record["op"] == dense:
+            assert record["p0_stride"] == record["in_size"]
     # The same parameters come back from either layout.
     before = [p.copy() for layer in layers for p in layer.parameters()]
     padded.store()
@@ -398,3 +417,35 @@ def test_per_sample_programs_pad_dense_rows_to_cache_lines(dtype):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(RuntimeError, match="padded rows"):
         padded.batch_buffers(4)
+
+
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_fused_fast_paths_are_the_gradient_then_step_loops(batch_size):
+    # Catches the fused SGD fast paths (the per-sample dense backward that updates as it goes,
+    # the batch GEMM that moves the weights) drifting from the loops that write every gradient
+    # to gparams and step it after: per sample the two round alike, bit for bit; per batch BLAS
+    # rounds the weights' step as w + alpha * t, so only the last bits may differ.
+    x, y = data(1, 8, 5, 2)
+    runs = []
+    for fused in (True, False):
+        net = conv_net(1, 8, 3, 2, 6, np.float64, 1, second_conv=True)
+        program = _compiled.program(net.layers, padded=batch_size == 1, fused=fused)
+        assert program is not None and (program.loops is _loops) == fused
+        xs, ys = program.samples(x), program.samples(y)
+        losses = np.empty(len(xs))
+        for _ in range(3):
+            if batch_size == 1:
+                assert program.train(xs, ys, 0.5, losses) == len(xs)
+            else:
+                assert program.train_batch(xs, ys, batch_size, 0.5, losses) == len(xs)
+        program.store()
+        runs.append((losses.copy(), list(parameters(net).values())))
+    (la, pa), (lb, pb) = runs
+    if batch_size == 1:
+        np.testing.assert_array_equal(la, lb)
+        for a, b in zip(pa, pb, strict=True):
+            np.testing.assert_array_equal(a, b)
+    else:
+        np.testing.assert_allclose(la, lb, **tolerance(np.float64))
+        for a, b in zip(pa, pb, strict=True):
+            np.testing.assert_allclose(a, b, **tolerance(np.float64))

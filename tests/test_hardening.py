@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fastcnn import Linear, Network, datasets, io
+from fastcnn import Linear, Network, _modelfile, datasets, io
 from fastcnn.datasets import FILES, DataFileError, DataNotFoundError
 from fastcnn.images import ImageFileError, load_digit
 from fastcnn.io import ModelFileError
@@ -283,19 +283,19 @@ def test_directory_and_device_are_refused(tmp_path):
 
 KILLED_SAVE = """\
 import os, signal, sys
-from fastcnn import Linear, Network, io
+from fastcnn import Linear, Network, _modelfile, io
 
 def die(file, arrays):
     file.write(b"PK\\x03\\x04 half a model")
     file.flush()
     os.kill(os.getpid(), signal.SIGKILL)  # no finally, no except: the process just ends
 
-io._write_npz = die
+_modelfile._write_npz = die
 io.save(Network([Linear(2, 3, rng=0)]), sys.argv[1])
 """
 
 
-@pytest.mark.skipif(io.fcntl is None, reason="no flock")
+@pytest.mark.skipif(_modelfile.fcntl is None, reason="no flock")
 def test_stale_temporary_file_of_a_killed_save_is_removed(tmp_path):
     # Catches issue 10 item 7: a save killed mid-write (SIGKILL, 30 of 30 tries) left a hidden
     # 2.7 MB .M.npz.*.tmp for ever; the next save must remove it, and only it.
@@ -312,7 +312,7 @@ def test_stale_temporary_file_of_a_killed_save_is_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.npz.abcd1234.tmp", "m.npz"]
 
 
-@pytest.mark.skipif(io.fcntl is None, reason="no flock")
+@pytest.mark.skipif(_modelfile.fcntl is None, reason="no flock")
 def test_temporary_file_of_a_save_in_progress_is_kept(tmp_path):
     # Catches the cleanup deleting the temporary file of another process's save in progress
     # (its os.replace would then fail): a locked temporary file is somebody's live save.
@@ -321,7 +321,7 @@ def test_temporary_file_of_a_save_in_progress_is_kept(tmp_path):
     busy.write_bytes(b"PK")
     fd = os.open(busy, os.O_RDWR)
     try:
-        io.fcntl.flock(fd, io.fcntl.LOCK_EX)
+        _modelfile.fcntl.flock(fd, _modelfile.fcntl.LOCK_EX)
         # flock locks are per open file description: a second open in this process conflicts
         io.save(Network([Linear(2, 3, rng=0)]), path)
         assert busy.exists()
@@ -561,7 +561,7 @@ def test_cli_out_is_checked_before_training(tmp_path, capsys, case):
     assert expected in line, line
 
 
-@pytest.mark.skipif(io.fcntl is None, reason="no flock")
+@pytest.mark.skipif(_modelfile.fcntl is None, reason="no flock")
 def test_cli_second_writer_of_one_out_is_refused(tmp_path, capsys):
     # Catches issue 10 item 7: two `fastcnn train --out M` both printed "model saved" and the
     # last silently won. The first run's lock is held here, as its process would hold it.
@@ -569,7 +569,7 @@ def test_cli_second_writer_of_one_out_is_refused(tmp_path, capsys):
     lock = tmp_path / ".m.npz.lock"
     fd = os.open(lock, os.O_RDWR | os.O_CREAT)
     try:
-        io.fcntl.flock(fd, io.fcntl.LOCK_EX)
+        _modelfile.fcntl.flock(fd, _modelfile.fcntl.LOCK_EX)
         line = cli_error(capsys, ["train", "--data", tmp_path / "nothing-here", "--out", out])
     finally:
         os.close(fd)

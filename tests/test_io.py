@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fastcnn
-from fastcnn import Activation, Linear, Network, Reshape, io
+from fastcnn import Activation, Linear, Network, Reshape, _modelfile, io
 from fastcnn.io import ModelFileError
 from fastcnn.models import mnist_cnn
 
@@ -394,7 +394,7 @@ def test_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error) 
         file.write(b"PK\x03\x04 half a model")
         raise error
 
-    monkeypatch.setattr(io, "_write_npz", failing_writer)
+    monkeypatch.setattr(_modelfile, "_write_npz", failing_writer)
     with pytest.raises(type(error)):
         io.save(Network([Linear(2, 3, rng=1)]), path)
     assert path.read_bytes() == before

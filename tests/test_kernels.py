@@ -9,15 +9,16 @@ from scipy import signal
 
 from fastcnn import reference
 from fastcnn.kernels import activation, conv, dense
+from fastcnn.layers.conv import wide_size
 
 from .pairs import PAIRS
 from .support import DTYPES, conv_shapes, seeds, tolerance
 
 # What each op's callables return, in order, so a failure names the quantity that differs.
 OUTPUTS = {
-    "conv_backward_sgd": ("d_input", "filters", "biases"),
+    "conv_backward": ("d_input", "filters", "biases"),
     "dense_backward_sgd": ("d_input", "weights", "biases"),
-    "conv_sgd": ("filters", "biases"),
+    "conv_gradient_sgd": ("filters", "biases"),
     "dense_sgd": ("weights", "biases"),
 }
 
@@ -100,9 +101,9 @@ def test_layer_kernels_ignore_out_contents(dtype, shape, seed):
     np.testing.assert_allclose(out, expected, **tol, err_msg="conv_forward [out]")
 
     d_input = np.full_like(x, np.nan)
-    conv.conv_backward_sgd(x, filters.copy(), biases.copy(), g, dtype(0.1), d_input)
+    conv.conv_input_gradient(g, filters, d_input)
     expected = reference.conv_input_gradient(filters, g, x.shape)
-    np.testing.assert_allclose(d_input, expected, **tol, err_msg="conv_backward_sgd [d_input]")
+    np.testing.assert_allclose(d_input, expected, **tol, err_msg="conv_input_gradient [d_input]")
 
     n, m = shape.flat, shape.hidden
     weights = rng.standard_normal((m, n)).astype(dtype)
@@ -136,7 +137,7 @@ def test_sigmoid_kernel_extremes(dtype):
 @pytest.mark.parametrize("side", ["square", "one row", "one column", "wide"])
 def test_conv_kernels_every_filter_size(dtype, size, depth, side):
     # Catches the 3 x 3 register path of conv_forward (depth > 1 adds into its own output) and the
-    # widened filter gradient of conv_sgd (taps in groups of three, then one by one; a zero pad
+    # widened filter gradient of conv_gradient_add (taps in groups of three, then one by one; a zero pad
     # between rows; the last row unpadded) going wrong at a size or edge hypothesis may not draw:
     # one output row or column, and every filter size up to 7 (remainders 0, 1 and 2).
     height, width = {"square": (9, 9), "one row": (size, 11), "one column": (10, size)}.get(
@@ -155,9 +156,10 @@ def test_conv_kernels_every_filter_size(dtype, size, depth, side):
     expected = reference.conv_forward(x, filters, biases)
     np.testing.assert_allclose(out, expected, **tol, err_msg="conv_forward")
 
-    rate = dtype(0.5)
+    # Accumulated onto a nonzero start, so a kernel that overwrites instead of adding fails too.
     f, b = filters.copy(), biases.copy()
-    conv.conv_sgd(x, f, b, g, rate)
+    wide = np.zeros(wide_size(height, width, size), dtype)
+    conv.conv_gradient_add(x, g, f, b, wide)
     d_filters = reference.conv_filters_gradient(x, g, filters.shape)
-    np.testing.assert_allclose(f, filters - d_filters * rate, **tol, err_msg="conv_sgd [filters]")
-    np.testing.assert_allclose(b, biases - g * rate, **tol, err_msg="conv_sgd [biases]")
+    np.testing.assert_allclose(f, filters + d_filters, **tol, err_msg="conv_gradient_add [filters]")
+    np.testing.assert_allclose(b, biases + g, **tol, err_msg="conv_gradient_add [biases]")
