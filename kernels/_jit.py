@@ -74,7 +74,7 @@ _STAMP = ("fastcnn.kernels", _package_digest())
 
 
 # The only fast-math flags any kernel may use. "reassoc", only on a sum whose order does not matter
-# to us: it lets LLVM split a dot product across vector lanes (4x faster) at the price of a
+# to us: it lets LLVM split a dot product across vector lanes (several times faster) at the price of a
 # different but equally accurate rounding. "contract", only where a result is not meant to match the
 # seed's roundings bit for bit (the exp polynomial, already within 1 ulp of np.exp, not equal to
 # it): it fuses a * b + c into one FMA, which rounds once instead of twice. Never "nnan"/"ninf":
