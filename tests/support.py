@@ -21,6 +21,7 @@ from fastcnn.models import mnist_cnn
 from .pairs import Shape
 
 __all__ = [
+    "AUTOGRAD",
     "DTYPES",
     "EXP_ULPS",
     "F32",
@@ -101,6 +102,11 @@ TRAJECTORY_F32 = dict(norm_rtol=1e-4, rtol=1e-4, atol=1e-3)
 # small shapes used. 1e-6 sits well above both and well below a wrong gradient's error.
 FD_STEP = 1e-5
 FD = dict(rtol=1e-6, atol=1e-6)
+
+# A reference function against PyTorch's forward and autograd, float64 (issue 17): two
+# implementations of one formula, sums in different orders over at most a few hundred terms, agree to
+# ~1e-14; a wrong formula (a slope, a flipped filter, a missed clamp) is off by 1e-3 or more.
+AUTOGRAD = dict(rtol=1e-10, atol=1e-12)
 
 # Units in the last place, for the element-wise kernels that replace one NumPy expression: the
 # vectorised exp (a polynomial after range reduction) stays within 2 ulp of np.exp, where a wrong
