@@ -1,0 +1,136 @@
+"""The 5 x 5 convolution's fast path (LeNet's filters): a register-blocked valid cross-correlation,
+the full convolution of an output gradient through the same loop, and zero padding / cropping.
+
+Kept apart from ``conv.py`` (the generic tap loop and the 3 x 3 kernel) because it is one filter
+size's specialisation, chosen by the caller on ``filter_size == 5``, as ``_correlate3_rows`` is on
+3; ``pad2d``/``crop2d`` live here because the padded convolution is where they are needed.
+"""
+
+from ._jit import jit
+
+
+@jit
+def correlate5_rows(x, k, base, out):
+    """``out = base + signal.correlate2d(x, k, "valid")`` for a 5 x 5 ``k``; ``base`` may be ``out``.
+
+    x (H, W), k (5, 5), base and out (H-4, W-4). The 25 taps stay in registers and each output
+    sums its products in the order u, v (row by row), then adds ``base``: one pass over the output
+    instead of 25 (``conv.py``'s ``_correlate3_rows`` for 5 x 5 filters).
+    """
+    oh, ow = out.shape
+    k00, k01, k02, k03, k04 = k[0, 0], k[0, 1], k[0, 2], k[0, 3], k[0, 4]
+    k10, k11, k12, k13, k14 = k[1, 0], k[1, 1], k[1, 2], k[1, 3], k[1, 4]
+    k20, k21, k22, k23, k24 = k[2, 0], k[2, 1], k[2, 2], k[2, 3], k[2, 4]
+    k30, k31, k32, k33, k34 = k[3, 0], k[3, 1], k[3, 2], k[3, 3], k[3, 4]
+    k40, k41, k42, k43, k44 = k[4, 0], k[4, 1], k[4, 2], k[4, 3], k[4, 4]
+    for a in range(oh):
+        r0, r1, r2, r3, r4 = x[a], x[a + 1], x[a + 2], x[a + 3], x[a + 4]
+        base_row, out_row = base[a], out[a]
+        for b in range(ow):
+            t = r0[b] * k00
+            t += r0[b + 1] * k01
+            t += r0[b + 2] * k02
+            t += r0[b + 3] * k03
+            t += r0[b + 4] * k04
+            t += r1[b] * k10
+            t += r1[b + 1] * k11
+            t += r1[b + 2] * k12
+            t += r1[b + 3] * k13
+            t += r1[b + 4] * k14
+            t += r2[b] * k20
+            t += r2[b + 1] * k21
+            t += r2[b + 2] * k22
+            t += r2[b + 3] * k23
+            t += r2[b + 4] * k24
+            t += r3[b] * k30
+            t += r3[b + 1] * k31
+            t += r3[b + 2] * k32
+            t += r3[b + 3] * k33
+            t += r3[b + 4] * k34
+            t += r4[b] * k40
+            t += r4[b + 1] * k41
+            t += r4[b + 2] * k42
+            t += r4[b + 3] * k43
+            t += r4[b + 4] * k44
+            out_row[b] = t + base_row[b]
+
+
+@jit
+def convolve5_full_add(gp, k, out):
+    """``out += signal.convolve2d(g, k, "full")`` for a 5 x 5 ``k``, given ``gp``, the output
+    gradient ``g`` (h, w) zero-padded by 4 on every side (h+8, w+8); out (h+4, w+4).
+
+    A full convolution is the valid cross-correlation of the padded ``g`` with the flipped filter:
+    :func:`correlate5_rows`'s loop with the taps read in reverse, ``base = out``. The padding's
+    zeros cost 25 products per output but keep every row one contiguous register-blocked pass.
+    """
+    oh, ow = out.shape
+    k00, k01, k02, k03, k04 = k[4, 4], k[4, 3], k[4, 2], k[4, 1], k[4, 0]
+    k10, k11, k12, k13, k14 = k[3, 4], k[3, 3], k[3, 2], k[3, 1], k[3, 0]
+    k20, k21, k22, k23, k24 = k[2, 4], k[2, 3], k[2, 2], k[2, 1], k[2, 0]
+    k30, k31, k32, k33, k34 = k[1, 4], k[1, 3], k[1, 2], k[1, 1], k[1, 0]
+    k40, k41, k42, k43, k44 = k[0, 4], k[0, 3], k[0, 2], k[0, 1], k[0, 0]
+    for a in range(oh):
+        r0, r1, r2, r3, r4 = gp[a], gp[a + 1], gp[a + 2], gp[a + 3], gp[a + 4]
+        out_row = out[a]
+        for b in range(ow):
+            t = r0[b] * k00
+            t += r0[b + 1] * k01
+            t += r0[b + 2] * k02
+            t += r0[b + 3] * k03
+            t += r0[b + 4] * k04
+            t += r1[b] * k10
+            t += r1[b + 1] * k11
+            t += r1[b + 2] * k12
+            t += r1[b + 3] * k13
+            t += r1[b + 4] * k14
+            t += r2[b] * k20
+            t += r2[b + 1] * k21
+            t += r2[b + 2] * k22
+            t += r2[b + 3] * k23
+            t += r2[b + 4] * k24
+            t += r3[b] * k30
+            t += r3[b + 1] * k31
+            t += r3[b + 2] * k32
+            t += r3[b + 3] * k33
+            t += r3[b + 4] * k34
+            t += r4[b] * k40
+            t += r4[b + 1] * k41
+            t += r4[b + 2] * k42
+            t += r4[b + 3] * k43
+            t += r4[b + 4] * k44
+            out_row[b] = t + out_row[b]
+
+
+@jit
+def pad2d(x, p, out):
+    """``np.pad(x, ((0, 0), (p, p), (p, p)))``: x (depth, h, w), out (depth, h+2p, w+2p), every
+    element written (the border zeroed each call, so any buffer will do)."""
+    zero = out.dtype.type(0)
+    depth, height, width = x.shape
+    wide = width + 2 * p
+    for c in range(depth):
+        for i in range(height + 2 * p):
+            row = out[c, i]
+            if i < p or i >= height + p:
+                for j in range(wide):
+                    row[j] = zero
+                continue
+            source = x[c, i - p]
+            for j in range(p):
+                row[j] = zero
+                row[width + p + j] = zero
+            for j in range(width):
+                row[p + j] = source[j]
+
+
+@jit
+def crop2d(g, p, out):
+    """``g[:, p:-p, p:-p]`` copied into ``out``: g (depth, H, W), out (depth, H-2p, W-2p); the
+    input gradient of a padded convolution (the padding's zeros are constants)."""
+    depth, height, width = out.shape
+    for c in range(depth):
+        for i in range(height):
+            source, row = g[c, i + p], out[c, i]
+            for j in range(width):
+                row[j] = source[p + j]
