@@ -206,7 +206,8 @@ def test_binary_cross_entropy_kernel_matches_functions(dtype, n, seed):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_losses_keep_nan(dtype):
-    # Catches a loss kernel that hides a NaN prediction (a max written `a if a > b else b`).
+    # Catches a loss kernel that hides a NaN prediction (a max written `a if a > b else b`), or the
+    # NaN log of a probability below 0.
     p = np.array([np.nan, 0.5], dtype)
     y = np.array([1.0, 0.0], dtype)
     d = np.empty_like(p)
@@ -214,6 +215,9 @@ def test_losses_keep_nan(dtype):
     assert np.isnan(softmax.cross_entropy(p, y, d))
     assert np.isnan(softmax.softmax_cross_entropy(p, y, np.empty_like(p), d))
     assert np.isnan(softmax.mse(p, y, d))
+    # A probability below 0 (PyTorch raises) has no log: NaN, not a loss clamped to look finite.
+    with np.errstate(invalid="ignore"):  # NumPy scalars warn when the kernels run as Python
+        assert np.isnan(softmax.binary_cross_entropy(np.array([-0.5], dtype), y[:1], d[:1]))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
