@@ -214,3 +214,36 @@ def crop2d(g, p, out):
             source, row = g[c, i + p], out[c, i]
             for j in range(width):
                 row[j] = source[p + j]
+
+
+@jit
+def correlate5_wide(x, k, base, wide, out):
+    """:func:`correlate5_rows` (the same operations, so the same bits) for narrow images, through
+    ``wide``, a scratch of at least ``(H - 5) * W + W - 4`` elements: x (H, W) C-contiguous, k
+    (5, 5), base and out (H-4, W-4); ``base`` may be ``out``.
+
+    Rows of 10 outputs (LeNet's second convolution) are mostly vector remainders: with 8 float64
+    lanes, 2 of every 10 outputs run scalar; with 16 float32 lanes all 10 do. Against the flat
+    input, output ``(a, b)`` at ``wide[a * W + b]`` reads ``x.flat[a * W + b + u * W + v]``: one loop
+    over every output row at once (and the ``W - ow`` columns between them, discarded), then a
+    copy into ``out`` that adds ``base``.
+    """
+    oh, ow = out.shape
+    width = x.shape[1]
+    length = (oh - 1) * width + ow
+    xf = x.reshape(-1)
+    taps = _taps5(k)
+    # Five row windows of the flat input, as slices (indices `q + o` with a run-time `o` would
+    # keep Numba's negative-index check in the loop, which stops LLVM vectorising it).
+    r0 = xf[0 : length + 4]
+    r1 = xf[width : width + length + 4]
+    r2 = xf[2 * width : 2 * width + length + 4]
+    r3 = xf[3 * width : 3 * width + length + 4]
+    r4 = xf[4 * width : 4 * width + length + 4]
+    for q in range(length):
+        wide[q] = _dot5(r0, r1, r2, r3, r4, q, taps)
+    for a in range(oh):
+        base_row, out_row = base[a], out[a]
+        start = a * width
+        for b in range(ow):
+            out_row[b] = wide[start + b] + base_row[b]

@@ -115,9 +115,9 @@ AUTOGRAD = dict(rtol=1e-10, atol=1e-12)
 # to that exp, each rounding once more, so 4 eps relative.
 EXP_ULPS = 2
 SIGMOID_ULPS = 4
-# kernels/pointwise.py's vectorised tanh against np.tanh: float64 measured within 7 ulp (the
-# cancellation in 1 - 2 / (exp(2x) + 1) just above the polynomial's range), float32 (computed in
-# float64, rounded once) within 1; 16 leaves a margin, where a wrong coefficient is off by 1e3+.
+# kernels/pointwise.py's vectorised tanh against np.tanh: measured within 7 ulp in float64 and in
+# float32 (the cancellation in 1 - 2 / (exp(2x) + 1) just above the polynomial's range, 1/8);
+# 16 leaves a margin, where a wrong coefficient is off by thousands.
 TANH_ULPS = 16
 
 

@@ -334,6 +334,25 @@ def test_correlate5_rows_matches_scipy(dtype, case, seed, alias):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@given(case=image_cases(), seed=seeds, alias=st.booleans())
+def test_correlate5_wide_is_correlate5_rows(dtype, case, seed, alias):
+    # Catches the flat-row variant differing from correlate5_rows by a bit (it promises the same
+    # operations in the same order): a window offset by one row, a wrong scratch length, the
+    # discarded columns copied into out, stale scratch contents read.
+    height, width = case
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(height, width)).astype(dtype)
+    k = rng.normal(size=(5, 5)).astype(dtype)
+    base = rng.normal(size=(height - 4, width - 4)).astype(dtype)
+    expected = np.empty_like(base)
+    correlate5.correlate5_rows(x, k, base, expected)
+    wide = np.full((height - 5) * width + width - 4, np.nan, dtype)
+    out = base if alias else np.empty_like(base)
+    correlate5.correlate5_wide(x, k, base, wide, out)
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @given(case=image_cases(max_side=14), seed=seeds)
 def test_convolve5_full_add_matches_scipy(dtype, case, seed):
     # Catches the input-gradient path not being out += convolve2d(g, k, "full"): an unflipped
