@@ -216,23 +216,14 @@ def crop2d(g, p, out):
                 row[j] = source[p + j]
 
 
-@jit
-def correlate5_wide(x, k, base, wide, out):
-    """:func:`correlate5_rows` (the same operations, so the same bits) for narrow images, through
-    ``wide``, a scratch of at least ``(H - 5) * W + W - 4`` elements: x (H, W) C-contiguous, k
-    (5, 5), base and out (H-4, W-4); ``base`` may be ``out``.
-
-    Rows of 10 outputs (LeNet's second convolution) are mostly vector remainders: with 8 float64
-    lanes, 2 of every 10 outputs run scalar; with 16 float32 lanes all 10 do. Against the flat
-    input, output ``(a, b)`` at ``wide[a * W + b]`` reads ``x.flat[a * W + b + u * W + v]``: one loop
-    over every output row at once (and the ``W - ow`` columns between them, discarded), then a
-    copy into ``out`` that adds ``base``.
-    """
+@jit(inline=True)
+def _correlate5_wide(x, taps, base, wide, out):
+    """:func:`_correlate5` through flat rows (see :func:`correlate5_wide`); inlined, for the same
+    reason."""
     oh, ow = out.shape
     width = x.shape[1]
     length = (oh - 1) * width + ow
     xf = x.reshape(-1)
-    taps = _taps5(k)
     # Five row windows of the flat input, as slices (indices `q + o` with a run-time `o` would
     # keep Numba's negative-index check in the loop, which stops LLVM vectorising it).
     r0 = xf[0 : length + 4]
@@ -247,3 +238,30 @@ def correlate5_wide(x, k, base, wide, out):
         start = a * width
         for b in range(ow):
             out_row[b] = wide[start + b] + base_row[b]
+
+
+@jit
+def correlate5_wide(x, k, base, wide, out):
+    """:func:`correlate5_rows` (the same operations, so the same bits) for narrow images, through
+    ``wide``, a scratch of at least ``(H - 5) * W + W - 4`` elements: x (H, W) C-contiguous, k
+    (5, 5), base and out (H-4, W-4); ``base`` may be ``out``.
+
+    Rows of 10 outputs (LeNet's second convolution) are mostly vector remainders: with 8 float64
+    lanes, 2 of every 10 outputs run scalar; with 16 float32 lanes all 10 do. Against the flat
+    input, output ``(a, b)`` at ``wide[a * W + b]`` reads ``x.flat[a * W + b + u * W + v]``: one loop
+    over every output row at once (and the ``W - ow`` columns between them, discarded), then a
+    copy into ``out`` that adds ``base``.
+    """
+    taps = _taps5(k)
+    if base.ctypes.data == out.ctypes.data:  # see correlate5_rows
+        _correlate5_wide(x, taps, out, wide, out)
+    else:
+        _correlate5_wide(x, taps, base, wide, out)
+
+
+@jit
+def convolve5_full_wide(gp, k, wide, out):
+    """:func:`convolve5_full_add` (the same bits) through flat rows: ``out += convolve2d(g, k,
+    "full")`` given ``gp``, ``g`` zero-padded by 4 (h+8, w+8), out (h+4, w+4), ``wide`` a scratch
+    of at least ``(h + 3) * (w + 8) + w + 4`` elements."""
+    _correlate5_wide(gp, _taps5_flipped(k), out, wide, out)

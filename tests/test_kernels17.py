@@ -356,7 +356,7 @@ def test_correlate5_wide_is_correlate5_rows(dtype, case, seed, alias):
 @given(case=image_cases(max_side=14), seed=seeds)
 def test_convolve5_full_add_matches_scipy(dtype, case, seed):
     # Catches the input-gradient path not being out += convolve2d(g, k, "full"): an unflipped
-    # filter (a correlation), or padding of the wrong width.
+    # filter (a correlation), or padding of the wrong width; and its flat-row variant differing.
     height, width = case
     rng = np.random.default_rng(seed)
     g = rng.normal(size=(1, height - 4, width - 4)).astype(dtype)
@@ -364,9 +364,14 @@ def test_convolve5_full_add_matches_scipy(dtype, case, seed):
     gp = np.empty((1, height + 4, width + 4), dtype)
     correlate5.pad2d(g, 4, gp)
     out = rng.normal(size=(height, width)).astype(dtype)
+    start = out.copy()
     expected = out + signal.convolve2d(g[0], k, "full")
     correlate5.convolve5_full_add(gp[0], k, out)
     assert_close(out, expected, dtype, "[convolve5_full_add]")
+    # The flat-row variant: the same operations, the same bits.
+    wide = np.full((height + 3) * (width + 4) + width, np.nan, dtype)
+    correlate5.convolve5_full_wide(gp[0], k, wide, start)
+    np.testing.assert_array_equal(start, out, err_msg="[convolve5_full_wide]")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
