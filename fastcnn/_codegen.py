@@ -98,9 +98,6 @@ class _Writer:
     def kind_flags(self) -> str:
         return ", ".join(f for k in self.kinds for f in self.flags(k))
 
-    def loss_flags(self) -> str:
-        return ", ".join(f"loss_{loss.name}" for loss in self.losses)
-
     # hooks --------------------------------------------------------------------------------------
 
     def hooks(self, kind: Kind) -> dict[str, str]:
@@ -153,88 +150,79 @@ class _Writer:
     # the loops ----------------------------------------------------------------------------------
 
     def dispatch(self, hooks: dict[str, dict[str, str]], role: str, args: str, backward: bool):
-        """The body of one loop over the records: ``if L.op == i`` for every kind."""
+        """One loop body over the records: ``if op == i`` for every kind, as lines without
+        indentation."""
         body = []
         for op, kind in enumerate(self.kinds):
             k = kind.name
-            body.append(f"        {'if' if op == 0 else 'elif'} op == {op}:  # {k}")
+            body.append(f"{'if' if op == 0 else 'elif'} op == {op}:  # {k}")
             mine = hooks[k]
             if not backward:
-                body += [
-                    f"            if {k} is not None:",
-                    f"                {mine[role]}({args})",
-                ]
+                body += [f"    if {k} is not None:", f"        {mine[role]}({args})"]
                 continue
             first = mine.get(role.replace("backward", "backward_first"))
             if first is not None and kind.has_first:
                 body += [
-                    "            if l == 0:",
-                    f"                if {k}_first is not None:",
-                    f"                    {first}({args})",
-                    f"            elif {k}_inner is not None:",
-                    f"                {mine[role]}({args})",
+                    "    if l == 0:",
+                    f"        if {k}_first is not None:",
+                    f"            {first}({args})",
+                    f"    elif {k}_inner is not None:",
+                    f"        {mine[role]}({args})",
                 ]
             else:  # a first layer of this kind has nothing to do
                 body += [
-                    f"            if l > 0 and {k}_inner is not None:",
-                    f"                {mine[role]}({args})",
+                    f"    if l > 0 and {k}_inner is not None:",
+                    f"        {mine[role]}({args})",
                 ]
         return body
+
+    def loss(self, losses: dict[str, str], args: str) -> list[str]:
+        """``value = <the loss kernel>(args)`` for the loss whose code is ``loss``."""
+        lines = ["value = np.nan"]
+        for code, loss in enumerate(self.losses):
+            lines += [
+                f"if loss == {code} and loss_{loss.name} is not None:",
+                f"    value = {losses[loss.name]}({args})",
+            ]
+        return lines
 
     def source(self, runtime: bool) -> str:
         hooks = {kind.name: self.hooks(kind) for kind in self.kinds}
         losses = {loss.name: self.name(loss.kernel, f"loss__{loss.name}") for loss in self.losses}
-        activations, self.lines = self.lines, []
-        kf, lf, af = self.kind_flags(), self.loss_flags(), self.all_flags()
-        cache = "@jit(cache=False)" if runtime else "@jit"
-        e = self.emit
+        activations = self.lines
 
-        e("@jit(inline=True)")
-        e(f"def _forward(spec, params, acts, scratch, partial, {kf}):")
-        e("    for l in range(spec.size):")
-        e("        L = spec[l]")
-        e("        op = L.op")
-        self.lines += self.dispatch(hooks, "forward", "L, params, acts, scratch, partial", False)
-        e()
-        e()
-        e("@jit(inline=True)")
-        e(f"def _backward(spec, params, gparams, acts, grads, scratch, rate, partial, {kf}):")
-        e("    for l in range(spec.size - 1, -1, -1):")
-        e("        L = spec[l]")
-        e("        op = L.op")
-        self.lines += self.dispatch(hooks, "backward", _SAMPLE, True)
-        e()
-        e()
-        e("@jit(inline=True)")
-        e(f"def _forward_batch(spec, params, acts, scratch, capacity, n, {kf}):")
-        e("    for l in range(spec.size):")
-        e("        L = spec[l]")
-        e("        op = L.op")
-        self.lines += self.dispatch(
-            hooks, "forward_batch", "L, params, acts, scratch, capacity, n", False
+        def block(lines: list[str], indent: int) -> str:
+            return "\n".join(" " * indent + line for line in lines)
+
+        def forward(partial: str) -> str:
+            args = f"L, params, acts, scratch, {partial}"
+            return block(self.dispatch(hooks, "forward", args, False), 12)
+
+        def backward(partial: str) -> str:
+            args = f"L, params, gparams, acts, grads, scratch, rate, {partial}"
+            return block(self.dispatch(hooks, "backward", args, True), 12)
+
+        batch_forward = block(
+            self.dispatch(hooks, "forward_batch", "L, params, acts, scratch, capacity, n", False),
+            12,
         )
-        e()
-        e()
-        e("@jit(inline=True)")
-        e(
-            f"def _backward_batch(spec, params, gparams, acts, grads, scratch, capacity, n, rate, {kf}):"
+        batch_backward = block(self.dispatch(hooks, "backward_batch", _BATCH, True), 12)
+        # The bodies are written out in each entry point, not called as shared inline functions
+        # with the flags as arguments: CPython compiles a call of more than 30 arguments into a
+        # *args call, which Numba cannot inline.
+        text = _TEMPLATE.format(
+            kf=self.kind_flags(),
+            af=self.all_flags(),
+            cache="@jit(cache=False)" if runtime else "@jit",
+            forward=forward("None"),
+            backward=backward("None"),
+            forward_threads=forward("partial"),
+            backward_threads=backward("partial"),
+            loss=block(self.loss(losses, "out, ys[k], g"), 8),
+            batch_forward=batch_forward,
+            batch_backward=batch_backward,
+            batch_loss=block(self.loss(losses, "out[b], ys[start + b], g[b]"), 12),
         )
-        e("    for l in range(spec.size - 1, -1, -1):")
-        e("        L = spec[l]")
-        e("        op = L.op")
-        self.lines += self.dispatch(hooks, "backward_batch", _BATCH, True)
-        e()
-        e()
-        e("@jit(inline=True)")
-        e(f"def _loss(loss, predicted, actual, d_predicted, {lf}):")
-        for code, loss in enumerate(self.losses):
-            e(f"    if loss == {code} and loss_{loss.name} is not None:")
-            e(f"        return {losses[loss.name]}(predicted, actual, d_predicted)")
-        e("    return np.nan")
-        e()
-        e()
-        e(_TEMPLATE.format(kf=kf, lf=lf, af=af, cache=cache).strip("\n"))
-        loops, self.lines = self.lines, activations
         head = [_HEADER.strip("\n"), "", "import numpy as np", ""]
         jit_from = "._jit" if self.relative else "fastcnn.kernels._jit"
         buffers = ".buffers" if self.relative else "fastcnn.kernels.buffers"
@@ -252,7 +240,7 @@ class _Writer:
             "",
             "",
         ]
-        return "\n".join(head + self.lines + loops) + "\n"
+        return "\n".join(head + activations) + text.strip("\n") + "\n"
 
 
 _HEADER = '''
@@ -286,25 +274,6 @@ def _step(spec, params, gparams, count, rate):
             step(params[start:stop], gparams[start:stop], count, rate)
 
 
-@jit(inline=True)
-def _train(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, partial, {af}):
-    last = spec[spec.size - 1]
-    out = acts[last.y : last.y + last.out_size]
-    g = grads[last.y : last.y + last.out_size]
-    first = spec[0]
-    x = acts[first.x : first.x + first.in_size]
-    for k in range(xs.shape[0]):
-        copy(xs[k], x)
-        _forward(spec, params, acts, scratch, partial, {kf})
-        value = _loss(loss, out, ys[k], g, {lf})
-        if not np.isfinite(value):
-            return k
-        losses[k] = value
-        _backward(spec, params, gparams, acts, grads, scratch, rate, partial, {kf})
-        _step(spec, params, gparams, 1, rate)
-    return xs.shape[0]
-
-
 {cache}
 def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, {af}):
     """The seed's ``Network.train`` inner loop (per-sample SGD) over samples ``xs``/``ys``.
@@ -313,9 +282,27 @@ def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, l
     each sample's loss. Returns N, or the index of the first sample whose loss is not finite,
     before that sample's update.
     """
-    return _train(
-        spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, None, {af}
-    )
+    last = spec[spec.size - 1]
+    out = acts[last.y : last.y + last.out_size]
+    g = grads[last.y : last.y + last.out_size]
+    first = spec[0]
+    x = acts[first.x : first.x + first.in_size]
+    for k in range(xs.shape[0]):
+        copy(xs[k], x)
+        for l in range(spec.size):
+            L = spec[l]
+            op = L.op
+{forward}
+{loss}
+        if not np.isfinite(value):
+            return k
+        losses[k] = value
+        for l in range(spec.size - 1, -1, -1):
+            L = spec[l]
+            op = L.op
+{backward}
+        _step(spec, params, gparams, 1, rate)
+    return xs.shape[0]
 
 
 @jit(cache=False)
@@ -324,20 +311,27 @@ def train_sgd_threads(
 ):
     """:func:`train_sgd` with the large dense layers split into ``len(partial)`` blocks run on
     ``numba.get_num_threads()`` threads."""
-    return _train(
-        spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, partial, {af}
-    )
-
-
-@jit(inline=True)
-def _forward_chunk(spec, params, acts, scratch, xs, start, capacity, n, {kf}):
-    """Samples ``start:start + n`` of ``xs`` into the first layer's batch region, then the forward
-    pass of the whole batch."""
+    last = spec[spec.size - 1]
+    out = acts[last.y : last.y + last.out_size]
+    g = grads[last.y : last.y + last.out_size]
     first = spec[0]
-    x = region(acts, first.x, first.in_size, capacity, n)
-    for b in range(n):
-        copy(xs[start + b], x[b])
-    _forward_batch(spec, params, acts, scratch, capacity, n, {kf})
+    x = acts[first.x : first.x + first.in_size]
+    for k in range(xs.shape[0]):
+        copy(xs[k], x)
+        for l in range(spec.size):
+            L = spec[l]
+            op = L.op
+{forward_threads}
+{loss}
+        if not np.isfinite(value):
+            return k
+        losses[k] = value
+        for l in range(spec.size - 1, -1, -1):
+            L = spec[l]
+            op = L.op
+{backward_threads}
+        _step(spec, params, gparams, 1, rate)
+    return xs.shape[0]
 
 
 {cache}
@@ -353,20 +347,30 @@ def train_sgd_batch(
     loss, before that batch's update.
     """
     last = spec[spec.size - 1]
+    first = spec[0]
     total = xs.shape[0]
     for start in range(0, total, capacity):
         n = min(capacity, total - start)
-        _forward_chunk(spec, params, acts, scratch, xs, start, capacity, n, {kf})
+        x = region(acts, first.x, first.in_size, capacity, n)
+        for b in range(n):
+            copy(xs[start + b], x[b])
+        for l in range(spec.size):
+            L = spec[l]
+            op = L.op
+{batch_forward}
         out = region(acts, last.y, last.out_size, capacity, n)
         g = region(grads, last.y, last.out_size, capacity, n)
         finite = True
         for b in range(n):
-            value = _loss(loss, out[b], ys[start + b], g[b], {lf})
+{batch_loss}
             losses[start + b] = value
             finite = finite and np.isfinite(value)
         if not finite:
             return start
-        _backward_batch(spec, params, gparams, acts, grads, scratch, capacity, n, rate, {kf})
+        for l in range(spec.size - 1, -1, -1):
+            L = spec[l]
+            op = L.op
+{batch_backward}
         _step(spec, params, gparams, n, rate)
     return total
 
@@ -376,10 +380,17 @@ def predict_batch(spec, params, acts, scratch, xs, capacity, out, {kf}):
     """``out[k] = network(xs[k])`` for every sample, ``capacity`` samples per forward pass (one
     GEMM per dense layer); the buffers as for :func:`train_sgd_batch`."""
     last = spec[spec.size - 1]
+    first = spec[0]
     total = xs.shape[0]
     for start in range(0, total, capacity):
         n = min(capacity, total - start)
-        _forward_chunk(spec, params, acts, scratch, xs, start, capacity, n, {kf})
+        x = region(acts, first.x, first.in_size, capacity, n)
+        for b in range(n):
+            copy(xs[start + b], x[b])
+        for l in range(spec.size):
+            L = spec[l]
+            op = L.op
+{batch_forward}
         y = region(acts, last.y, last.out_size, capacity, n)
         for b in range(n):
             copy(y[b], out[start + b])

@@ -49,90 +49,6 @@ def _sigmoid_forward_batch(L, params, acts, scratch, capacity, n):
 def _sigmoid_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate):
     sigmoid__kernel_backward(acts[L.x * capacity : L.x * capacity + n * L.in_size], acts[L.y * capacity : L.y * capacity + n * L.out_size], grads[L.y * capacity : L.y * capacity + n * L.out_size], grads[L.x * capacity : L.x * capacity + n * L.in_size])
 
-
-@jit(inline=True)
-def _forward(spec, params, acts, scratch, partial, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner):
-    for l in range(spec.size):
-        L = spec[l]
-        op = L.op
-        if op == 0:  # conv
-            if conv is not None:
-                conv__forward(L, params, acts, scratch, partial)
-        elif op == 1:  # dense
-            if dense is not None:
-                dense__forward(L, params, acts, scratch, partial)
-        elif op == 2:  # sigmoid
-            if sigmoid is not None:
-                _sigmoid_forward(L, params, acts, scratch, partial)
-
-
-@jit(inline=True)
-def _backward(spec, params, gparams, acts, grads, scratch, rate, partial, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner):
-    for l in range(spec.size - 1, -1, -1):
-        L = spec[l]
-        op = L.op
-        if op == 0:  # conv
-            if l == 0:
-                if conv_first is not None:
-                    conv__backward_first(L, params, gparams, acts, grads, scratch, rate, partial)
-            elif conv_inner is not None:
-                conv__backward(L, params, gparams, acts, grads, scratch, rate, partial)
-        elif op == 1:  # dense
-            if l == 0:
-                if dense_first is not None:
-                    dense__backward_first_sgd(L, params, gparams, acts, grads, scratch, rate, partial)
-            elif dense_inner is not None:
-                dense__backward_sgd(L, params, gparams, acts, grads, scratch, rate, partial)
-        elif op == 2:  # sigmoid
-            if l > 0 and sigmoid_inner is not None:
-                _sigmoid_backward(L, params, gparams, acts, grads, scratch, rate, partial)
-
-
-@jit(inline=True)
-def _forward_batch(spec, params, acts, scratch, capacity, n, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner):
-    for l in range(spec.size):
-        L = spec[l]
-        op = L.op
-        if op == 0:  # conv
-            if conv is not None:
-                conv__forward_batch(L, params, acts, scratch, capacity, n)
-        elif op == 1:  # dense
-            if dense is not None:
-                dense__forward_batch(L, params, acts, scratch, capacity, n)
-        elif op == 2:  # sigmoid
-            if sigmoid is not None:
-                _sigmoid_forward_batch(L, params, acts, scratch, capacity, n)
-
-
-@jit(inline=True)
-def _backward_batch(spec, params, gparams, acts, grads, scratch, capacity, n, rate, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner):
-    for l in range(spec.size - 1, -1, -1):
-        L = spec[l]
-        op = L.op
-        if op == 0:  # conv
-            if l == 0:
-                if conv_first is not None:
-                    conv__backward_first_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
-            elif conv_inner is not None:
-                conv__backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
-        elif op == 1:  # dense
-            if l == 0:
-                if dense_first is not None:
-                    dense__backward_first_sgd_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
-            elif dense_inner is not None:
-                dense__backward_sgd_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
-        elif op == 2:  # sigmoid
-            if l > 0 and sigmoid_inner is not None:
-                _sigmoid_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
-
-
-@jit(inline=True)
-def _loss(loss, predicted, actual, d_predicted, loss_mse):
-    if loss == 0 and loss_mse is not None:
-        return loss__mse(predicted, actual, d_predicted)
-    return np.nan
-
-
 @jit(inline=True)
 def _step(spec, params, gparams, count, rate):
     """The SGD step of every parameter whose hook left it to the loop (not fused)."""
@@ -143,25 +59,6 @@ def _step(spec, params, gparams, count, rate):
             step(params[start:stop], gparams[start:stop], count, rate)
 
 
-@jit(inline=True)
-def _train(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, partial, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, loss_mse):
-    last = spec[spec.size - 1]
-    out = acts[last.y : last.y + last.out_size]
-    g = grads[last.y : last.y + last.out_size]
-    first = spec[0]
-    x = acts[first.x : first.x + first.in_size]
-    for k in range(xs.shape[0]):
-        copy(xs[k], x)
-        _forward(spec, params, acts, scratch, partial, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner)
-        value = _loss(loss, out, ys[k], g, loss_mse)
-        if not np.isfinite(value):
-            return k
-        losses[k] = value
-        _backward(spec, params, gparams, acts, grads, scratch, rate, partial, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner)
-        _step(spec, params, gparams, 1, rate)
-    return xs.shape[0]
-
-
 @jit
 def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, loss_mse):
     """The seed's ``Network.train`` inner loop (per-sample SGD) over samples ``xs``/``ys``.
@@ -170,9 +67,51 @@ def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, l
     each sample's loss. Returns N, or the index of the first sample whose loss is not finite,
     before that sample's update.
     """
-    return _train(
-        spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, None, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, loss_mse
-    )
+    last = spec[spec.size - 1]
+    out = acts[last.y : last.y + last.out_size]
+    g = grads[last.y : last.y + last.out_size]
+    first = spec[0]
+    x = acts[first.x : first.x + first.in_size]
+    for k in range(xs.shape[0]):
+        copy(xs[k], x)
+        for l in range(spec.size):
+            L = spec[l]
+            op = L.op
+            if op == 0:  # conv
+                if conv is not None:
+                    conv__forward(L, params, acts, scratch, None)
+            elif op == 1:  # dense
+                if dense is not None:
+                    dense__forward(L, params, acts, scratch, None)
+            elif op == 2:  # sigmoid
+                if sigmoid is not None:
+                    _sigmoid_forward(L, params, acts, scratch, None)
+        value = np.nan
+        if loss == 0 and loss_mse is not None:
+            value = loss__mse(out, ys[k], g)
+        if not np.isfinite(value):
+            return k
+        losses[k] = value
+        for l in range(spec.size - 1, -1, -1):
+            L = spec[l]
+            op = L.op
+            if op == 0:  # conv
+                if l == 0:
+                    if conv_first is not None:
+                        conv__backward_first(L, params, gparams, acts, grads, scratch, rate, None)
+                elif conv_inner is not None:
+                    conv__backward(L, params, gparams, acts, grads, scratch, rate, None)
+            elif op == 1:  # dense
+                if l == 0:
+                    if dense_first is not None:
+                        dense__backward_first_sgd(L, params, gparams, acts, grads, scratch, rate, None)
+                elif dense_inner is not None:
+                    dense__backward_sgd(L, params, gparams, acts, grads, scratch, rate, None)
+            elif op == 2:  # sigmoid
+                if l > 0 and sigmoid_inner is not None:
+                    _sigmoid_backward(L, params, gparams, acts, grads, scratch, rate, None)
+        _step(spec, params, gparams, 1, rate)
+    return xs.shape[0]
 
 
 @jit(cache=False)
@@ -181,20 +120,51 @@ def train_sgd_threads(
 ):
     """:func:`train_sgd` with the large dense layers split into ``len(partial)`` blocks run on
     ``numba.get_num_threads()`` threads."""
-    return _train(
-        spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, partial, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, loss_mse
-    )
-
-
-@jit(inline=True)
-def _forward_chunk(spec, params, acts, scratch, xs, start, capacity, n, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner):
-    """Samples ``start:start + n`` of ``xs`` into the first layer's batch region, then the forward
-    pass of the whole batch."""
+    last = spec[spec.size - 1]
+    out = acts[last.y : last.y + last.out_size]
+    g = grads[last.y : last.y + last.out_size]
     first = spec[0]
-    x = region(acts, first.x, first.in_size, capacity, n)
-    for b in range(n):
-        copy(xs[start + b], x[b])
-    _forward_batch(spec, params, acts, scratch, capacity, n, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner)
+    x = acts[first.x : first.x + first.in_size]
+    for k in range(xs.shape[0]):
+        copy(xs[k], x)
+        for l in range(spec.size):
+            L = spec[l]
+            op = L.op
+            if op == 0:  # conv
+                if conv is not None:
+                    conv__forward(L, params, acts, scratch, partial)
+            elif op == 1:  # dense
+                if dense is not None:
+                    dense__forward(L, params, acts, scratch, partial)
+            elif op == 2:  # sigmoid
+                if sigmoid is not None:
+                    _sigmoid_forward(L, params, acts, scratch, partial)
+        value = np.nan
+        if loss == 0 and loss_mse is not None:
+            value = loss__mse(out, ys[k], g)
+        if not np.isfinite(value):
+            return k
+        losses[k] = value
+        for l in range(spec.size - 1, -1, -1):
+            L = spec[l]
+            op = L.op
+            if op == 0:  # conv
+                if l == 0:
+                    if conv_first is not None:
+                        conv__backward_first(L, params, gparams, acts, grads, scratch, rate, partial)
+                elif conv_inner is not None:
+                    conv__backward(L, params, gparams, acts, grads, scratch, rate, partial)
+            elif op == 1:  # dense
+                if l == 0:
+                    if dense_first is not None:
+                        dense__backward_first_sgd(L, params, gparams, acts, grads, scratch, rate, partial)
+                elif dense_inner is not None:
+                    dense__backward_sgd(L, params, gparams, acts, grads, scratch, rate, partial)
+            elif op == 2:  # sigmoid
+                if l > 0 and sigmoid_inner is not None:
+                    _sigmoid_backward(L, params, gparams, acts, grads, scratch, rate, partial)
+        _step(spec, params, gparams, 1, rate)
+    return xs.shape[0]
 
 
 @jit
@@ -210,20 +180,54 @@ def train_sgd_batch(
     loss, before that batch's update.
     """
     last = spec[spec.size - 1]
+    first = spec[0]
     total = xs.shape[0]
     for start in range(0, total, capacity):
         n = min(capacity, total - start)
-        _forward_chunk(spec, params, acts, scratch, xs, start, capacity, n, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner)
+        x = region(acts, first.x, first.in_size, capacity, n)
+        for b in range(n):
+            copy(xs[start + b], x[b])
+        for l in range(spec.size):
+            L = spec[l]
+            op = L.op
+            if op == 0:  # conv
+                if conv is not None:
+                    conv__forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 1:  # dense
+                if dense is not None:
+                    dense__forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 2:  # sigmoid
+                if sigmoid is not None:
+                    _sigmoid_forward_batch(L, params, acts, scratch, capacity, n)
         out = region(acts, last.y, last.out_size, capacity, n)
         g = region(grads, last.y, last.out_size, capacity, n)
         finite = True
         for b in range(n):
-            value = _loss(loss, out[b], ys[start + b], g[b], loss_mse)
+            value = np.nan
+            if loss == 0 and loss_mse is not None:
+                value = loss__mse(out[b], ys[start + b], g[b])
             losses[start + b] = value
             finite = finite and np.isfinite(value)
         if not finite:
             return start
-        _backward_batch(spec, params, gparams, acts, grads, scratch, capacity, n, rate, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner)
+        for l in range(spec.size - 1, -1, -1):
+            L = spec[l]
+            op = L.op
+            if op == 0:  # conv
+                if l == 0:
+                    if conv_first is not None:
+                        conv__backward_first_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
+                elif conv_inner is not None:
+                    conv__backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
+            elif op == 1:  # dense
+                if l == 0:
+                    if dense_first is not None:
+                        dense__backward_first_sgd_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
+                elif dense_inner is not None:
+                    dense__backward_sgd_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
+            elif op == 2:  # sigmoid
+                if l > 0 and sigmoid_inner is not None:
+                    _sigmoid_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
         _step(spec, params, gparams, n, rate)
     return total
 
@@ -233,10 +237,25 @@ def predict_batch(spec, params, acts, scratch, xs, capacity, out, conv, conv_fir
     """``out[k] = network(xs[k])`` for every sample, ``capacity`` samples per forward pass (one
     GEMM per dense layer); the buffers as for :func:`train_sgd_batch`."""
     last = spec[spec.size - 1]
+    first = spec[0]
     total = xs.shape[0]
     for start in range(0, total, capacity):
         n = min(capacity, total - start)
-        _forward_chunk(spec, params, acts, scratch, xs, start, capacity, n, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner)
+        x = region(acts, first.x, first.in_size, capacity, n)
+        for b in range(n):
+            copy(xs[start + b], x[b])
+        for l in range(spec.size):
+            L = spec[l]
+            op = L.op
+            if op == 0:  # conv
+                if conv is not None:
+                    conv__forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 1:  # dense
+                if dense is not None:
+                    dense__forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 2:  # sigmoid
+                if sigmoid is not None:
+                    _sigmoid_forward_batch(L, params, acts, scratch, capacity, n)
         y = region(acts, last.y, last.out_size, capacity, n)
         for b in range(n):
             copy(y[b], out[start + b])
