@@ -11,6 +11,7 @@ SHAPES = {"MNIST": MNIST, "LARGE": LARGE}
 DTYPES = {"float64": np.float64, "float32": np.float32}
 # What each pair's callable returns, in order, for failure messages.
 LABELS = {
+    "softmax_cross_entropy": ("loss", "probs", "d_logits"),
     "conv_backward": ("d_input", "filters", "biases"),
     "dense_backward_sgd": ("d_input", "weights", "biases"),
     "conv_gradient_sgd": ("filters", "biases"),

@@ -12,7 +12,22 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .functions import d_mse, d_sigmoid, mse, sigmoid
+    from .functions import (
+        binary_cross_entropy,
+        cross_entropy,
+        d_binary_cross_entropy,
+        d_cross_entropy,
+        d_leaky_relu,
+        d_mse,
+        d_relu,
+        d_sigmoid,
+        d_tanh,
+        leaky_relu,
+        mse,
+        relu,
+        sigmoid,
+        tanh,
+    )
     from .io import load
     from .layers import Activation, Convolution, Layer, Linear, Reshape
     from .network import History, Network
@@ -30,6 +45,16 @@ _WHERE = {
     "Reshape": "layers",
     "History": "network",
     "Network": "network",
+    "relu": "functions",
+    "d_relu": "functions",
+    "tanh": "functions",
+    "d_tanh": "functions",
+    "leaky_relu": "functions",
+    "d_leaky_relu": "functions",
+    "cross_entropy": "functions",
+    "d_cross_entropy": "functions",
+    "binary_cross_entropy": "functions",
+    "d_binary_cross_entropy": "functions",
 }
 
 __all__ = [
@@ -40,11 +65,21 @@ __all__ = [
     "Linear",
     "Network",
     "Reshape",
+    "binary_cross_entropy",
+    "cross_entropy",
+    "d_binary_cross_entropy",
+    "d_cross_entropy",
+    "d_leaky_relu",
     "d_mse",
+    "d_relu",
     "d_sigmoid",
+    "d_tanh",
+    "leaky_relu",
     "load",
     "mse",
+    "relu",
     "sigmoid",
+    "tanh",
 ]
 __version__ = "0.2.0"
 

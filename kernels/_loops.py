@@ -24,9 +24,10 @@ from .buffers import copy, region
 from .conv import backward as conv__backward, backward_batch as conv__backward_batch, backward_first as conv__backward_first, backward_first_batch as conv__backward_first_batch, forward as conv__forward, forward_batch as conv__forward_batch
 from .dense import backward_first_sgd as dense__backward_first_sgd, backward_first_sgd_batch as dense__backward_first_sgd_batch, backward_sgd as dense__backward_sgd, backward_sgd_batch as dense__backward_sgd_batch, forward as dense__forward, forward_batch as dense__forward_batch
 from .losses import mse as loss__mse
+from .pointwise import leaky_relu as leaky_relu__kernel, leaky_relu_backward as leaky_relu__kernel_backward, relu as relu__kernel, relu_backward as relu__kernel_backward, tanh as tanh__kernel, tanh_backward as tanh__kernel_backward
 from .sgd import step
 
-KINDS = ('conv', 'dense', 'sigmoid')
+KINDS = ('conv', 'dense', 'sigmoid', 'relu', 'tanh', 'leaky_relu')
 LOSSES = ('mse',)
 
 
@@ -49,6 +50,66 @@ def _sigmoid_forward_batch(L, params, acts, scratch, capacity, n):
 def _sigmoid_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate):
     sigmoid__kernel_backward(acts[L.x * capacity : L.x * capacity + n * L.in_size], acts[L.y * capacity : L.y * capacity + n * L.out_size], grads[L.y * capacity : L.y * capacity + n * L.out_size], grads[L.x * capacity : L.x * capacity + n * L.in_size])
 
+
+@jit(inline=True)
+def _relu_forward(L, params, acts, scratch, partial):
+    relu__kernel(acts[L.x : L.x + L.in_size], acts[L.y : L.y + L.out_size])
+
+
+@jit(inline=True)
+def _relu_backward(L, params, gparams, acts, grads, scratch, rate, partial):
+    relu__kernel_backward(acts[L.x : L.x + L.in_size], acts[L.y : L.y + L.out_size], grads[L.y : L.y + L.out_size], grads[L.x : L.x + L.in_size])
+
+
+@jit(inline=True)
+def _relu_forward_batch(L, params, acts, scratch, capacity, n):
+    relu__kernel(acts[L.x * capacity : L.x * capacity + n * L.in_size], acts[L.y * capacity : L.y * capacity + n * L.out_size])
+
+
+@jit(inline=True)
+def _relu_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate):
+    relu__kernel_backward(acts[L.x * capacity : L.x * capacity + n * L.in_size], acts[L.y * capacity : L.y * capacity + n * L.out_size], grads[L.y * capacity : L.y * capacity + n * L.out_size], grads[L.x * capacity : L.x * capacity + n * L.in_size])
+
+
+@jit(inline=True)
+def _tanh_forward(L, params, acts, scratch, partial):
+    tanh__kernel(acts[L.x : L.x + L.in_size], acts[L.y : L.y + L.out_size])
+
+
+@jit(inline=True)
+def _tanh_backward(L, params, gparams, acts, grads, scratch, rate, partial):
+    tanh__kernel_backward(acts[L.x : L.x + L.in_size], acts[L.y : L.y + L.out_size], grads[L.y : L.y + L.out_size], grads[L.x : L.x + L.in_size])
+
+
+@jit(inline=True)
+def _tanh_forward_batch(L, params, acts, scratch, capacity, n):
+    tanh__kernel(acts[L.x * capacity : L.x * capacity + n * L.in_size], acts[L.y * capacity : L.y * capacity + n * L.out_size])
+
+
+@jit(inline=True)
+def _tanh_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate):
+    tanh__kernel_backward(acts[L.x * capacity : L.x * capacity + n * L.in_size], acts[L.y * capacity : L.y * capacity + n * L.out_size], grads[L.y * capacity : L.y * capacity + n * L.out_size], grads[L.x * capacity : L.x * capacity + n * L.in_size])
+
+
+@jit(inline=True)
+def _leaky_relu_forward(L, params, acts, scratch, partial):
+    leaky_relu__kernel(acts[L.x : L.x + L.in_size], acts[L.y : L.y + L.out_size])
+
+
+@jit(inline=True)
+def _leaky_relu_backward(L, params, gparams, acts, grads, scratch, rate, partial):
+    leaky_relu__kernel_backward(acts[L.x : L.x + L.in_size], acts[L.y : L.y + L.out_size], grads[L.y : L.y + L.out_size], grads[L.x : L.x + L.in_size])
+
+
+@jit(inline=True)
+def _leaky_relu_forward_batch(L, params, acts, scratch, capacity, n):
+    leaky_relu__kernel(acts[L.x * capacity : L.x * capacity + n * L.in_size], acts[L.y * capacity : L.y * capacity + n * L.out_size])
+
+
+@jit(inline=True)
+def _leaky_relu_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate):
+    leaky_relu__kernel_backward(acts[L.x * capacity : L.x * capacity + n * L.in_size], acts[L.y * capacity : L.y * capacity + n * L.out_size], grads[L.y * capacity : L.y * capacity + n * L.out_size], grads[L.x * capacity : L.x * capacity + n * L.in_size])
+
 @jit(inline=True)
 def _step(spec, params, gparams, count, rate):
     """The SGD step of every parameter whose hook left it to the loop (not fused)."""
@@ -60,7 +121,7 @@ def _step(spec, params, gparams, count, rate):
 
 
 @jit
-def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, loss_mse):
+def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, loss_mse):
     """The seed's ``Network.train`` inner loop (per-sample SGD) over samples ``xs``/``ys``.
 
     xs (N, input size), ys (N, output size); ``loss`` indexes :data:`LOSSES`; losses (N,) receives
@@ -86,6 +147,15 @@ def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, l
             elif op == 2:  # sigmoid
                 if sigmoid is not None:
                     _sigmoid_forward(L, params, acts, scratch, None)
+            elif op == 3:  # relu
+                if relu is not None:
+                    _relu_forward(L, params, acts, scratch, None)
+            elif op == 4:  # tanh
+                if tanh is not None:
+                    _tanh_forward(L, params, acts, scratch, None)
+            elif op == 5:  # leaky_relu
+                if leaky_relu is not None:
+                    _leaky_relu_forward(L, params, acts, scratch, None)
         value = np.nan
         if loss == 0 and loss_mse is not None:
             value = loss__mse(out, ys[k], g)
@@ -110,13 +180,22 @@ def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, l
             elif op == 2:  # sigmoid
                 if l > 0 and sigmoid_inner is not None:
                     _sigmoid_backward(L, params, gparams, acts, grads, scratch, rate, None)
+            elif op == 3:  # relu
+                if l > 0 and relu_inner is not None:
+                    _relu_backward(L, params, gparams, acts, grads, scratch, rate, None)
+            elif op == 4:  # tanh
+                if l > 0 and tanh_inner is not None:
+                    _tanh_backward(L, params, gparams, acts, grads, scratch, rate, None)
+            elif op == 5:  # leaky_relu
+                if l > 0 and leaky_relu_inner is not None:
+                    _leaky_relu_backward(L, params, gparams, acts, grads, scratch, rate, None)
         _step(spec, params, gparams, 1, rate)
     return xs.shape[0]
 
 
 @jit(cache=False)
 def train_sgd_threads(
-    spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, partial, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, loss_mse
+    spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, partial, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, loss_mse
 ):
     """:func:`train_sgd` with the large dense layers split into ``len(partial)`` blocks run on
     ``numba.get_num_threads()`` threads."""
@@ -139,6 +218,15 @@ def train_sgd_threads(
             elif op == 2:  # sigmoid
                 if sigmoid is not None:
                     _sigmoid_forward(L, params, acts, scratch, partial)
+            elif op == 3:  # relu
+                if relu is not None:
+                    _relu_forward(L, params, acts, scratch, partial)
+            elif op == 4:  # tanh
+                if tanh is not None:
+                    _tanh_forward(L, params, acts, scratch, partial)
+            elif op == 5:  # leaky_relu
+                if leaky_relu is not None:
+                    _leaky_relu_forward(L, params, acts, scratch, partial)
         value = np.nan
         if loss == 0 and loss_mse is not None:
             value = loss__mse(out, ys[k], g)
@@ -163,13 +251,22 @@ def train_sgd_threads(
             elif op == 2:  # sigmoid
                 if l > 0 and sigmoid_inner is not None:
                     _sigmoid_backward(L, params, gparams, acts, grads, scratch, rate, partial)
+            elif op == 3:  # relu
+                if l > 0 and relu_inner is not None:
+                    _relu_backward(L, params, gparams, acts, grads, scratch, rate, partial)
+            elif op == 4:  # tanh
+                if l > 0 and tanh_inner is not None:
+                    _tanh_backward(L, params, gparams, acts, grads, scratch, rate, partial)
+            elif op == 5:  # leaky_relu
+                if l > 0 and leaky_relu_inner is not None:
+                    _leaky_relu_backward(L, params, gparams, acts, grads, scratch, rate, partial)
         _step(spec, params, gparams, 1, rate)
     return xs.shape[0]
 
 
 @jit
 def train_sgd_batch(
-    spec, params, gparams, acts, grads, scratch, xs, ys, capacity, rate, loss, losses, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, loss_mse
+    spec, params, gparams, acts, grads, scratch, xs, ys, capacity, rate, loss, losses, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, loss_mse
 ):
     """Mini-batch SGD: each consecutive batch of ``capacity`` samples of ``xs``/``ys`` (the last may
     be shorter) moves ``params`` once by ``rate`` times the mean of its per-sample gradients, taken
@@ -199,6 +296,15 @@ def train_sgd_batch(
             elif op == 2:  # sigmoid
                 if sigmoid is not None:
                     _sigmoid_forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 3:  # relu
+                if relu is not None:
+                    _relu_forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 4:  # tanh
+                if tanh is not None:
+                    _tanh_forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 5:  # leaky_relu
+                if leaky_relu is not None:
+                    _leaky_relu_forward_batch(L, params, acts, scratch, capacity, n)
         out = region(acts, last.y, last.out_size, capacity, n)
         g = region(grads, last.y, last.out_size, capacity, n)
         finite = True
@@ -228,12 +334,21 @@ def train_sgd_batch(
             elif op == 2:  # sigmoid
                 if l > 0 and sigmoid_inner is not None:
                     _sigmoid_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
+            elif op == 3:  # relu
+                if l > 0 and relu_inner is not None:
+                    _relu_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
+            elif op == 4:  # tanh
+                if l > 0 and tanh_inner is not None:
+                    _tanh_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
+            elif op == 5:  # leaky_relu
+                if l > 0 and leaky_relu_inner is not None:
+                    _leaky_relu_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
         _step(spec, params, gparams, n, rate)
     return total
 
 
 @jit
-def predict_batch(spec, params, acts, scratch, xs, capacity, out, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner):
+def predict_batch(spec, params, acts, scratch, xs, capacity, out, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner):
     """``out[k] = network(xs[k])`` for every sample, ``capacity`` samples per forward pass (one
     GEMM per dense layer); the buffers as for :func:`train_sgd_batch`."""
     last = spec[spec.size - 1]
@@ -256,6 +371,15 @@ def predict_batch(spec, params, acts, scratch, xs, capacity, out, conv, conv_fir
             elif op == 2:  # sigmoid
                 if sigmoid is not None:
                     _sigmoid_forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 3:  # relu
+                if relu is not None:
+                    _relu_forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 4:  # tanh
+                if tanh is not None:
+                    _tanh_forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 5:  # leaky_relu
+                if leaky_relu is not None:
+                    _leaky_relu_forward_batch(L, params, acts, scratch, capacity, n)
         y = region(acts, last.y, last.out_size, capacity, n)
         for b in range(n):
             copy(y[b], out[start + b])

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import signal
 
 from fastcnn import reference
-from fastcnn.kernels import activation, conv, dense, sgd
+from fastcnn.kernels import activation, conv, correlate5, dense, pointwise, pool, softmax, sgd
 from fastcnn.layers.conv import wide_size
 
 
@@ -271,6 +271,148 @@ def sigmoid_backward_numba(shape, dtype):
     return run
 
 
+# --------------------------------------------------------------------------------------------------
+# issue 17's kernels: activations on the dense layer's input vector, Softmax with cross-entropy on
+# the dense layer's output, pooling on the convolution's output, the 5 x 5 correlation.
+
+
+def _activation_input(shape, dtype):
+    a = arrays(shape, dtype)
+    return a["v"] * dtype(8) - dtype(4), a["v"] - dtype(0.5)
+
+
+def _pointwise_pair(name):
+    function = getattr(reference, name)
+    backward = getattr(reference, f"{name}_backward")
+    kernel = getattr(pointwise, name)
+    kernel_backward = getattr(pointwise, f"{name}_backward")
+
+    def forward_reference(shape, dtype):
+        v, _ = _activation_input(shape, dtype)
+        return lambda: (function(v),)
+
+    def forward_numba(shape, dtype):
+        v, _ = _activation_input(shape, dtype)
+        out = np.empty_like(v)
+        return lambda: (kernel(v, out), out)[1:]
+
+    def backward_reference(shape, dtype):
+        v, g = _activation_input(shape, dtype)
+        return lambda: (backward(v, g),)
+
+    def backward_numba(shape, dtype):
+        v, g = _activation_input(shape, dtype)
+        y, out = np.empty_like(v), np.empty_like(v)
+        kernel(v, y)  # the layer keeps its forward output; the forward's time is its own row
+
+        return lambda: (kernel_backward(v, y, g, out), out)[1:]
+
+    return (
+        {"reference": forward_reference, "numba": forward_numba},
+        {"reference": backward_reference, "numba": backward_numba},
+    )
+
+
+def _logits(shape, dtype):
+    a = arrays(shape, dtype)
+    logits = a["d_output"] * dtype(10)
+    target = np.zeros_like(logits)
+    target[shape.hidden // 2] = 1
+    return logits, target
+
+
+def softmax_cross_entropy_reference(shape, dtype):
+    logits, target = _logits(shape, dtype)
+
+    def run():
+        s = reference.softmax_layer_forward(logits)
+        loss = reference.cross_entropy(s, target)
+        d_logits = reference.softmax_layer_backward(s, reference.d_cross_entropy(s, target))
+        return np.asarray(loss, dtype), np.asarray(s), d_logits
+
+    return run
+
+
+def softmax_cross_entropy_numba(shape, dtype):
+    logits, target = _logits(shape, dtype)
+    x, y = logits.reshape(-1), target.reshape(-1)
+    probs, d_logits = np.empty_like(logits), np.empty_like(logits)
+
+    def run():
+        loss = softmax.softmax_cross_entropy(x, y, probs.reshape(-1), d_logits.reshape(-1))
+        return np.asarray(loss, dtype), probs, d_logits
+
+    return run
+
+
+def _pool_size(shape):
+    return 2 if min(shape.out_hw) >= 2 else 1
+
+
+def _pool_pair(kind):
+    forward = getattr(reference, f"{kind}pool_forward")
+    backward = getattr(reference, f"{kind}pool_backward")
+    kernel = getattr(pool, f"{kind}pool_forward")
+    kernel_backward = getattr(pool, f"{kind}pool_backward")
+
+    def setup(shape, dtype):
+        a = arrays(shape, dtype)
+        x = a["conv_d_output"]  # (count, oh, ow), values in [-1, 1]
+        size = _pool_size(shape)
+        g = np.ones(reference.pool_output_shape(x.shape, size, size), dtype)
+        return x, g, size
+
+    def forward_reference(shape, dtype):
+        x, _, size = setup(shape, dtype)
+        return lambda: (forward(x, size, size),)
+
+    def forward_numba(shape, dtype):
+        x, g, size = setup(shape, dtype)
+        out = np.empty_like(g)
+        return lambda: (kernel(x, size, size, out), out)[1:]
+
+    def backward_reference(shape, dtype):
+        x, g, size = setup(shape, dtype)
+        return lambda: (backward(x, g, size, size),)
+
+    def backward_numba(shape, dtype):
+        x, g, size = setup(shape, dtype)
+        d_input = np.empty_like(x)
+        return lambda: (kernel_backward(x, g, size, size, d_input), d_input)[1:]
+
+    return (
+        {"reference": forward_reference, "numba": forward_numba},
+        {"reference": backward_reference, "numba": backward_numba},
+    )
+
+
+def _correlate5_arrays(shape, dtype):
+    # The image padded by 2 (LeNet's first layer), so any table shape takes a 5 x 5 filter.
+    a = arrays(shape, dtype)
+    x = reference.pad(a["x"][:1], 2)[0]
+    k = np.random.default_rng(5).uniform(-1.0, 1.0, (5, 5)).astype(dtype)
+    base = a["x"][0] - dtype(0.5)
+    return x, k, base
+
+
+def correlate5_reference(shape, dtype):
+    x, k, base = _correlate5_arrays(shape, dtype)
+    return lambda: (base + signal.correlate2d(x, k, "valid"),)
+
+
+def correlate5_numba(shape, dtype):
+    x, k, base = _correlate5_arrays(shape, dtype)
+    out = np.empty_like(base)
+    return lambda: (correlate5.correlate5_rows(x, k, base, out), out)[1:]
+
+
+_RELU, _RELU_BACKWARD = _pointwise_pair("relu")
+_TANH, _TANH_BACKWARD = _pointwise_pair("tanh")
+_LEAKY, _LEAKY_BACKWARD = _pointwise_pair("leaky_relu")
+_MAXPOOL, _MAXPOOL_BACKWARD = _pool_pair("max")
+_AVGPOOL, _AVGPOOL_BACKWARD = _pool_pair("avg")
+
+
 PAIRS = {
     "correlate2d_valid": {"reference": correlate_reference, "numba": correlate_numba},
     "convolve2d_full": {"reference": convolve_reference, "numba": convolve_numba},
@@ -282,4 +424,19 @@ PAIRS = {
     "dense_sgd": {"reference": dense_sgd_reference, "numba": dense_sgd_numba},
     "sigmoid": {"reference": sigmoid_reference, "numba": sigmoid_numba},
     "sigmoid_backward": {"reference": sigmoid_backward_reference, "numba": sigmoid_backward_numba},
+    "relu": _RELU,
+    "relu_backward": _RELU_BACKWARD,
+    "tanh": _TANH,
+    "tanh_backward": _TANH_BACKWARD,
+    "leaky_relu": _LEAKY,
+    "leaky_relu_backward": _LEAKY_BACKWARD,
+    "softmax_cross_entropy": {
+        "reference": softmax_cross_entropy_reference,
+        "numba": softmax_cross_entropy_numba,
+    },
+    "maxpool_forward": _MAXPOOL,
+    "maxpool_backward": _MAXPOOL_BACKWARD,
+    "avgpool_forward": _AVGPOOL,
+    "avgpool_backward": _AVGPOOL_BACKWARD,
+    "correlate5_rows": {"reference": correlate5_reference, "numba": correlate5_numba},
 }

@@ -21,6 +21,7 @@ from fastcnn.models import mnist_cnn
 from .pairs import Shape
 
 __all__ = [
+    "AUTOGRAD",
     "DTYPES",
     "EXP_ULPS",
     "F32",
@@ -30,6 +31,7 @@ __all__ = [
     "LOSS_SUM",
     "RUNNING_LOSS",
     "SIGMOID_ULPS",
+    "TANH_ULPS",
     "TOL",
     "TRAJECTORY_F32",
     "TRAJECTORY_F64",
@@ -102,12 +104,21 @@ TRAJECTORY_F32 = dict(norm_rtol=1e-4, rtol=1e-4, atol=1e-3)
 FD_STEP = 1e-5
 FD = dict(rtol=1e-6, atol=1e-6)
 
+# A reference function against PyTorch's forward and autograd, float64 (issue 17): two
+# implementations of one formula, sums in different orders over at most a few hundred terms, agree to
+# ~1e-14; a wrong formula (a slope, a flipped filter, a missed clamp) is off by 1e-3 or more.
+AUTOGRAD = dict(rtol=1e-10, atol=1e-12)
+
 # Units in the last place, for the element-wise kernels that replace one NumPy expression: the
 # vectorised exp (a polynomial after range reduction) stays within 2 ulp of np.exp, where a wrong
 # coefficient is off by thousands; the sigmoid 1 / (1 + exp(-x)) adds an addition and a division
 # to that exp, each rounding once more, so 4 eps relative.
 EXP_ULPS = 2
 SIGMOID_ULPS = 4
+# kernels/pointwise.py's vectorised tanh against np.tanh: measured within 7 ulp in float64 and in
+# float32 (the cancellation in 1 - 2 / (exp(2x) + 1) just above the polynomial's range, 1/8);
+# 16 leaves a margin, where a wrong coefficient is off by thousands.
+TANH_ULPS = 16
 
 
 def ulps(dtype: Any, n: int) -> dict[str, float]:

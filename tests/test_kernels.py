@@ -16,6 +16,7 @@ from .support import DTYPES, conv_shapes, seeds, tolerance
 
 # What each op's callables return, in order, so a failure names the quantity that differs.
 OUTPUTS = {
+    "softmax_cross_entropy": ("loss", "probs", "d_logits"),
     "conv_backward": ("d_input", "filters", "biases"),
     "dense_backward_sgd": ("d_input", "weights", "biases"),
     "conv_gradient_sgd": ("filters", "biases"),

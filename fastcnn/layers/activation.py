@@ -13,8 +13,18 @@ from numpy.typing import NDArray
 
 from .. import _validation as check
 from .. import reference, registry
-from ..functions import d_sigmoid, sigmoid
+from ..functions import (
+    d_leaky_relu,
+    d_relu,
+    d_sigmoid,
+    d_tanh,
+    leaky_relu,
+    relu,
+    sigmoid,
+    tanh,
+)
 from ..kernels import activation as k_activation
+from ..kernels import pointwise as k_pointwise
 from ..registry import ACTIVATIONS, register_activation
 from .base import Compiled, Grads, Layer, options_fault
 
@@ -153,4 +163,13 @@ class Activation(Layer):
 
 register_activation(
     "sigmoid", sigmoid, d_sigmoid, k_activation.sigmoid, k_activation.sigmoid_backward
+)
+register_activation("relu", relu, d_relu, k_pointwise.relu, k_pointwise.relu_backward)
+register_activation("tanh", tanh, d_tanh, k_pointwise.tanh, k_pointwise.tanh_backward)
+register_activation(
+    "leaky_relu",
+    leaky_relu,
+    d_leaky_relu,
+    k_pointwise.leaky_relu,
+    k_pointwise.leaky_relu_backward,
 )

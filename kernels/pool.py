@@ -1,0 +1,75 @@
+"""Max- and average-pooling over (depth, h, w) inputs, windows ``size`` x ``size`` every ``stride``.
+
+Output (depth, (h - size) // stride + 1, (w - size) // stride + 1): only whole windows, as
+PyTorch's pooling without padding. The backward passes overwrite ``d_input`` and add up where
+windows overlap (stride < size). The batched forms are a loop over the batch axis.
+"""
+
+from ._jit import jit
+
+
+@jit(inline=True)
+def _first_max(x, c, top, left, size):
+    """(row, column) of the first maximum of ``x[c, top:top+size, left:left+size]`` in row-major
+    order (PyTorch's tie rule: a later equal value does not win); a NaN counts as the maximum, the
+    first NaN winning, as np.argmax."""
+    best = x[c, top, left]
+    row, col = top, left
+    for u in range(size):
+        for v in range(size):
+            value = x[c, top + u, left + v]
+            if value > best or (value != value and best == best):
+                best = value
+                row, col = top + u, left + v
+    return row, col
+
+
+@jit
+def maxpool_forward(x, size, stride, out):
+    """``out[c, i, j] = max(x[c, i*stride : i*stride+size, j*stride : j*stride+size])``."""
+    for c in range(out.shape[0]):
+        for i in range(out.shape[1]):
+            for j in range(out.shape[2]):
+                row, col = _first_max(x, c, i * stride, j * stride, size)
+                out[c, i, j] = x[c, row, col]
+
+
+@jit
+def maxpool_backward(x, d_output, size, stride, d_input):
+    """``d_input``: each ``d_output[c, i, j]`` added at its window's first maximum, recomputed
+    from ``x`` (no index buffer); every other element 0."""
+    d_input[:] = 0
+    for c in range(d_output.shape[0]):
+        for i in range(d_output.shape[1]):
+            for j in range(d_output.shape[2]):
+                row, col = _first_max(x, c, i * stride, j * stride, size)
+                d_input[c, row, col] += d_output[c, i, j]
+
+
+@jit
+def avgpool_forward(x, size, stride, out):
+    """``out[c, i, j] = sum(window) / size**2``, the window summed row by row in x's dtype."""
+    count = out.dtype.type(size * size)
+    for c in range(out.shape[0]):
+        for i in range(out.shape[1]):
+            for j in range(out.shape[2]):
+                total = out.dtype.type(0)
+                for u in range(size):
+                    for v in range(size):
+                        total += x[c, i * stride + u, j * stride + v]
+                out[c, i, j] = total / count
+
+
+@jit
+def avgpool_backward(x, d_output, size, stride, d_input):
+    """``d_input``: each ``d_output[c, i, j] / size**2`` added to every element of its window;
+    ``x`` is not read (the signature of :func:`maxpool_backward`)."""
+    d_input[:] = 0
+    count = d_input.dtype.type(size * size)
+    for c in range(d_output.shape[0]):
+        for i in range(d_output.shape[1]):
+            for j in range(d_output.shape[2]):
+                share = d_output[c, i, j] / count
+                for u in range(size):
+                    for v in range(size):
+                        d_input[c, i * stride + u, j * stride + v] += share
