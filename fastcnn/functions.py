@@ -168,10 +168,16 @@ def _check_distribution(predicted, actual, function):
             f"{function}: predicted has shape {predicted_array.shape} but actual has shape "
             f"{actual.shape}; they must match (one probability per class)"
         )
+    if not np.all(np.isfinite(actual)):
+        raise ValueError(
+            f"{function}: actual (shape {actual.shape}) must be a probability distribution, but it "
+            f"has non-finite entries (NaN or inf); pass one-hot or soft targets"
+        )
     if actual.size and not np.all(actual >= 0):
         raise ValueError(
             f"{function}: actual (shape {actual.shape}) must be a probability distribution, but it "
-            f"has negative entries (smallest {np.min(actual)!r}); pass one-hot or soft targets"
+            f"has negative entries (smallest {float(np.min(actual))!r}); pass one-hot or soft "
+            f"targets"
         )
     total = float(np.sum(actual, dtype=np.float64))
     if not abs(total - 1.0) <= TARGET_SUM_TOLERANCE:

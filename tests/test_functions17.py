@@ -253,7 +253,7 @@ def test_cross_entropy_of_plain_probabilities():
         (
             [[1.5], [-0.5], [0.0]],
             "cross_entropy: actual (shape (3, 1)) must be a probability distribution, but it has "
-            "negative entries (smallest np.float64(-0.5)); pass one-hot or soft targets",
+            "negative entries (smallest -0.5); pass one-hot or soft targets",
         ),
         (
             [[1.0], [1.0], [0.0]],
@@ -263,7 +263,7 @@ def test_cross_entropy_of_plain_probabilities():
         (
             [[np.nan], [0.0], [0.0]],
             "cross_entropy: actual (shape (3, 1)) must be a probability distribution, but it has "
-            "negative entries (smallest np.float64(nan)); pass one-hot or soft targets",
+            "non-finite entries (NaN or inf); pass one-hot or soft targets",
         ),
     ],
 )
