@@ -58,7 +58,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import functools
 import hashlib
 import itertools
 import json
@@ -670,16 +669,21 @@ def _open_study(plan: _Plan, sampler_seed: int):
     )
 
 
-def _worker_tag(task: str = "") -> str:
-    return f"{socket.gethostname()}:{os.getpid()}" + (f":{task}" if task else "")
+def _worker_tag() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _run_one(study: Any, objective: Objective, tag: str, verbose: bool) -> Any:
-    """Ask for a trial (an enqueued one first), run it, tell the result; the FrozenTrial."""
+def _run_trial(study: Any, objective: Objective, trial: Any, tag: str, verbose: bool) -> Any:
+    """Run ``trial`` (a ``Trial``, or the id of one the parent asked for), tell its result;
+    the FrozenTrial."""
     optuna = _require_optuna()
     from optuna.trial import TrialState
 
-    trial = study.ask()
+    if not isinstance(trial, optuna.Trial):
+        # Optuna's storage cache learns of trials made by other processes when it reads the
+        # study's trials; it must know this one before a parameter is set.
+        study.get_trials(deepcopy=False)
+        trial = optuna.Trial(study, trial)
     trial.set_user_attr(_WORKER, tag)
     try:
         value = objective(trial)
@@ -687,8 +691,7 @@ def _run_one(study: Any, objective: Objective, tag: str, verbose: bool) -> Any:
         frozen = study.tell(trial, state=TrialState.PRUNED)
     except KeyboardInterrupt:
         with contextlib.suppress(Exception):
-            trial.set_user_attr(_CUT, "interrupted")
-            study.tell(trial, state=TrialState.FAIL)
+            _cut(study, trial._trial_id, "interrupted")
         raise
     except FloatingPointError as exc:  # the trial's own fault (a diverging loss): a result
         trial.set_user_attr(_ERROR, str(exc))
@@ -698,6 +701,23 @@ def _run_one(study: Any, objective: Objective, tag: str, verbose: bool) -> Any:
     if verbose:
         _say(_trial_line(frozen))
     return frozen
+
+
+def _cut(study: Any, trial_id: int, reason: str) -> Any:
+    """Mark a running trial FAIL, cut short for ``reason``; the FrozenTrial, or None when it
+    had finished meanwhile."""
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial_id, _CUT, reason)
+        storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+    except Exception as exc:
+        optuna = _require_optuna()
+        if isinstance(exc, optuna.exceptions.UpdateFinishedTrialError):
+            return None
+        raise
+    return storage.get_trial(trial_id)
 
 
 def _say(line: str) -> None:
@@ -753,29 +773,23 @@ def _prepare(study: Any, space: Space, data: Data) -> None:
         )
 
 
-def _fail_dead(study: Any, alive: Callable[[str], bool], reason: str = "worker died") -> list[Any]:
-    """Mark FAIL (cut, for ``reason``) the running trials whose worker tag ``alive`` says is
-    gone; those trials."""
+def _cut_orphans(study: Any) -> None:
+    """Mark FAIL (cut) the running trials of this machine whose process is gone: a previous
+    ``fastcnn sweep`` killed with its workers. Other machines' trials are not ours to judge."""
     from optuna.trial import TrialState
 
-    failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         tag = t.user_attrs.get(_WORKER)
-        if tag is None or alive(tag):
-            continue
-        study._storage.set_trial_user_attr(t._trial_id, _CUT, reason)
-        with contextlib.suppress(Exception):  # finished meanwhile: nothing to mark
-            study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-            failed.append(t)
-    return failed
+        if tag is not None and not _local_pid_alive(tag):
+            _cut(study, t._trial_id, "worker died")
 
 
 def _local_pid_alive(tag: str) -> bool:
-    host, _, rest = tag.partition(":")
+    host, _, pid = tag.partition(":")
     if host != socket.gethostname():
-        return True  # another machine's: not ours to judge
+        return True
     try:
-        os.kill(int(rest.split(":")[0]), 0)
+        os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
     except (PermissionError, ValueError):
@@ -893,7 +907,7 @@ def run(
             raise SweepError(f"{url}: cannot open the storage ({_db_message(exc)})") from None
         raise
     _prepare(the_study, space, data)
-    _fail_dead(the_study, _local_pid_alive)  # a previous run's workers killed with it
+    _cut_orphans(the_study)
     plan = _Plan(url, name, sampler, pruner, seed, verbose)
     done = sum(_counted(t) for t in the_study.get_trials(deepcopy=False))
     runs = _enqueue(the_study, space, plan, max(0, trials - done))
@@ -902,13 +916,12 @@ def run(
     objective = Objective(space, data)
     warm_up(space, data)
     if client is not None:
-        _run_dask(client, plan, space, data, runs)
+        _run_dask(client, plan, the_study, space, data, runs)
     elif jobs == 1:
         for _ in range(runs):
-            _run_one(the_study, objective, _worker_tag(), verbose)
+            _run_trial(the_study, objective, the_study.ask(), _worker_tag(), verbose)
     else:
-        optuna_storage.engine.dispose()  # no connection crosses the fork
-        _Supervisor(plan, objective, space, jobs).run(runs)
+        _Supervisor(plan, the_study, optuna_storage, objective, jobs).run(runs)
     return the_study
 
 
@@ -926,25 +939,35 @@ def _cap_threads(threads: int) -> None:
 
 
 def _worker_main(conn: Any, plan: _Plan, objective: Objective, index: int, threads: int) -> None:
-    """A forked worker: one trial per message from the parent until it sends None."""
+    """A forked worker: runs the trial whose id the parent sends, until it sends None."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _cap_threads(threads)
     study = _open_study(plan, plan.seed + 1 + index)
     tag = _worker_tag()
-    while conn.recv() is not None:
-        conn.send(_run_one(study, objective, tag, plan.verbose).number)
+    while (trial_id := conn.recv()) is not None:
+        conn.send(_run_trial(study, objective, trial_id, tag, plan.verbose).number)
+
+
+def _replace(study: Any, plan: _Plan, cut: Any) -> None:
+    """Put a cut trial's parameters back into the queue (grid and random), so the study still
+    ends with the planned set of trials."""
+    if cut is not None and plan.sampler != "tpe":
+        study.enqueue_trial(dict(cut.params or cut.system_attrs.get("fixed_params", {})))
 
 
 class _Supervisor:
-    """Hands out trials to ``jobs`` forked workers one at a time and replaces a worker that dies,
-    after marking its trial FAIL (cut)."""
+    """Runs trials on ``jobs`` forked workers. The parent alone creates trials (``study.ask``)
+    and sends each worker the id of the next one: Optuna's claim of an enqueued trial is not
+    atomic on SQLite (``SELECT … FOR UPDATE`` is a no-op there; two workers were seen running
+    one trial). A worker that dies has its trial marked FAIL (cut) and is replaced."""
 
-    def __init__(self, plan: _Plan, objective: Objective, space: Space, jobs: int):
+    def __init__(self, plan: _Plan, study: Any, storage: Any, objective: Objective, jobs: int):
         import multiprocessing
 
-        self.plan, self.objective, self.space, self.jobs = plan, objective, space, jobs
+        self.plan, self.study, self.storage = plan, study, storage
+        self.objective, self.jobs = objective, jobs
         # fork: workers inherit the loaded data and compiled kernels instead of importing,
         # reading and loading them again (seconds each, against trials of a second).
         self.context = multiprocessing.get_context("fork")
@@ -958,6 +981,7 @@ class _Supervisor:
             args=(child, self.plan, self.objective, self.started, self.threads),
             daemon=True,
         )
+        self.storage.engine.dispose()  # no database connection crosses the fork
         with warnings.catch_warnings():
             # Python 3.12+ warns about fork in a process with threads (BLAS's): the children
             # never use them; they run single-threaded code and open their own database.
@@ -970,66 +994,60 @@ class _Supervisor:
     def run(self, runs: int) -> None:
         from multiprocessing.connection import wait
 
-        workers = [self._start() for _ in range(min(self.jobs, runs))]
+        running: dict[Any, tuple[Any, int]] = {}  # connection -> (process, trial id)
         pending, crashes = runs, 0
-        for _, conn in workers:
-            conn.send(True)
-            pending -= 1
-        try:
-            while workers:
-                ready = wait([c for _, c in workers] + [p.sentinel for p, _ in workers])
-                for worker in list(workers):
-                    process, conn = worker
-                    if conn not in ready and process.sentinel not in ready:
-                        continue
-                    try:
-                        conn.recv() if conn in ready else None
-                        alive = conn in ready
-                    except (EOFError, OSError):
-                        alive = False
-                    if alive:
-                        if pending:
-                            conn.send(True)
-                            pending -= 1
-                        else:
-                            conn.send(None)
-                            process.join()
-                            workers.remove(worker)
-                        continue
-                    process.join()
-                    workers.remove(worker)
-                    crashes += 1
-                    pending += self._after_crash(process)
-                    if crashes > _MAX_CRASHES_PER_JOB * self.jobs:
-                        raise SweepError(
-                            f"{crashes} worker processes died (last: exit status "
-                            f"{process.exitcode}); stopping the sweep"
-                        )
-                    if pending:
-                        replacement = self._start()
-                        replacement[1].send(True)
-                        pending -= 1
-                        workers.append(replacement)
-        except BaseException:
-            for process, _ in workers:
-                process.kill()
-            for process, _ in workers:
-                process.join()
-            study = _open_study(self.plan, self.plan.seed)
-            _fail_dead(study, _local_pid_alive, "interrupted")
-            raise
 
-    def _after_crash(self, process: Any) -> int:
-        """Mark the dead worker's trial FAIL; put its parameters back for grid and random (so
-        the set of trials stays the planned one); 1, the run to do again."""
-        study = _open_study(self.plan, self.plan.seed)
-        tag = f"{socket.gethostname()}:{process.pid}"
-        for t in _fail_dead(study, lambda t: t != tag):
-            if self.plan.sampler != "tpe":
-                study.enqueue_trial(dict(t.params or t.system_attrs.get("fixed_params", {})))
-            if self.plan.verbose:
-                _say(f"trial {t.number}: failed: its worker died (exit status {process.exitcode})")
-        return 1
+        def give(process: Any, conn: Any) -> None:
+            nonlocal pending
+            trial = self.study.ask()
+            conn.send(trial._trial_id)
+            running[conn] = (process, trial._trial_id)
+            pending -= 1
+
+        try:
+            for _ in range(min(self.jobs, runs)):
+                give(*self._start())
+            while running:
+                sentinels = {p.sentinel: c for c, (p, _) in running.items()}
+                for ready in wait([*running, *sentinels]):
+                    conn = sentinels.get(ready, ready)
+                    if conn not in running:
+                        continue  # its sentinel and its pipe were both ready: handled
+                    process, trial_id = running.pop(conn)
+                    try:
+                        conn.recv()
+                    except (EOFError, OSError):  # died mid-trial
+                        process.join()
+                        crashes += 1
+                        cut = _cut(self.study, trial_id, "worker died")
+                        if cut is not None:
+                            pending += 1
+                            _replace(self.study, self.plan, cut)
+                            if self.plan.verbose:
+                                _say(
+                                    f"trial {cut.number}: failed: its worker died (exit status "
+                                    f"{process.exitcode})"
+                                )
+                        if crashes > _MAX_CRASHES_PER_JOB * self.jobs:
+                            raise SweepError(
+                                f"{crashes} worker processes died (the last with exit status "
+                                f"{process.exitcode}); stopping the sweep"
+                            ) from None
+                        if pending:
+                            give(*self._start())
+                        continue
+                    if pending:
+                        give(process, conn)
+                    else:
+                        conn.send(None)
+                        process.join()
+        except BaseException:
+            for process, _ in running.values():
+                process.kill()
+            for process, trial_id in running.values():
+                process.join()
+                _cut(self.study, trial_id, "interrupted")
+            raise
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1042,57 +1060,67 @@ class _Supervisor:
 _DASK_CACHE: dict[tuple[str, str], tuple[Any, Objective]] = {}
 
 
-def _dask_trial(plan: _Plan, space: Space, data: Data, task: str, index: int) -> Any:
-    """One trial as a Dask task, on a worker that reaches ``plan.url``."""
+def _dask_trial(plan: _Plan, space: Space, data: Data, trial_id: int) -> Any:
+    """Run the trial ``trial_id`` as a Dask task, on a worker that reaches ``plan.url``; its
+    FrozenTrial, or None when an earlier attempt of this task started it on a worker that died
+    (Dask runs the task again; the trial is then cut and the client asks for another)."""
     key = (plan.url, plan.study_name)
     if key not in _DASK_CACHE:
         _cap_threads(1)
-        _DASK_CACHE[key] = (_open_study(plan, plan.seed), Objective(space, data))
+        _DASK_CACHE[key] = (_open_study(plan, plan.seed + os.getpid()), Objective(space, data))
     study, objective = _DASK_CACHE[key]
-    study.sampler = _sampler(plan.sampler, plan.seed * 1_000_003 + index)
-    # A previous attempt of this task ran on a worker that died: its trial is cut.
-    for t in _cut_task(study, task):
-        if plan.sampler != "tpe":
-            study.enqueue_trial(dict(t.params or t.system_attrs.get("fixed_params", {})))
-    return _run_one(study, objective, _worker_tag(task), verbose=False)
+    if _WORKER in study._storage.get_trial(trial_id).user_attrs:
+        _cut(study, trial_id, "worker died")
+        return None
+    return _run_trial(study, objective, trial_id, _worker_tag(), verbose=False)
 
 
-def _cut_task(study: Any, task: str) -> list[Any]:
-    """Mark FAIL (cut) the running trials of Dask task ``task``, whose worker died."""
-    return _fail_dead(study, functools.partial(_other_task, f":{task}"))
-
-
-def _other_task(suffix: str, tag: str) -> bool:
-    return not tag.endswith(suffix)
-
-
-def _run_dask(client: Any, plan: _Plan, space: Space, data: Data, runs: int) -> None:
-    import uuid
-
+def _run_dask(client: Any, plan: _Plan, study: Any, space: Space, data: Data, runs: int) -> None:
+    """Run ``runs`` trials as Dask tasks, as many at a time as the cluster has threads; the
+    client asks for each trial just before it submits it (see :class:`_Supervisor`)."""
     from distributed import as_completed
 
-    study = _open_study(plan, plan.seed)
     scattered = client.scatter(data, broadcast=True)
-    prefix = f"fastcnn-trial-{uuid.uuid4().hex[:8]}"
-    futures = [
-        client.submit(
-            _dask_trial, plan, space, scattered, f"{prefix}-{i}", i, key=f"{prefix}-{i}", pure=False
-        )
-        for i in range(runs)
-    ]
+    slots = max(1, sum(client.nthreads().values()))
+    flowing = as_completed()
+    trial_of: dict[str, int] = {}
+    pending = runs
+
+    def submit() -> None:
+        nonlocal pending
+        trial = study.ask()
+        future = client.submit(_dask_trial, plan, space, scattered, trial._trial_id, pure=False)
+        trial_of[future.key] = trial._trial_id
+        flowing.add(future)
+        pending -= 1
+
     try:
-        for future in as_completed(futures):
+        for _ in range(min(slots, runs)):
+            submit()
+        for future in flowing:
             try:
                 frozen = future.result()
-            except Exception as exc:  # KilledWorker after the retries, or a bug on the worker
-                _cut_task(study, future.key)
+            except Exception as exc:  # KilledWorker after Dask's retries, or a bug on the worker
+                frozen = None
                 if plan.verbose:
                     _say(f"a trial failed on the cluster: {type(exc).__name__}: {exc}")
-                continue
-            if plan.verbose:
+                _cut(study, trial_of[future.key], f"task failed: {type(exc).__name__}")
+            if frozen is None:  # cut: its worker died
+                cut = study._storage.get_trial(trial_of[future.key])
+                _replace(study, plan, cut)
+                pending += 1
+                if plan.verbose:
+                    _say(f"trial {cut.number}: failed: its Dask worker died")
+            elif plan.verbose:
                 _say(_trial_line(frozen))
+            if pending:
+                submit()
     except BaseException:
+        futures = list(flowing.futures)
         client.cancel(futures)
+        for key, trial_id in trial_of.items():
+            if any(f.key == key for f in futures):
+                _cut(study, trial_id, "interrupted")
         raise
 
 

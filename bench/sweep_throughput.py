@@ -1,0 +1,113 @@
+"""Throughput of `fastcnn sweep`: one 16-trial study of the notebook's network (1 epoch on 2,000
+training images each, per-sample SGD, validated on 500 more) run as a whole process with
+``--jobs 1``, ``--jobs 2`` and ``--dask`` on a LocalCluster of 2 single-threaded worker processes.
+
+    python -m bench.sweep_throughput [--rounds 5] [--data DIR]
+
+The three configurations run interleaved, round after round (other work on the machine then
+slows them alike), each in a fresh SQLite file; the same random-sampler seed gives every run
+the same 16 trials. The LocalCluster is started before its timed run and closed after it, fresh
+every round: its start is not timed (a cluster is there before a sweep is sent to it), its
+workers' first imports are. Prints every time, the medians and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.mnist import find_mnist
+
+SPACE = """\
+[train]
+model = "notebook"
+data = "{data}"
+limit = 2500         # 2,000 images to train on, 500 to validate on
+validation = 0.2
+epochs = 1
+[space]
+rate = {{ low = 0.05, high = 2.0, log = true }}
+init = ["notebook", "xavier"]
+seed = [0, 1, 2, 3]
+"""
+TRIALS = 16
+
+
+def _sweep(space: Path, db: Path, *more: str, trials: int = TRIALS) -> float:
+    command = [
+        sys.executable,
+        "-m",
+        "fastcnn",
+        "sweep",
+        str(space),
+        "--storage",
+        f"sqlite:///{db}",
+        "--trials",
+        str(trials),
+        "--sampler",
+        "random",
+        "--quiet",
+        *more,
+    ]
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr}")
+    if f"{trials} trials, {trials} complete" not in result.stdout:
+        raise SystemExit(f"expected {trials} complete trials:\n{result.stdout}")
+    return seconds
+
+
+def _dask(space: Path, db: Path) -> float:
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        return _sweep(space, db, "--dask", cluster.scheduler_address)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.sweep_throughput")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--data", default=None, help="MNIST directory (default: as the tests)")
+    args = parser.parse_args(argv)
+    if args.data is None:
+        where, missing = find_mnist()
+        if missing:
+            raise SystemExit(f"MNIST files {missing} not in {where}; pass --data DIR")
+        args.data = str(where)
+    data = args.data
+    configurations = {
+        "jobs 1": lambda s, d: _sweep(s, d, "--jobs", "1"),
+        "jobs 2": lambda s, d: _sweep(s, d, "--jobs", "2"),
+        "dask 2": _dask,
+    }
+    with tempfile.TemporaryDirectory() as work:
+        space = Path(work) / "bench.toml"
+        space.write_text(SPACE.format(data=data))
+        _sweep(space, Path(work) / "warm.db", trials=1)  # fill Numba's cache, untimed
+        times: dict[str, list[float]] = {name: [] for name in configurations}
+        for r in range(args.rounds):
+            for name, measure in configurations.items():
+                seconds = measure(space, Path(work) / f"{name.replace(' ', '')}-{r}.db")
+                times[name].append(seconds)
+                print(f"round {r + 1}: {name}: {seconds:.2f} s", flush=True)
+    median = {name: statistics.median(t) for name, t in times.items()}
+    print(f"\n{TRIALS} trials, {args.rounds} rounds, {os.cpu_count()} cores; medians:")
+    for name, m in median.items():
+        print(f"  {name}: {m:.2f} s  ({', '.join(f'{t:.2f}' for t in times[name])})")
+    print(f"jobs 2 / jobs 1 = {median['jobs 2'] / median['jobs 1']:.2f} (target <= 0.60)")
+    print(f"dask 2 / jobs 2 = {median['dask 2'] / median['jobs 2']:.2f} (target <= 1.15)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
