@@ -1,5 +1,5 @@
 """Throughput of `fastcnn sweep`: one 16-trial study of the notebook's network (1 epoch on 2,000
-training images each, per-sample SGD, validated on 500 more) run as a whole process with
+training images each, per-sample SGD unless ``--batch-size``, validated on 500 more) run as a whole process with
 ``--jobs 1``, ``--jobs 2`` and ``--dask`` on a LocalCluster of 2 single-threaded worker processes.
 
     python -m bench.sweep_throughput [--rounds 5] [--data DIR]
@@ -10,7 +10,10 @@ the same 16 trials. The LocalCluster is started before its timed run and closed 
 every round: its start is not timed (a cluster is there before a sweep is sent to it), its
 workers' first imports are; "dask 2 preloaded" starts the workers with ``--preload
 fastcnn.sweep`` (imports and kernels loaded as each worker starts, as a long-lived cluster's
-workers would have them), untimed too. Prints every time, the medians and the ratios.
+workers would have them), untimed too. Each round first measures the cores the machine gives
+now (two pure-Python loops at once against one): where that is near 1, two processes get no
+more CPU than one, and the --jobs 2 ratio cannot be below ~1 whatever the sweep does. Prints
+every time, the medians and the ratios.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ data = "{data}"
 limit = 2500         # 2,000 images to train on, 500 to validate on
 validation = 0.2
 epochs = 1
+batch_size = {batch_size}
 [space]
 rate = {{ low = 0.05, high = 2.0, log = true }}
 init = ["notebook", "xavier"]
@@ -85,10 +89,34 @@ def _dask(space: Path, db: Path, preload: tuple[str, ...] = ()) -> float:
         return _sweep(space, db, "--dask", cluster.scheduler_address)
 
 
+_BURN = "x = 0\nfor i in range(5_000_000): x += i"
+
+
+def _capacity() -> float:
+    """Cores this benchmark gets now: 2 × (one pure-Python loop alone) / (two at once, each
+    timed alone). 2.0 on an idle 2-core machine; about 1.0 when the machine gives this process
+    tree one core's worth however many processes it runs, and then no --jobs can help."""
+
+    def burn(count: int) -> float:
+        start = time.perf_counter()
+        processes = [subprocess.Popen([sys.executable, "-c", _BURN]) for _ in range(count)]
+        for p in processes:
+            p.wait()
+        return time.perf_counter() - start
+
+    return 2 * burn(1) / burn(2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sweep_throughput")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--data", default=None, help="MNIST directory (default: as the tests)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="1 (default): the notebook's per-sample SGD; 16: mini-batches (BLAS)",
+    )
     args = parser.parse_args(argv)
     if args.data is None:
         where, missing = find_mnist()
@@ -104,16 +132,23 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory() as work:
         space = Path(work) / "bench.toml"
-        space.write_text(SPACE.format(data=data))
+        space.write_text(SPACE.format(data=data, batch_size=args.batch_size))
         _sweep(space, Path(work) / "warm.db", trials=1)  # fill Numba's cache, untimed
         times: dict[str, list[float]] = {name: [] for name in configurations}
+        capacity: list[float] = []
         for r in range(args.rounds):
+            capacity.append(_capacity())
+            print(f"round {r + 1}: capacity {capacity[-1]:.2f} cores", flush=True)
             for name, measure in configurations.items():
                 seconds = measure(space, Path(work) / f"{name.replace(' ', '')}-{r}.db")
                 times[name].append(seconds)
                 print(f"round {r + 1}: {name}: {seconds:.2f} s", flush=True)
     median = {name: statistics.median(t) for name, t in times.items()}
-    print(f"\n{TRIALS} trials, {args.rounds} rounds, {os.cpu_count()} cores; medians:")
+    print(
+        f"\n{TRIALS} trials, batch size {args.batch_size}, {args.rounds} rounds, "
+        f"{os.cpu_count()} cores; medians:"
+    )
+    print(f"  capacity: {statistics.median(capacity):.2f} cores (of {os.cpu_count()})")
     for name, m in median.items():
         print(f"  {name}: {m:.2f} s  ({', '.join(f'{t:.2f}' for t in times[name])})")
     print(f"jobs 2 / jobs 1 = {median['jobs 2'] / median['jobs 1']:.2f} (target <= 0.60)")

@@ -65,7 +65,7 @@ def add_parser(commands: Any, positive_int: Any) -> None:
     )
     sweep.add_argument(
         "--dask-timeout",
-        type=float,
+        type=_seconds,
         default=10.0,
         metavar="S",
         help="seconds to wait for the Dask scheduler (default: 10)",
@@ -78,7 +78,7 @@ def add_parser(commands: Any, positive_int: Any) -> None:
         help="stop trials whose per-epoch validation accuracy lags (default: none)",
     )
     sweep.add_argument(
-        "--seed", type=int, default=0, help="the sampler's seed (default: 0, so runs repeat)"
+        "--seed", type=_seed, default=0, help="the sampler's seed (default: 0, so runs repeat)"
     )
     sweep.add_argument(
         "--top", type=positive_int, default=10, metavar="N", help="rows of the table"
@@ -92,6 +92,26 @@ def add_parser(commands: Any, positive_int: Any) -> None:
     )
     sweep.add_argument("--quiet", action="store_true", help="no line per trial")
     sweep.set_defaults(run=run)
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**32 - 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -239,7 +239,12 @@ def test_a_study_continues_and_refuses_another_space(tmp_path, mnist_dir):
     study = sweep.run(space, storage=url, trials=3, sampler="grid", verbose=False)
     assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 3
     assert sorted(t.params["rate"] for t in study.get_trials()) == [0.1, 0.5, 2.0]
-    other = Space(train=tiny(mnist_dir, epochs=2), space={"rate": [0.1, 0.5, 2.0]})
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    space = Space(train=tiny(mnist_dir), space={"rate": Range(0.1, 2.0)})
+    for trials in (2, 3, 3):
+        study = sweep.run(space, storage=url, trials=trials, sampler="random", verbose=False)
+    assert len(study.get_trials()) == 3
+    other = Space(train=tiny(mnist_dir, epochs=2), space={"rate": Range(0.1, 2.0)})
     with pytest.raises(SweepError, match=r"another search space \(differs in \[train\] epochs\)"):
         sweep.run(other, storage=url, trials=3, verbose=False)
 
