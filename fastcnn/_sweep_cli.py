@@ -131,14 +131,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .cli import CommandError
+    import sys
 
+    from .cli import EXIT_USAGE, PROG
+
+    usage = None
     if args.show is not None and args.space is not None:
-        raise CommandError(
-            "--show prints a study and runs nothing; give DB or SPACE.toml, not both"
-        )
-    if args.show is None and args.space is None:
-        raise CommandError("give a search space (fastcnn sweep SPACE.toml) or --show DB")
+        usage = "--show prints a study and runs nothing; give DB or SPACE.toml, not both"
+    elif args.show is None and args.space is None:
+        usage = "give a search space (fastcnn sweep SPACE.toml) or --show DB"
+    if usage is not None:
+        print(f"{PROG} sweep: error: {usage}", file=sys.stderr)
+        return EXIT_USAGE
     from . import sweep
 
     optuna = sweep._require_optuna()

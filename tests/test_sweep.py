@@ -137,6 +137,27 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     one_error_line(capsys, status, "unknown.toml: unknown parameter")  # the file is read first
 
 
+def test_cli_usage_errors_exit_2(tmp_path, capsys):
+    # Catches a missing SPACE.toml (or SPACE.toml with --show) treated as a fault of a file.
+    assert cli.main(["sweep"]) == 2
+    assert cli.main(["sweep", "a.toml", "--show", "b.db"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_pruner_sees_every_epoch(tmp_path, mnist_dir):
+    # Catches trial.report missing an epoch, or a pruned trial without its last value.
+    space = Space(train=tiny(mnist_dir, epochs=3), space={"rate": Range(0.01, 5.0, log=True)})
+    study = sweep.run(
+        space, storage=f"sqlite:///{tmp_path / 'p.db'}", trials=8, pruner="median", verbose=False
+    )
+    for t in study.get_trials():
+        assert t.state.name in ("COMPLETE", "PRUNED")
+        steps = sorted(t.intermediate_values)
+        assert steps == list(range(1, len(steps) + 1))
+        assert t.value == t.intermediate_values[steps[-1]]
+        assert len(steps) == 3 if t.state.name == "COMPLETE" else len(steps) < 3
+
+
 @pytest.mark.slow
 def test_cli_unreachable_scheduler_is_one_line(tmp_path, mnist_dir):
     # Catches a hang or a traceback when the --dask address has no scheduler.
