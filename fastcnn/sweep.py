@@ -20,11 +20,15 @@ How it runs
     ``jobs=N`` runs them in N long-lived worker processes forked after the data are loaded and
     the kernels compiled (one tiny training step in the parent fills Numba's cache and the
     process, so no worker compiles), each on one thread (BLAS capped by threadpoolctl). The
-    parent hands out one trial at a time and watches the workers: a worker that dies mid-trial
-    (SIGKILL, out of memory) has its trial marked FAIL and a new worker takes over the rest.
+    parent creates every trial (``study.ask``) and sends its id to an idle worker, and watches
+    the workers: one that dies mid-trial (SIGKILL, out of memory) has its trial marked FAIL and
+    a new worker takes over the rest. Workers do not ask for trials themselves because Optuna's
+    claim of an enqueued trial is not atomic on SQLite (``SELECT … FOR UPDATE`` is a no-op
+    there; two workers were seen running one trial).
 
 Dask
-    ``client=`` (a ``dask.distributed.Client``) runs each trial as one Dask task. The tasks reach
+    ``client=`` (a ``dask.distributed.Client``) runs each trial as one Dask task (the client
+    asks for the trial, as many at a time as the cluster has threads). The tasks reach
     the study through the same RDB URL, not through ``optuna_integration.DaskStorage``: the RDB
     is what makes a study resumable and crash-proof (a scheduler restart loses nothing, the
     history is on disk), the same code runs locally and on the cluster, and it needs no further
@@ -41,13 +45,14 @@ Counting trials
 Repeatable
     Training is seeded (``seed``), so a trial's result follows from its parameters. With
     ``sampler="grid"`` or ``"random"`` the parent writes the parameters of every trial into the
-    study before any worker starts (Optuna's enqueued trials, which each worker claims
-    atomically), so the same space and ``seed`` give the same set of trials with any ``jobs``.
+    study before any worker starts (Optuna's enqueued trials, popped in order by the parent's
+    ``ask``), so the same space and ``seed`` give the same set of trials with any ``jobs``.
     TPE is sequential by nature: repeatable with ``jobs=1`` only.
 
 Storage safety
-    SQLite serialises writers with a file lock and rolls back a transaction cut by a killed
-    process, so a crash never corrupts the file; a worker waits up to 60 s for the lock.
+    SQLite serialises writers with a file lock and, in its write-ahead-log mode used here,
+    ignores a transaction cut by a killed process, so a crash never corrupts the file; a
+    process waits up to 60 s for the lock.
 
 Optuna, Dask and distributed are the optional extra ``fastcnn[sweep]``; this module imports them
 only when a sweep runs.
