@@ -266,6 +266,10 @@ def _parser() -> argparse.ArgumentParser:
         help="print a JSON list of {path, digit, confidence, confidences}",
     )
     predict.set_defaults(run=_predict)
+
+    from ._sweep_cli import add_parser as add_sweep  # its own module: fastcnn.sweep's command
+
+    add_sweep(commands, _positive_int)
     return parser
 
 

@@ -67,3 +67,9 @@ def mnist_cnn(
         Activation(sigmoid, d_sigmoid, backend=backend),
     ]
     return Network(layers, num_threads=num_threads)
+
+
+# Presets by name, for the sweep's ``model = "..."`` (and a later ``--model``): each builder takes
+# the keyword arguments of :func:`mnist_cnn` (backend, dtype, rng, init, num_threads). A new preset
+# joins by one entry here.
+MODELS = {"notebook": mnist_cnn}
