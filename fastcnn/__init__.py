@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .export import export_onnx
     from .functions import d_mse, d_sigmoid, mse, sigmoid
     from .io import load
     from .layers import Activation, Convolution, Layer, Linear, Reshape
@@ -22,6 +23,7 @@ _WHERE = {
     "d_sigmoid": "functions",
     "mse": "functions",
     "sigmoid": "functions",
+    "export_onnx": "export",
     "load": "io",
     "Activation": "layers",
     "Convolution": "layers",
@@ -42,6 +44,7 @@ __all__ = [
     "Reshape",
     "d_mse",
     "d_sigmoid",
+    "export_onnx",
     "load",
     "mse",
     "sigmoid",
