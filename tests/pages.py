@@ -22,12 +22,13 @@ def _mnist(mnist_dir):
 
 @functools.cache
 def trained_network(mnist_dir):
-    """The notebook's network, xavier init, one epoch of per-sample SGD on 2,000 images (~0.3 s
-    once compiled): right on most digits, so the page shows something sensible."""
+    """The notebook's network, xavier init, three epochs of per-sample SGD on 3,000 images (~1 s
+    once compiled; one epoch stays on the loss's plateau): right on ~80 % of the test digits,
+    so the page shows something sensible."""
     (train_x, train_y), _ = _mnist(mnist_dir)
     network = mnist_cnn(rng=0, init="xavier")
-    x, y = datasets.scale_images(train_x[:2000]), datasets.one_hot(train_y[:2000])
-    network.train(x, y, mse, d_mse, 1, 0.5, verbose=False)
+    x, y = datasets.scale_images(train_x[:3000]), datasets.one_hot(train_y[:3000])
+    network.train(x, y, mse, d_mse, 3, 0.5, verbose=False)
     return network
 
 

@@ -14,6 +14,7 @@ const state = {
   lastPng: null, lastAnswer: null, roundTrip: null,
 };
 window.fastcnn = state;
+state.resend = () => ask();  // the same drawing again (the browser test times an idle page)
 // The last posted PNG as a data: URL (the test decodes it to run fastcnn predict on it).
 state.lastPngDataUrl = () => new Promise((resolve) => {
   if (state.lastPng === null) { resolve(null); return; }
@@ -84,6 +85,15 @@ function ask() {
   send();
 }
 
+// The canvas as a PNG Blob. toDataURL encodes at once; Chromium's toBlob waits for an idle
+// moment, up to a second while the pointer keeps the page busy (measured: 1 s round trips).
+function pngOf(canvas) {
+  const bytes = atob(canvas.toDataURL("image/png").split(",")[1]);
+  const array = new Uint8Array(bytes.length);
+  for (let i = 0; i < bytes.length; i++) array[i] = bytes.charCodeAt(i);
+  return new Blob([array], { type: "image/png" });
+}
+
 async function send() {
   state.busy = true;
   state.dirty = false;
@@ -92,7 +102,7 @@ async function send() {
   const generation = state.generation;
   const started = performance.now();
   try {
-    const png = await new Promise((resolve) => pad.toBlob(resolve, "image/png"));
+    const png = pngOf(pad);
     state.lastPng = png;
     const response = await fetch("predict", {
       method: "POST", headers: { "Content-Type": "image/png" }, body: png,
