@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 import fastcnn
-from fastcnn import Activation, Convolution, Linear, Network, Reshape, d_sigmoid, sigmoid
+from fastcnn import Activation, Linear, Network, d_sigmoid, sigmoid
 from fastcnn.cli import main
 from fastcnn.export import CONVERTERS, ExportError, to_onnx
 from fastcnn.models import mnist_cnn
+
+from .zoo import NETWORKS
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -25,51 +27,6 @@ DTYPES = (np.float32, np.float64)
 def run_ort(model, xs):
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(None, {"input": xs})[0]
-
-
-def every_kind(dtype, rng=0):
-    """Every layer kind in every position a converter has to handle: a Reshape first (to a
-    3-D shape), a convolution of depth 2 on a non-square image (catches swapped axes in the
-    float64 im2col), a Linear fed by a Reshape to a column, a Reshape from a column back to 3-D,
-    and a convolution last (its output flattened)."""
-    rng = np.random.RandomState(rng)
-    options = dict(dtype=dtype, rng=rng, init="xavier")
-    layers = [
-        Reshape((2, 7, 9), (2, 7, 9)),
-        Convolution((2, 7, 9), 3, 4, **options),
-        Activation(sigmoid, d_sigmoid),
-        Reshape((4, 5, 7), (140, 1)),
-        Linear(140, 48, **options),
-        Activation(sigmoid, d_sigmoid),
-        Reshape((48, 1), (3, 4, 4)),
-        Convolution((3, 4, 4), 2, 2, **options),
-    ]
-    for layer in layers:  # nonzero biases, so a dropped or misplaced bias shows
-        for name, array in layer.named_parameters().items():
-            if name == "biases":
-                array[...] = rng.randn(*array.shape)
-    return Network(layers)
-
-
-def xor_like(dtype):
-    """A dense network: its input (N, 2, 1) is the notebook's column vector."""
-    rng = np.random.RandomState(1)
-    return Network(
-        [
-            Linear(2, 3, dtype=dtype, rng=rng),
-            Activation(sigmoid, d_sigmoid),
-            Linear(3, 1, dtype=dtype, rng=rng),
-            Activation(sigmoid, d_sigmoid),
-        ]
-    )
-
-
-NETWORKS = {
-    "mnist_cnn notebook init": lambda dtype: mnist_cnn(dtype=dtype, rng=0),
-    "mnist_cnn xavier init": lambda dtype: mnist_cnn(dtype=dtype, rng=3, init="xavier"),
-    "every layer kind": every_kind,
-    "dense only": xor_like,
-}
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
