@@ -53,8 +53,9 @@ def _pixel_bias_class() -> type:
     if cls is not None:
         return cls
     torch = _torch()
+    module: Any = torch.nn.Module
 
-    class PixelBias(torch.nn.Module):
+    class PixelBias(module):
         """``x + bias`` with one bias per output pixel: the notebook convolution's biases.
 
         Parameters
