@@ -25,6 +25,8 @@ for biases of shape (count, 1, 1)).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Callable
@@ -295,10 +297,15 @@ def to_onnx(network: Network) -> Any:
 
 def export_onnx(network: Network, path: str | os.PathLike[str]) -> None:
     """Write ``network`` as an ONNX file (see :func:`to_onnx`): to a temporary name in the same
-    directory, then renamed, so ``path`` is never left half-written."""
+    directory, then renamed, so ``path`` is never left half-written. An existing file keeps its
+    permissions; a new one gets those a plain ``open(path, "wb")`` would give it."""
     data = to_onnx(network).SerializeToString()
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"Cannot write {path}: directory {directory} does not exist.")
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not an ONNX file", path)
     fd, temporary = tempfile.mkstemp(
         dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
     )
@@ -306,25 +313,22 @@ def export_onnx(network: Network, path: str | os.PathLike[str]) -> None:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
             file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o666 & ~_umask())
+            os.fsync(file.fileno())  # on disk before the rename makes it the file
+        os.chmod(temporary, _file_mode(path))
         os.replace(temporary, path)
-    except BaseException:
-        with _suppress_oserror():
+    except BaseException:  # KeyboardInterrupt too: never leave the temporary file behind
+        with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _suppress_oserror() -> Any:
-    import contextlib
-
-    return contextlib.suppress(OSError)
+def _file_mode(path: str) -> int:
+    """mkstemp creates 0600; give the file the mode a plain ``open(path, "wb")`` would have."""
+    with contextlib.suppress(OSError):
+        return os.stat(path).st_mode & 0o777  # keep the mode of the file being replaced
+    umask = os.umask(0o022)  # the umask can only be read by setting it; restored at once
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -355,8 +359,6 @@ def run(args: argparse.Namespace) -> int:
     _require_onnx()  # before loading a large model
     limits = {} if args.max_parameters is None else {"max_parameters": args.max_parameters}
     network = load(args.model, **limits)
-    if os.path.isdir(args.out):
-        raise CommandError(f"{args.out}: is a directory; OUT names the ONNX file to write")
     try:
         export_onnx(network, args.out)
     except ExportError as exc:

@@ -10,8 +10,8 @@ The server is the standard library's :class:`http.server.ThreadingHTTPServer`. T
 this: a demo for one person on their own machine, a handful of requests a second, bound to
 127.0.0.1 unless ``--host`` says otherwise. It needs no dependency, and the parts a local demo
 needs it lacks are a few lines here: a bound on request bodies (1 MB, else 413 before reading
-it), a socket timeout, a deeper listen queue, one log line per request or fault and never a
-traceback. It is not a production server (no TLS, no HTTP/2, a thread per connection): do not
+it, then a short lingering close so the client still reads the answer), a socket timeout, a
+deeper listen queue, one log line per request or fault and never a traceback. It is not a production server (no TLS, no HTTP/2, a thread per connection): do not
 expose it to a network you do not trust.
 
 Only the page's own files are served, from a fixed table of names loaded from the package at
@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
 
 MAX_BODY = 1 << 20  # bytes: a 280x280 canvas as PNG is ~5-20 kB
 SOCKET_TIMEOUT = 10.0  # seconds a client may take to send its request
+# After refusing a body unread: how long and how much of it to read and drop before closing, so
+# the answer reaches a client still sending instead of a connection reset ("lingering close").
+LINGER_SECONDS, LINGER_BYTES = 2.0, 8 * MAX_BODY
 # URL path -> (file in fastcnn/page/, content type). Nothing else is ever served.
 PAGE_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -149,10 +153,28 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, value: Any) -> None:
         self._send(status, json.dumps(value).encode(), "application/json")
 
-    def _fail(self, status: HTTPStatus, message: str) -> None:
-        """A 4xx answer: one log line, a JSON ``{"error": message}`` body."""
+    def _fail(self, status: HTTPStatus, message: str, *, unread: bool = False) -> None:
+        """A 4xx answer: one log line, a JSON ``{"error": message}`` body. ``unread``: the
+        request's body was not read; the connection closes after a lingering drain."""
         self.log_message('"%s" %d %s', self.requestline, status.value, message)
+        if unread:
+            self.close_connection = True
         self._json(status.value, {"error": message})
+        if unread:
+            self._linger()
+
+    def _linger(self) -> None:
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + LINGER_SECONDS
+            left = LINGER_BYTES
+            while left > 0 and (wait := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(wait)
+                chunk = self.connection.recv(min(65536, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         if isinstance(code, HTTPStatus):
@@ -175,8 +197,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         if self._path() != "/predict":
-            self.close_connection = True  # its body is not read
-            self._fail(HTTPStatus.NOT_FOUND, "no such page; POST a PNG to /predict")
+            self._fail(HTTPStatus.NOT_FOUND, "no such page; POST a PNG to /predict", unread=True)
             return
         body = self._body()
         if body is None:
@@ -199,26 +220,25 @@ class _Handler(BaseHTTPRequestHandler):
         """The request's body, or None after answering 400/411/413."""
         length = self.headers.get("Content-Length")
         if self.headers.get("Transfer-Encoding") is not None:
-            self.close_connection = True
-            self._fail(HTTPStatus.LENGTH_REQUIRED, "send the PNG with a Content-Length")
+            self._fail(
+                HTTPStatus.LENGTH_REQUIRED, "send the PNG with a Content-Length", unread=True
+            )
             return None
         if length is None:
-            self.close_connection = True
-            self._fail(HTTPStatus.LENGTH_REQUIRED, "no Content-Length")
+            self._fail(HTTPStatus.LENGTH_REQUIRED, "no Content-Length", unread=True)
             return None
         try:
             size = int(length)
             if size < 0:
                 raise ValueError
         except ValueError:
-            self.close_connection = True
-            self._fail(HTTPStatus.BAD_REQUEST, f"bad Content-Length {length[:40]!r}")
+            self._fail(HTTPStatus.BAD_REQUEST, f"bad Content-Length {length[:40]!r}", unread=True)
             return None
         if size > MAX_BODY:
-            self.close_connection = True  # its body is never read
             self._fail(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 f"{size} bytes, more than the limit of {MAX_BODY}",
+                unread=True,
             )
             return None
         body = self.rfile.read(size)
@@ -229,8 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
         return body
 
     def _not_allowed(self) -> None:
-        self.close_connection = True
-        self._fail(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not served here")
+        self._fail(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not served here", unread=True)
 
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
 

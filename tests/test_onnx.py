@@ -142,3 +142,16 @@ def test_cli_export_errors_are_one_line(tmp_path, capsys):
     assert not (tmp_path / "m.onnx").exists()
     assert main(["export", str(tmp_path / "missing.npz"), str(tmp_path / "m.onnx")]) == 1
     assert capsys.readouterr().err.count("\n") == 1
+    network = mnist_cnn(rng=0)
+    network.save(tmp_path / "m.npz")
+    for out, message in (
+        (tmp_path, f"fastcnn: error: {tmp_path}: is a directory, not an ONNX file\n"),
+        (
+            tmp_path / "missing" / "m.onnx",
+            f"fastcnn: error: Cannot write {tmp_path / 'missing' / 'm.onnx'}: directory "
+            f"{tmp_path / 'missing'} does not exist.\n",
+        ),
+    ):
+        assert main(["export", str(tmp_path / "m.npz"), str(out)]) == 1
+        assert capsys.readouterr().err == message
+    assert sorted(os.listdir(tmp_path)) == ["bad.npz", "m.npz"]
