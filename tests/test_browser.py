@@ -82,13 +82,14 @@ def page(browser, network):
         yield browser
 
 
-def strokes(image, threshold=128):
+def strokes(image, threshold=128, step=1):
     """Each row's runs of ink as (x0, y, x1, y) in canvas pixels: the digit traced as short
-    horizontal strokes, pixel centres scaled by 10."""
+    horizontal strokes, pixel centres scaled by 10; every ``step``-th row (the pen, 18 px wide,
+    nearly covers two rows of 10 px)."""
     scale = CANVAS / 28
     ink = np.asarray(image) >= threshold
     found = []
-    for row in range(28):
+    for row in range(0, 28, step):
         cols = np.flatnonzero(ink[row])
         if len(cols) == 0:
             continue
@@ -101,8 +102,9 @@ def strokes(image, threshold=128):
     return found
 
 
-def draw(driver, image, kind):
-    """Draw ``image`` on the canvas with real pointer input of ``kind`` (mouse, pen or touch)."""
+def draw(driver, image, kind, step=1):
+    """Draw ``image`` on the canvas with real pointer input of ``kind`` (mouse, pen or touch),
+    tracing every ``step``-th row."""
     from selenium.webdriver.common.actions import interaction
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
     from selenium.webdriver.common.actions.pointer_input import PointerInput
@@ -117,10 +119,9 @@ def draw(driver, image, kind):
     )
     actions = ActionBuilder(driver, mouse=pointer, duration=0)
     half = CANVAS / 2  # offsets are from the element's centre
-    for x0, y, x1, _ in strokes(image):
+    for x0, y, x1, _ in strokes(image, step=step):
         actions.pointer_action.move_to(pad, int(x0 - half), int(y - half))
         actions.pointer_action.pointer_down()
-        actions.pointer_action.move_to(pad, int((x0 + x1) / 2 - half), int(y - half))
         actions.pointer_action.move_to(pad, int(x1 - half), int(y - half))
         actions.pointer_action.pointer_up()
     actions.perform()
@@ -162,7 +163,8 @@ def test_drawn_digits_equal_fastcnn_predict(page, network, mnist_dir, tmp_path, 
     shown, answers, paths, trips = [], [], [], []
     for i, image in enumerate(images):
         clear(page)
-        draw(page, image, ("mouse", "pen", "touch")[i % 3])
+        # every other row: half the pointer actions (CI time), the same check
+        draw(page, image, ("mouse", "pen", "touch")[i % 3], step=2)
         digit, state, png, trip = answer(page)
         path = tmp_path / f"drawn{i}.png"
         path.write_bytes(png)
