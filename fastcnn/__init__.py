@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .export import export_onnx
     from .functions import (
         binary_cross_entropy,
         cross_entropy,
@@ -37,6 +38,7 @@ _WHERE = {
     "d_sigmoid": "functions",
     "mse": "functions",
     "sigmoid": "functions",
+    "export_onnx": "export",
     "load": "io",
     "Activation": "layers",
     "Convolution": "layers",
@@ -75,6 +77,7 @@ __all__ = [
     "d_sigmoid",
     "d_tanh",
     "leaky_relu",
+    "export_onnx",
     "load",
     "mse",
     "relu",

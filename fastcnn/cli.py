@@ -5,6 +5,8 @@
   epoch.
 * ``fastcnn evaluate MODEL``: accuracy and confusion matrix of a model file on the test set.
 * ``fastcnn predict MODEL IMAGE...``: the digit in each of the user's own image files.
+* ``fastcnn export MODEL OUT.onnx``: the model as ONNX (:mod:`fastcnn.export`).
+* ``fastcnn serve MODEL``: a local draw-a-digit page (:mod:`fastcnn.serve`).
 
 A bad data, model or image file ends the command with exit status 1 and one line on stderr naming
 the file and the fault; a usage error exits with 2, Ctrl-C with 130 and one line, at any moment
@@ -270,6 +272,13 @@ def _parser() -> argparse.ArgumentParser:
     from ._sweep_cli import add_parser as add_sweep  # its own module: fastcnn.sweep's command
 
     add_sweep(commands, _positive_int)
+
+    # Interop and the page: their parsers and code live in their own modules (standard library
+    # only at import, as this one).
+    from . import export, serve
+
+    export.add_parser(commands)
+    serve.add_parser(commands)
     return parser
 
 
