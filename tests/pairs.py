@@ -13,7 +13,7 @@ import numpy as np
 from scipy import signal
 
 from fastcnn import reference
-from fastcnn.kernels import activation, conv, correlate5, dense, pointwise, pool, softmax, sgd
+from fastcnn.kernels import activation, conv, correlate5, dense, pointwise, pool, sgd, softmax
 from fastcnn.layers.conv import wide_size
 
 
