@@ -2,6 +2,8 @@
 (``fastcnn.losses``), named after the function pair it computes. Inlined into the compiled loops
 (their only callers but the tests): a function of its own costs a cold start its own optimisation."""
 
+import numpy as np
+
 from ._jit import jit
 
 
@@ -17,7 +19,9 @@ def mse(predicted, actual, d_predicted):
     total = 0.0
     for i in range(m):
         e = actual[i] - predicted[i]
-        total += e * e
+        # The square in the arrays' dtype, the sum in float64 (and so as plain Python too, where
+        # 0.0 + a float32 would stay float32).
+        total += np.float64(e * e)
     two = d_predicted.dtype.type(2)
     size = d_predicted.dtype.type(m)
     for i in range(m):

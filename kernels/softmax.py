@@ -111,20 +111,3 @@ def binary_cross_entropy(predicted, actual, d_predicted):
         w = (one - p) * p
         d_predicted[i] = (p - y) / (epsilon if w < epsilon else w) / size
     return total / n
-
-
-@jit
-def mse(predicted, actual, d_predicted):
-    """Returns the seed's ``mse``, ``mean((actual - predicted) ** 2)`` summed in float64, and
-    writes ``d_mse``, ``2 * (predicted - actual) / size``, with the compiled loops' arithmetic
-    (``kernels/network.py`` ``_train``, ``kernels/batch.py`` ``mse_batch``) bit for bit."""
-    m = predicted.size
-    two = d_predicted.dtype.type(2)
-    size = d_predicted.dtype.type(m)
-    total = 0.0
-    for i in range(m):
-        e = actual[i] - predicted[i]
-        total += np.float64(e * e)
-    for i in range(m):
-        d_predicted[i] = two * (predicted[i] - actual[i]) / size
-    return total / m

@@ -13,7 +13,7 @@ from hypothesis.extra import numpy as hnp
 from scipy import signal
 
 from fastcnn import functions, reference
-from fastcnn.kernels import correlate5, pointwise, pool, softmax
+from fastcnn.kernels import correlate5, losses, pointwise, pool, softmax
 
 from .support import DTYPES, TANH_ULPS, seeds, tolerance, ulps
 
@@ -214,7 +214,7 @@ def test_losses_keep_nan(dtype):
     assert np.isnan(softmax.binary_cross_entropy(p, y, d)) and np.isnan(d[0])
     assert np.isnan(softmax.cross_entropy(p, y, d))
     assert np.isnan(softmax.softmax_cross_entropy(p, y, np.empty_like(p), d))
-    assert np.isnan(softmax.mse(p, y, d))
+    assert np.isnan(losses.mse(p, y, d))
     # A probability below 0 (PyTorch raises) has no log: NaN, not a loss clamped to look finite.
     with np.errstate(invalid="ignore"):  # NumPy scalars warn when the kernels run as Python
         assert np.isnan(softmax.binary_cross_entropy(np.array([-0.5], dtype), y[:1], d[:1]))
@@ -228,7 +228,7 @@ def test_mse_kernel_is_the_compiled_loops(dtype, n, seed):
     rng = np.random.default_rng(seed)
     p, y = column(rng, n, dtype), column(rng, n, dtype)
     d = np.empty_like(p)
-    loss = softmax.mse(p, y, d)
+    loss = losses.mse(p, y, d)
     np.testing.assert_array_equal(d, functions.d_mse(p, y))
     total = 0.0
     for square in ((y - p) * (y - p)).astype(np.float64):
