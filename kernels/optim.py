@@ -115,18 +115,29 @@ def sgd_momentum_step(params, grads, buf, lr, momentum, dampening, weight_decay,
 
 
 @jit
+def adam_scalars(step, lr, beta1, beta2):
+    """``(lr / (1 - beta1**step), (1 - beta2**step) ** 0.5)`` as torch computes them in Python
+    floats: float64 and the C library's ``pow`` for both powers."""
+    # A float exponent: Numba raises a float to an integer power by repeated squaring, which
+    # differs from pow in the last bit for ~4 % of (beta, step).
+    count = np.float64(step)
+    bias_correction1 = 1.0 - beta1**count
+    bias_correction2 = 1.0 - beta2**count
+    # Python's ``** 0.5`` is pow(x, 0.5), which is not always sqrt(x) (0.08 % of x in [0, 1)
+    # differ by an ulp, glibc). LLVM rewrites pow with the constant exponent 0.5 into sqrt, so
+    # the exponent is made a value it cannot fold (0.0 * x is -0.0 or NaN for some x).
+    half = 0.5 + 0.0 * bias_correction2
+    return lr / bias_correction1, bias_correction2**half
+
+
+@jit
 def adam_step(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled):
     """One step of ``torch.optim.Adam`` (``decoupled=False``: L2 weight decay added to the
     gradient) or ``AdamW`` (``decoupled=True``: ``param *= 1 - lr * weight_decay`` first); params,
     grads and the moments m (``exp_avg``) and v (``exp_avg_sq``) (n,); step counts this step (1 for
     the first), as torch's ``state["step"]`` after its increment."""
     kind = params.dtype.type
-    # Python floats in torch: computed in float64, then cast where a tensor op takes them.
-    count = np.float64(step)  # a float power, libm's pow as Python's: not repeated squaring
-    bias_correction1 = 1.0 - beta1**count
-    bias_correction2 = 1.0 - beta2**count
-    step_size = lr / bias_correction1
-    bias_correction2_sqrt = bias_correction2**0.5
+    step_size, bias_correction2_sqrt = adam_scalars(step, lr, beta1, beta2)
     weight = kind(1.0 - beta1)
     # torch's lerp(start, end, w): start + w * (end - start) for |w| < 0.5, else
     # end - (end - start) * (1 - w), each as one FMA; the test is made on the weight in the dtype.
@@ -153,7 +164,6 @@ def adam_step(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, de
         s = fma(one_minus_b2 * g, g, v[i] * b2)
         m[i] = a
         v[i] = s
-        denom = (
-            np.sqrt(s) / scale + epsilon
-        )  # (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+        # (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+        denom = np.sqrt(s) / scale + epsilon
         params[i] = p + (minus_step_size * a) / denom  # param.addcdiv_(exp_avg, denom, -step_size)
