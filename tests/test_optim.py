@@ -20,10 +20,11 @@ from fastcnn import optim
 from fastcnn.kernels import optim as k_optim
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
-STEPS = 50
-# Odd, and above torch's 2 x 16-float AVX-512 block, so that torch's vector loop and its scalar
-# tail both take part (they round alike, but that is what a bit-for-bit claim has to show).
-SIZE = 1003
+# SIZE is odd and above torch's 2 x 16-float AVX-512 block, so that torch's vector loop and its
+# scalar tail both take part (they round alike, but that is what a bit-for-bit claim has to show).
+# With NUMBA_DISABLE_JIT (the coverage run) every fused multiply-add is exact rational arithmetic
+# in Python, so that run takes fewer, shorter steps.
+SIZE, STEPS = (37, 8) if numba.config.DISABLE_JIT else (1003, 50)
 
 # Tolerances, relative to the largest |parameter| of the expected side (a step moves every value
 # by about lr, so a wrong formula is off by ~lr / |p| >= 1e-4 here).
@@ -322,20 +323,20 @@ def checkpoint(opt, state):
 @pytest.mark.parametrize("case", CASES)
 def test_export_and_import_mid_run_continues_bit_for_bit(case, dtype):
     # Catches a state that does not survive a checkpoint (a buffer not saved, the step count lost,
-    # SGD's first-step clone taken again, a dtype changed on the way): 20 steps, save, rebuild
-    # the optimizer from its config, load, 30 more steps = 50 uninterrupted steps, bit for bit.
+    # SGD's first-step clone taken again, a dtype changed on the way): 25 steps, save, rebuild
+    # the optimizer from its config, load, 25 more steps = 50 uninterrupted steps, bit for bit.
     opt = CASES[case]
     params, grads = problem(DTYPES[dtype])
     expected, expected_state = run_fastcnn(opt, params, grads)
     p = params.copy()
     state = opt.init([p])
-    for g in grads[:20]:
+    for g in grads[: STEPS // 2]:
         opt.step([p], [g], state, 0.1 if opt.lr is None else None)
     meta, arrays = checkpoint(opt, state)
     resumed = optim.deserialize(meta["optimizer"])
     assert resumed == opt and repr(resumed) == repr(opt)
     state2 = resumed.load_state_dict({**meta["state"], "arrays": arrays}, [p])
-    for g in grads[20:]:
+    for g in grads[STEPS // 2 :]:
         resumed.step([p], [g], state2, 0.1 if opt.lr is None else None)
     assert np.array_equal(p, expected)
     assert state2.step == expected_state.step == STEPS
@@ -650,6 +651,72 @@ def test_one_cycle_matches_torch(config):
     assert ours.per_step
     with pytest.raises(ValueError, match=f"Tried to step {total + 1} times"):
         ours.lr_at(0.1, total // spe, total % spe, spe)
+
+
+# torch 2.13's rates at a few positions (float.hex), so that the schedules are checked where torch
+# is not installed too: phase ends, restarts, the last step.
+TORCH_RATES = [
+    (
+        "StepLR(3, gamma=0.7)",
+        0.1,
+        {
+            0: "0x1.999999999999ap-4",
+            2: "0x1.999999999999ap-4",
+            3: "0x1.1eb851eb851ebp-4",
+            9: "0x1.18fc504816f00p-5",
+            39: "0x1.fbfa3a7bb24dfp-11",
+        },
+    ),
+    (
+        "CosineAnnealingLR(9, eta_min=0.0001)",
+        0.1,
+        {
+            0: "0x1.999999999999ap-4",
+            4: "0x1.e1109496a04ebp-5",
+            9: "0x1.a36e2eb1c432dp-14",
+            10: "0x1.97f141c7beddfp-9",
+            17: "0x1.8d42eb170813dp-4",
+            31: "0x1.52f455b3ebc82p-5",
+        },
+    ),
+    (
+        "OneCycleLR(0.05, 97, three_phase=True, div_factor=10.0, final_div_factor=100.0)",
+        0.05,
+        {
+            0: "0x1.47ae147ae1478p-8",
+            28: "0x1.9996a6ac47677p-5",
+            29: "0x1.98aaef72b9468p-5",
+            30: "0x1.95750556dcfc8p-5",
+            57: "0x1.475b513e3bd5dp-8",
+            58: "0x1.460ba8d2cf661p-8",
+            96: "0x1.a36e2eb1c432dp-15",
+        },
+    ),
+    (
+        "OneCycleLR(0.05, 100, pct_start=0.25, anneal_strategy='linear')",
+        0.05,
+        {
+            0: "0x1.0624dd2f1a9fcp-9",
+            24: "0x1.999999999999ap-5",
+            25: "0x1.942381171f5f0p-5",
+            60: "0x1.a9fc4e80d2b48p-6",
+            99: "0x1.ad7f29abc0000p-23",
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "base", "rates"), TORCH_RATES, ids=lambda v: str(v)[:24])
+def test_schedules_match_recorded_torch_rates(text, base, rates):
+    # Catches a schedule that drifts from torch's values where torch is not installed (CI).
+    schedule = eval(text, vars(optim))
+    for position, value in rates.items():
+        got = (
+            schedule.lr_at(base, position)
+            if not schedule.per_step
+            else schedule.lr_at(base, 0, position, schedule.total_steps)
+        )
+        assert got == float.fromhex(value), (text, position, got.hex(), value)
 
 
 def test_schedule_position_errors():
