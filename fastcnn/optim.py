@@ -99,12 +99,22 @@ class OptimizerState:
     sizes: tuple[int, ...]
     dtype: np.dtype
     buffers: dict[str, NDArray[Any]] = field(default_factory=dict)
+    # The views of each buffer, made once (slicing on every step cost more than a small kernel).
+    _views: dict[str, tuple[NDArray[Any], list[NDArray[Any]]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def views(self, name: str) -> list[NDArray[Any]]:
         """Buffer ``name`` cut into one flat view per parameter array."""
         flat = self.buffers[name]
-        ends = np.cumsum(self.sizes)
-        return [flat[end - size : end] for size, end in zip(self.sizes, ends, strict=True)]
+        cached = self._views.get(name)
+        if cached is None or cached[0] is not flat:  # a buffer replaced since: cut it anew
+            views, start = [], 0
+            for size in self.sizes:
+                views.append(flat[start : start + size])
+                start += size
+            cached = self._views[name] = (flat, views)
+        return cached[1]
 
 
 def _arrays(owner: str, what: str, arrays: Any) -> list[NDArray[Any]]:
