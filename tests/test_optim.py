@@ -201,6 +201,44 @@ def test_adam_step_from_any_state_matches_torch(
     assert np.array_equal(v2, topt.state[tensor]["exp_avg_sq"].numpy())
 
 
+@given(
+    momentum=st.sampled_from([0.0, 0.9]) | st.floats(0.0, 1.5),
+    dampening=st.sampled_from([0.0]) | st.floats(0.0, 1.0),
+    nesterov=st.booleans(),
+    weight_decay=st.sampled_from([0.0, 5e-4]) | st.floats(0.0, 1.0),
+    lr=st.floats(1e-5, 1.0),
+    first=st.booleans(),
+    size=st.integers(1, 70),
+    dtype=st.sampled_from([np.float64, np.float32]),
+)
+def test_sgd_step_from_any_state_matches_torch(
+    momentum, dampening, nesterov, weight_decay, lr, first, size, dtype
+):
+    # Catches a hyper-parameter cast or combined otherwise than torch does (1 - dampening in
+    # float64 then cast, -lr, the first step's clone) for any values: one step from a random
+    # momentum buffer (or none yet: the first step), bit for bit.
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    if nesterov and (momentum == 0 or dampening != 0):
+        dampening, momentum = 0.0, momentum or 0.5
+    opt = optim.SGD(lr, momentum, dampening, nesterov, weight_decay)
+    rng = np.random.default_rng(size)
+    p, g, buf = (rng.standard_normal(size).astype(dtype) for _ in range(3))
+    tensor = torch.nn.Parameter(torch.from_numpy(p.copy()))
+    topt = torch_optimizer(opt, tensor)
+    if not first and momentum != 0:
+        topt.state[tensor] = {"momentum_buffer": torch.from_numpy(buf.copy())}
+    tensor.grad = torch.from_numpy(g.copy())
+    topt.step()
+    ours, our_buf = p.copy(), buf.copy()
+    k_optim.sgd_momentum_step(
+        ours, g, our_buf, lr, momentum, dampening, weight_decay, nesterov, first or momentum == 0
+    )
+    assert np.array_equal(ours, tensor.detach().numpy())
+    if momentum != 0:
+        assert np.array_equal(our_buf, topt.state[tensor]["momentum_buffer"].numpy())
+
+
 @pytest.mark.parametrize("beta", [0.9, 0.99, 0.999, 0.9999, 0.5])
 def test_adam_scalars_are_torchs_python_floats(beta):
     # Catches the bias corrections rounded otherwise than torch's Python expressions: beta **
