@@ -331,11 +331,7 @@ class Optimizer:
     def step(self, params: Any, grads: Any, state: OptimizerState, lr: Any = None) -> None:
         """Update ``params`` in place from ``grads`` (same sizes, same dtype) and advance
         ``state``, with the Numba kernels of :mod:`fastcnn.kernels.optim`."""
-        owner = f"{type(self).__name__}.step"
-        rate = self.rate(lr)
-        p = _flat_views(owner, "params", _arrays(owner, "params", params), state, True)
-        g = _flat_views(owner, "grads", _arrays(owner, "grads", grads), state, False)
-        buffers = [state.views(name) for name in self.buffers()]
+        rate, p, g, buffers = self._checked("step", params, grads, state, lr)
         for k in range(len(p)):
             self._kernel_step(p[k], g[k], [b[k] for b in buffers], state.step, rate)
         state.step += 1
@@ -344,14 +340,28 @@ class Optimizer:
         self, params: Any, grads: Any, state: OptimizerState, lr: Any = None
     ) -> None:
         """:meth:`step` in plain NumPy (the oracle; never calls a kernel)."""
-        owner = f"{type(self).__name__}.reference_step"
-        rate = self.rate(lr)
-        p = _flat_views(owner, "params", _arrays(owner, "params", params), state, True)
-        g = _flat_views(owner, "grads", _arrays(owner, "grads", grads), state, False)
-        buffers = [state.views(name) for name in self.buffers()]
+        rate, p, g, buffers = self._checked("reference_step", params, grads, state, lr)
         for k in range(len(p)):
             self._reference_step(p[k], g[k], [b[k] for b in buffers], state.step, rate)
         state.step += 1
+
+    def _checked(self, method, params, grads, state, lr):
+        """The rate, the flat views of params and grads, and the state's buffer views."""
+        owner = f"{type(self).__name__}.{method}"
+        if not isinstance(state, OptimizerState):
+            raise TypeError(
+                f"{owner}: state must be the OptimizerState that init() or load_state_dict() "
+                f"returned, got {type(state).__name__}."
+            )
+        if set(state.buffers) != set(self.buffers()):
+            raise ValueError(
+                f"{owner}: the state holds buffers {sorted(state.buffers)}, this optimizer keeps "
+                f"{sorted(self.buffers())}; it was made by another optimizer."
+            )
+        rate = self.rate(lr)
+        p = _flat_views(owner, "params", _arrays(owner, "params", params), state, True)
+        g = _flat_views(owner, "grads", _arrays(owner, "grads", grads), state, False)
+        return rate, p, g, [state.views(name) for name in self.buffers()]
 
     def _kernel_step(self, p, g, buffers, taken, lr):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -547,6 +547,12 @@ def test_step_errors():
             TypeError,
             "must be float64 or float32, got int64",
         ),
+        (
+            lambda: opt.step([p], [p], optim.Adam().init([p]), 0.1),
+            ValueError,
+            "holds buffers ['exp_avg', 'exp_avg_sq'], this optimizer keeps ['momentum_buffer']",
+        ),
+        (lambda: opt.step([p], [p], {}, 0.1), TypeError, "state must be the OptimizerState"),
     ]
     read_only = np.zeros(4)
     read_only.flags.writeable = False
