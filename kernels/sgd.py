@@ -10,9 +10,8 @@ def step(params, grads, count, rate):
     params and grads 1-D, of one size and dtype; each operation rounded in that dtype. With
     ``count = 1`` this is the seed's ``p -= g * rate`` bit for bit (``g / 1`` is exact, and the
     division is left out). With ``count = B`` it is the scipy oracle's ``p -= mean_grad * rate``
-    with ``mean_grad = sums / B``, and PyTorch's ``p.add_(grad, alpha=-lr)`` given the same mean
-    gradient (PyTorch's own ``grad`` differs in its last bits: ``MSELoss()`` folds ``1 / B`` into
-    the loss gradient before the sums instead of dividing after).
+    with ``mean_grad = sums / B``. PyTorch's ``p.add_(grad, alpha=-lr)`` rounds the same step as
+    one fused multiply-add (``fastcnn.optim`` explains), so it may differ in the last bit.
     """
     r = params.dtype.type(rate)
     if count == 1:
