@@ -30,7 +30,7 @@ if TYPE_CHECKING:
         tanh,
     )
     from .io import load
-    from .layers import Activation, Convolution, Layer, Linear, Reshape
+    from .layers import Activation, AvgPool, Convolution, Layer, Linear, MaxPool, Reshape
     from .network import History, Network
 
 _WHERE = {
@@ -41,6 +41,8 @@ _WHERE = {
     "export_onnx": "export",
     "load": "io",
     "Activation": "layers",
+    "AvgPool": "layers",
+    "MaxPool": "layers",
     "Convolution": "layers",
     "Layer": "layers",
     "Linear": "layers",
@@ -61,10 +63,12 @@ _WHERE = {
 
 __all__ = [
     "Activation",
+    "AvgPool",
     "Convolution",
     "History",
     "Layer",
     "Linear",
+    "MaxPool",
     "Network",
     "Reshape",
     "binary_cross_entropy",

@@ -25,9 +25,10 @@ from .conv import backward as conv__backward, backward_batch as conv__backward_b
 from .dense import backward_first_sgd as dense__backward_first_sgd, backward_first_sgd_batch as dense__backward_first_sgd_batch, backward_sgd as dense__backward_sgd, backward_sgd_batch as dense__backward_sgd_batch, forward as dense__forward, forward_batch as dense__forward_batch
 from .losses import mse as loss__mse
 from .pointwise import leaky_relu as leaky_relu__kernel, leaky_relu_backward as leaky_relu__kernel_backward, relu as relu__kernel, relu_backward as relu__kernel_backward, tanh as tanh__kernel, tanh_backward as tanh__kernel_backward
+from .pool import avg_backward as avgpool__backward, avg_backward_batch as avgpool__backward_batch, avg_forward as avgpool__forward, avg_forward_batch as avgpool__forward_batch, max_backward as maxpool__backward, max_backward_batch as maxpool__backward_batch, max_forward as maxpool__forward, max_forward_batch as maxpool__forward_batch
 from .sgd import step
 
-KINDS = ('conv', 'dense', 'sigmoid', 'relu', 'tanh', 'leaky_relu')
+KINDS = ('conv', 'dense', 'sigmoid', 'relu', 'tanh', 'leaky_relu', 'maxpool', 'avgpool')
 LOSSES = ('mse',)
 
 
@@ -121,7 +122,7 @@ def _step(spec, params, gparams, count, rate):
 
 
 @jit
-def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, loss_mse):
+def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, loss_mse):
     """The seed's ``Network.train`` inner loop (per-sample SGD) over samples ``xs``/``ys``.
 
     xs (N, input size), ys (N, output size); ``loss`` indexes :data:`LOSSES`; losses (N,) receives
@@ -156,6 +157,12 @@ def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, l
             elif op == 5:  # leaky_relu
                 if leaky_relu is not None:
                     _leaky_relu_forward(L, params, acts, scratch, None)
+            elif op == 6:  # maxpool
+                if maxpool is not None:
+                    maxpool__forward(L, params, acts, scratch, None)
+            elif op == 7:  # avgpool
+                if avgpool is not None:
+                    avgpool__forward(L, params, acts, scratch, None)
         value = np.nan
         if loss == 0 and loss_mse is not None:
             value = loss__mse(out, ys[k], g)
@@ -189,13 +196,19 @@ def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, l
             elif op == 5:  # leaky_relu
                 if l > 0 and leaky_relu_inner is not None:
                     _leaky_relu_backward(L, params, gparams, acts, grads, scratch, rate, None)
+            elif op == 6:  # maxpool
+                if l > 0 and maxpool_inner is not None:
+                    maxpool__backward(L, params, gparams, acts, grads, scratch, rate, None)
+            elif op == 7:  # avgpool
+                if l > 0 and avgpool_inner is not None:
+                    avgpool__backward(L, params, gparams, acts, grads, scratch, rate, None)
         _step(spec, params, gparams, 1, rate)
     return xs.shape[0]
 
 
 @jit(cache=False)
 def train_sgd_threads(
-    spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, partial, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, loss_mse
+    spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, partial, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, loss_mse
 ):
     """:func:`train_sgd` with the large dense layers split into ``len(partial)`` blocks run on
     ``numba.get_num_threads()`` threads."""
@@ -227,6 +240,12 @@ def train_sgd_threads(
             elif op == 5:  # leaky_relu
                 if leaky_relu is not None:
                     _leaky_relu_forward(L, params, acts, scratch, partial)
+            elif op == 6:  # maxpool
+                if maxpool is not None:
+                    maxpool__forward(L, params, acts, scratch, partial)
+            elif op == 7:  # avgpool
+                if avgpool is not None:
+                    avgpool__forward(L, params, acts, scratch, partial)
         value = np.nan
         if loss == 0 and loss_mse is not None:
             value = loss__mse(out, ys[k], g)
@@ -260,13 +279,19 @@ def train_sgd_threads(
             elif op == 5:  # leaky_relu
                 if l > 0 and leaky_relu_inner is not None:
                     _leaky_relu_backward(L, params, gparams, acts, grads, scratch, rate, partial)
+            elif op == 6:  # maxpool
+                if l > 0 and maxpool_inner is not None:
+                    maxpool__backward(L, params, gparams, acts, grads, scratch, rate, partial)
+            elif op == 7:  # avgpool
+                if l > 0 and avgpool_inner is not None:
+                    avgpool__backward(L, params, gparams, acts, grads, scratch, rate, partial)
         _step(spec, params, gparams, 1, rate)
     return xs.shape[0]
 
 
 @jit
 def train_sgd_batch(
-    spec, params, gparams, acts, grads, scratch, xs, ys, capacity, rate, loss, losses, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, loss_mse
+    spec, params, gparams, acts, grads, scratch, xs, ys, capacity, rate, loss, losses, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, loss_mse
 ):
     """Mini-batch SGD: each consecutive batch of ``capacity`` samples of ``xs``/``ys`` (the last may
     be shorter) moves ``params`` once by ``rate`` times the mean of its per-sample gradients, taken
@@ -305,6 +330,12 @@ def train_sgd_batch(
             elif op == 5:  # leaky_relu
                 if leaky_relu is not None:
                     _leaky_relu_forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 6:  # maxpool
+                if maxpool is not None:
+                    maxpool__forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 7:  # avgpool
+                if avgpool is not None:
+                    avgpool__forward_batch(L, params, acts, scratch, capacity, n)
         out = region(acts, last.y, last.out_size, capacity, n)
         g = region(grads, last.y, last.out_size, capacity, n)
         finite = True
@@ -343,12 +374,18 @@ def train_sgd_batch(
             elif op == 5:  # leaky_relu
                 if l > 0 and leaky_relu_inner is not None:
                     _leaky_relu_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
+            elif op == 6:  # maxpool
+                if l > 0 and maxpool_inner is not None:
+                    maxpool__backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
+            elif op == 7:  # avgpool
+                if l > 0 and avgpool_inner is not None:
+                    avgpool__backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
         _step(spec, params, gparams, n, rate)
     return total
 
 
 @jit
-def predict_batch(spec, params, acts, scratch, xs, capacity, out, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner):
+def predict_batch(spec, params, acts, scratch, xs, capacity, out, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner):
     """``out[k] = network(xs[k])`` for every sample, ``capacity`` samples per forward pass (one
     GEMM per dense layer); the buffers as for :func:`train_sgd_batch`."""
     last = spec[spec.size - 1]
@@ -380,6 +417,12 @@ def predict_batch(spec, params, acts, scratch, xs, capacity, out, conv, conv_fir
             elif op == 5:  # leaky_relu
                 if leaky_relu is not None:
                     _leaky_relu_forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 6:  # maxpool
+                if maxpool is not None:
+                    maxpool__forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 7:  # avgpool
+                if avgpool is not None:
+                    avgpool__forward_batch(L, params, acts, scratch, capacity, n)
         y = region(acts, last.y, last.out_size, capacity, n)
         for b in range(n):
             copy(y[b], out[start + b])

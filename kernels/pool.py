@@ -6,6 +6,7 @@ windows overlap (stride < size). The batched forms are a loop over the batch axi
 """
 
 from ._jit import jit
+from .buffers import region
 
 
 @jit(inline=True)
@@ -73,3 +74,83 @@ def avgpool_backward(x, d_output, size, stride, d_input):
                 for u in range(size):
                     for v in range(size):
                         d_input[c, i * stride + u, j * stride + v] += share
+
+
+# --------------------------------------------------------------------------------------------------
+# hooks of the compiled loops (kernels/_loops.py): one layer record ``L`` and the flat buffers. The
+# pooling kinds' own slots of a record's ``dims`` (fastcnn/layers/pool.py fills them):
+DEPTH, HEIGHT, WIDTH, SIZE, STRIDE = range(5)
+
+
+@jit(inline=True)
+def _shapes(L):
+    """The record's input and output shapes, window size and stride."""
+    d, h, w = L.dims[DEPTH], L.dims[HEIGHT], L.dims[WIDTH]
+    s, t = L.dims[SIZE], L.dims[STRIDE]
+    return (d, h, w), (d, (h - s) // t + 1, (w - s) // t + 1), s, t
+
+
+@jit(inline=True)
+def max_forward(L, params, acts, scratch, partial):
+    xs, os_, s, t = _shapes(L)
+    x = acts[L.x : L.x + L.in_size].reshape(xs)
+    maxpool_forward(x, s, t, acts[L.y : L.y + L.out_size].reshape(os_))
+
+
+@jit(inline=True)
+def max_backward(L, params, gparams, acts, grads, scratch, rate, partial):
+    xs, os_, s, t = _shapes(L)
+    x = acts[L.x : L.x + L.in_size].reshape(xs)
+    g = grads[L.y : L.y + L.out_size].reshape(os_)
+    maxpool_backward(x, g, s, t, grads[L.x : L.x + L.in_size].reshape(xs))
+
+
+@jit(inline=True)
+def max_forward_batch(L, params, acts, scratch, capacity, n):
+    xs, os_, s, t = _shapes(L)
+    x, y = region(acts, L.x, L.in_size, capacity, n), region(acts, L.y, L.out_size, capacity, n)
+    for b in range(n):
+        maxpool_forward(x[b].reshape(xs), s, t, y[b].reshape(os_))
+
+
+@jit(inline=True)
+def max_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate):
+    xs, os_, s, t = _shapes(L)
+    x = region(acts, L.x, L.in_size, capacity, n)
+    g = region(grads, L.y, L.out_size, capacity, n)
+    d_x = region(grads, L.x, L.in_size, capacity, n)
+    for b in range(n):
+        maxpool_backward(x[b].reshape(xs), g[b].reshape(os_), s, t, d_x[b].reshape(xs))
+
+
+@jit(inline=True)
+def avg_forward(L, params, acts, scratch, partial):
+    xs, os_, s, t = _shapes(L)
+    x = acts[L.x : L.x + L.in_size].reshape(xs)
+    avgpool_forward(x, s, t, acts[L.y : L.y + L.out_size].reshape(os_))
+
+
+@jit(inline=True)
+def avg_backward(L, params, gparams, acts, grads, scratch, rate, partial):
+    xs, os_, s, t = _shapes(L)
+    x = acts[L.x : L.x + L.in_size].reshape(xs)
+    g = grads[L.y : L.y + L.out_size].reshape(os_)
+    avgpool_backward(x, g, s, t, grads[L.x : L.x + L.in_size].reshape(xs))
+
+
+@jit(inline=True)
+def avg_forward_batch(L, params, acts, scratch, capacity, n):
+    xs, os_, s, t = _shapes(L)
+    x, y = region(acts, L.x, L.in_size, capacity, n), region(acts, L.y, L.out_size, capacity, n)
+    for b in range(n):
+        avgpool_forward(x[b].reshape(xs), s, t, y[b].reshape(os_))
+
+
+@jit(inline=True)
+def avg_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate):
+    xs, os_, s, t = _shapes(L)
+    x = region(acts, L.x, L.in_size, capacity, n)
+    g = region(grads, L.y, L.out_size, capacity, n)
+    d_x = region(grads, L.x, L.in_size, capacity, n)
+    for b in range(n):
+        avgpool_backward(x[b].reshape(xs), g[b].reshape(os_), s, t, d_x[b].reshape(xs))

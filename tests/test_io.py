@@ -16,17 +16,25 @@ import pytest
 import fastcnn
 from fastcnn import Activation, Linear, Network, Reshape, _modelfile, io
 from fastcnn.io import ModelFileError
+from fastcnn.layers import ACTIVATIONS, LAYERS
 from fastcnn.models import mnist_cnn
 
 from .support import parameters, xor_network
 
 
-def relu(x):
-    return np.maximum(x, 0)
+def softplus(x):
+    # A user's own activation (fastcnn registers none of this name).
+    return np.log1p(np.exp(x))
 
 
-def d_relu(x):
-    return (x > 0).astype(float)
+def d_softplus(x):
+    return 1 / (1 + np.exp(-x))
+
+
+# What a model file may name, as the messages list them (the registry's tables, in order).
+REGISTERED_PAIRS = ", ".join(
+    f"Activation({e.function.__name__}, {e.derivative.__name__})" for e in ACTIVATIONS.values()
+)
 
 
 def read_members(path: Path) -> dict[str, np.ndarray]:
@@ -130,12 +138,12 @@ def test_saved_file_is_plain_npz(saved: Path) -> None:
 def test_save_rejects_user_activation(tmp_path: Path) -> None:
     # Catches a user-defined activation saved as "sigmoid" (silently wrong predictions after load)
     # or pickled (code in a model file).
-    network = Network([Linear(2, 3, rng=0), Activation(relu, d_relu)])
+    network = Network([Linear(2, 3, rng=0), Activation(softplus, d_softplus)])
     with pytest.raises(
         ValueError,
         match=re.escape(
-            "Cannot save layer 1 (Activation(relu, d_relu)): a model file can hold only "
-            "Activation(sigmoid, d_sigmoid)."
+            "Cannot save layer 1 (Activation(softplus, d_softplus)): a model file can hold only "
+            f"{REGISTERED_PAIRS}."
         ),
     ):
         io.save(network, tmp_path / "m.npz")
@@ -307,12 +315,11 @@ BAD_FILES = {
     ),
     "unknown-layer-type": (
         _edit_architecture(_set("type", "Lambda", layer=1)),
-        "layer 1: unknown layer type 'Lambda'; a model file may hold only "
-        "Convolution, Linear, Activation, Reshape.",
+        f"layer 1: unknown layer type 'Lambda'; a model file may hold only {', '.join(LAYERS)}.",
     ),
     "other-activation": (
-        _edit_architecture(_set("activation", "relu", layer=4)),
-        'layer 4 (Activation): activation must be "sigmoid"',
+        _edit_architecture(_set("activation", "softplus", layer=4)),
+        "layer 4 (Activation): activation must be " + ", ".join(f'"{n}"' for n in ACTIVATIONS),
     ),
     "missing-field": (
         _edit_architecture(_drop("output_size", layer=5)),

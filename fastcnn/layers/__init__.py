@@ -31,15 +31,20 @@ from .activation import Activation
 # isort: split
 from .reshape import Reshape
 
+# isort: split
+from .pool import AvgPool, MaxPool
+
 __all__ = [
     "ACTIVATIONS",
     "LAYERS",
     "Activation",
+    "AvgPool",
     "Compiled",
     "ComputeLayer",
     "Convolution",
     "Layer",
     "Linear",
+    "MaxPool",
     "Reshape",
     "_ComputeLayer",
 ]
