@@ -85,7 +85,7 @@ def _conv_gradient_batch(xs, d_outputs, d_filters, d_biases):
 
 @jit
 def _sgd_apply(params, grads, count, rate):
-    sgd.step(params.reshape(-1), grads.reshape(-1), count, rate)
+    sgd.sgd_step(params.reshape(-1), grads.reshape(-1), count, rate)
 
 
 def init(dtype, seed=0):

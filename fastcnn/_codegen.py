@@ -229,7 +229,7 @@ class _Writer:
         sgd = ".sgd" if self.relative else "fastcnn.kernels.sgd"
         self.imports.setdefault(jit_from, []).insert(0, "jit")
         self.imports.setdefault(buffers, []).extend(["copy", "region"])
-        self.imports.setdefault(sgd, []).append("step")
+        self.imports.setdefault(sgd, []).append("sgd_step")
         for module in sorted(self.imports, key=lambda m: (not m.startswith("."), m)):
             names = ", ".join(sorted(set(self.imports[module])))
             head.append(f"from {module} import {names}")
@@ -271,7 +271,7 @@ def _step(spec, params, gparams, count, rate):
         L = spec[l]
         if L.step_stop > L.step_start:
             start, stop = L.step_start, L.step_stop
-            step(params[start:stop], gparams[start:stop], count, rate)
+            sgd_step(params[start:stop], gparams[start:stop], count, rate)
 
 
 {cache}

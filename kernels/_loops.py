@@ -26,7 +26,7 @@ from .dense import backward_first_sgd as dense__backward_first_sgd, backward_fir
 from .losses import mse as loss__mse
 from .pointwise import leaky_relu as leaky_relu__kernel, leaky_relu_backward as leaky_relu__kernel_backward, relu as relu__kernel, relu_backward as relu__kernel_backward, tanh as tanh__kernel, tanh_backward as tanh__kernel_backward
 from .pool import avg_backward as avgpool__backward, avg_backward_batch as avgpool__backward_batch, avg_forward as avgpool__forward, avg_forward_batch as avgpool__forward_batch, max_backward as maxpool__backward, max_backward_batch as maxpool__backward_batch, max_forward as maxpool__forward, max_forward_batch as maxpool__forward_batch
-from .sgd import step
+from .sgd import sgd_step
 
 KINDS = ('conv', 'dense', 'sigmoid', 'relu', 'tanh', 'leaky_relu', 'maxpool', 'avgpool')
 LOSSES = ('mse',)
@@ -118,7 +118,7 @@ def _step(spec, params, gparams, count, rate):
         L = spec[l]
         if L.step_stop > L.step_start:
             start, stop = L.step_start, L.step_stop
-            step(params[start:stop], gparams[start:stop], count, rate)
+            sgd_step(params[start:stop], gparams[start:stop], count, rate)
 
 
 @jit

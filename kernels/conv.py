@@ -204,21 +204,21 @@ def conv_input_gradient(d_output, filters, d_input):
 # hooks of the compiled loops: one layer record ``L`` and the flat buffers (see kernels/_loops.py)
 
 
-@jit(inline=True)
+@jit
 def _shapes(L):
     """The record's input, filters and output shapes."""
     d, h, w, s, c = L.dims[DEPTH], L.dims[HEIGHT], L.dims[WIDTH], L.dims[SIZE], L.dims[COUNT]
     return (d, h, w), (c, d, s, s), (c, h - s + 1, w - s + 1)
 
 
-@jit(inline=True)
+@jit
 def _parameters(L, params):
     """The filters and the biases of record ``L`` in a buffer laid out as ``params``."""
     _, fs, os_ = _shapes(L)
     return params[L.p0 : L.p1].reshape(fs), params[L.p1 : L.p_end].reshape(os_)
 
 
-@jit(inline=True)
+@jit
 def _zero_gradient(L, gparams):
     region = gparams[L.p0 : L.p_end]
     for i in range(region.size):

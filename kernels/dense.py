@@ -338,12 +338,12 @@ def dense_sgd_batch(xs, d_outputs, weights, d_biases, count, rate):
 PARALLEL_MIN_WEIGHTS = 1 << 16
 
 
-@jit(inline=True)
+@jit
 def _rows(L, params):
     return params[L.p0 : L.p1].reshape((L.out_size, L.p0_stride))
 
 
-@jit(inline=True)
+@jit
 def _column(buffer, start, size):
     return buffer[start : start + size].reshape((size, 1))
 

@@ -1,13 +1,12 @@
 """Loss kernels: a sample's loss returned, its gradient written; one per registered loss
-(``fastcnn.losses``), named after the function pair it computes. Inlined into the compiled loops
-(their only callers but the tests): a function of its own costs a cold start its own optimisation."""
+(``fastcnn.losses``), named after the function pair it computes."""
 
 import numpy as np
 
 from ._jit import jit
 
 
-@jit(inline=True)
+@jit
 def mse(predicted, actual, d_predicted):
     """``mse(predicted, actual)`` returned (float64), ``d_mse(predicted, actual)`` written to
     ``d_predicted``; 1-D arrays of one size.

@@ -3,8 +3,8 @@
 from ._jit import jit
 
 
-@jit(inline=True)
-def step(params, grads, count, rate):
+@jit
+def sgd_step(params, grads, count, rate):
     """``params -= (grads / count) * rate``: one SGD step by the mean of ``count`` summed gradients.
 
     params and grads 1-D, of one size and dtype; each operation rounded in that dtype. With
@@ -21,10 +21,3 @@ def step(params, grads, count, rate):
         n = params.dtype.type(count)
         for i in range(params.size):
             params[i] -= (grads[i] / n) * r
-
-
-@jit
-def sgd_step(params, grads, count, rate):
-    """:func:`step`, for callers in Python (cached; ``step`` itself is inlined into the compiled
-    loops, where a function of its own would cost a cold start its separate optimisation)."""
-    step(params, grads, count, rate)
