@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 
 BACKENDS = ("numba", "scipy")
 DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
-INITS = ("notebook", "xavier")
+INITS = ("notebook", "xavier", "he")
 
 
 def check_backend(backend: Any) -> str:
@@ -31,7 +31,7 @@ def check_dtype(dtype: Any) -> np.dtype:
 
 
 def check_init(init: Any) -> str:
-    """``"notebook"`` or ``"xavier"``; the old spelling ``"seed"`` still means ``"notebook"``."""
+    """``"notebook"``, ``"xavier"`` or ``"he"``; the old spelling ``"seed"`` still means ``"notebook"``."""
     if isinstance(init, str) and init == "seed":
         warnings.warn(
             'init="seed" is deprecated; use init="notebook" (the notebook\'s randn weights).',

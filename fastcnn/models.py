@@ -38,9 +38,9 @@ def mnist_cnn(
         (Convolution, then the two Linear layers). None draws from NumPy's global state, exactly as
         the seed's cell does; an int ``s`` gives the same weights as ``np.random.seed(s)`` followed
         by that cell. A Generator draws a different (equally good) sequence.
-    init : {"notebook", "xavier"}
+    init : {"notebook", "xavier", "he"}
         ``"notebook"``: the notebook's ``randn`` initialisation, which saturates the sigmoids and
-        learns slowly. ``"xavier"``: Glorot-normal weights and zero biases. ``"seed"`` is a
+        learns slowly. ``"xavier"``: Glorot-normal weights and zero biases; ``"he"``: Kaiming-normal. ``"seed"`` is a
         deprecated name of ``"notebook"``.
     num_threads : int
         Threads for the compiled training path (see :class:`~fastcnn.Network`).

@@ -204,7 +204,7 @@ OPTIONS: dict[str, Option] = {
     "rate": Option(_positive_float, 0.1, "train", number=float),
     "batch_size": Option(_positive_int, 1, "train", number=int),
     "shuffle": Option(_boolean, False, "train"),
-    "init": Option(_one_of("notebook", "xavier"), "notebook", "model"),
+    "init": Option(_one_of("notebook", "xavier", "he"), "notebook", "model"),
     "dtype": Option(_one_of("float64", "float32"), "float64", "model"),
     "backend": Option(_one_of("numba", "scipy"), "numba", "model"),
     "seed": Option(_seed, 0, "seed", number=int),

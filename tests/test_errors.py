@@ -271,9 +271,9 @@ BAD_CONSTRUCTORS = [
         "dtype must be float64 or float32, got 'double-ish'.",
     ),
     (
-        lambda: Linear(3, 2, init="he"),
+        lambda: Linear(3, 2, init="lecun"),
         ValueError,
-        "init must be one of ('notebook', 'xavier'), got 'he'.",
+        "init must be one of ('notebook', 'xavier', 'he'), got 'lecun'.",
     ),
     (
         lambda: Linear(3, 2, rng="seed"),

@@ -477,3 +477,24 @@ def test_activation_follows_reassigned_functions():
     layer.backend = "scipy"
     assert layer._kernels() is None
     np.testing.assert_array_equal(layer.forward_prop(x), sigmoid(x))
+
+
+@pytest.mark.parametrize(
+    ("make", "fan_in"),
+    [
+        (lambda init: Linear(400, 120, rng=0, init=init), 400),
+        (lambda init: Convolution((6, 14, 14), 5, 16, rng=0, init=init), 6 * 25),
+    ],
+)
+def test_he_init_is_kaiming_normal_of_fan_in(make, fan_in):
+    # Catches He weights scaled by Glorot's mean of fan in and fan out (or not at all), nonzero
+    # biases, or a draw that ignores the seed.
+    layer = make("he")
+    weights = layer.parameters()[0]
+    assert abs(weights.std() / np.sqrt(2 / fan_in) - 1) < 0.05
+    assert abs(weights.mean()) < 0.05 * np.sqrt(2 / fan_in)
+    assert not layer.parameters()[1].any()
+    np.testing.assert_array_equal(make("he").parameters()[0], weights)
+    glorot = make("xavier").parameters()[0]
+    np.testing.assert_allclose(weights / glorot, weights.flat[0] / glorot.flat[0])  # same draws
+    assert not np.allclose(weights, glorot)

@@ -73,7 +73,7 @@ def test_space_refuses_unknown_parameters_naming_the_known_ones():
         (
             {},
             {"init": ["notebook", "glorot"]},
-            r"\[space\] init: expected one of notebook, xavier, got 'glorot'",
+            r"\[space\] init: expected one of notebook, xavier, he, got 'glorot'",
         ),
         (
             {},

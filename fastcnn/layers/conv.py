@@ -45,7 +45,8 @@ class Convolution(ComputeLayer):
     backend, dtype, rng, init : keyword-only, as for :class:`Linear`. ``init="notebook"`` draws
         ``randn(*filters_shape) - 0.5`` then ``randn(*output_shape) - 0.5``; ``"xavier"`` draws
         Glorot-normal filters (fan in ``depth * size**2``, fan out ``count * size**2``) and zero
-        biases.
+        biases; ``"he"`` Kaiming-normal filters (standard deviation ``sqrt(2 / fan_in)``, for
+        ReLU) and zero biases.
 
     Attributes
     ----------
@@ -89,12 +90,14 @@ class Convolution(ComputeLayer):
         self.filter_count = filter_count
         self.filters_shape = (filter_count, input_depth, filter_size, filter_size)
         randn = check.random_normal(rng)
-        if check.check_init(init) == "notebook":
+        init = check.check_init(init)
+        if init == "notebook":
             filters = randn(*self.filters_shape) - 0.5
             biases = randn(*self.output_shape) - 0.5
         else:
             fan_in, fan_out = (n * filter_size**2 for n in (input_depth, filter_count))
-            filters = randn(*self.filters_shape) * np.sqrt(2 / (fan_in + fan_out))
+            fans = fan_in + fan_out if init == "xavier" else fan_in
+            filters = randn(*self.filters_shape) * np.sqrt(2 / fans)
             biases = np.zeros(self.output_shape)
         self.filters: NDArray = filters.astype(self.dtype)
         self.biases: NDArray = biases.astype(self.dtype)

@@ -27,11 +27,12 @@ class Linear(ComputeLayer):
     dtype : float64 or float32, keyword-only
     rng : None, int, np.random.RandomState or np.random.Generator, keyword-only
         Source of the initial weights; None draws from NumPy's global state as the seed does.
-    init : {"notebook", "xavier"}, keyword-only
+    init : {"notebook", "xavier", "he"}, keyword-only
         ``"notebook"``: ``weights = randn(out, in)`` then ``biases = randn(out, 1)``, as the
         notebook does. ``"xavier"``: Glorot-normal weights, standard deviation
-        ``sqrt(2 / (in + out))``, and zero biases. ``"seed"`` is a deprecated name of
-        ``"notebook"``.
+        ``sqrt(2 / (in + out))``, and zero biases. ``"he"``: Kaiming-normal weights (fan in, for
+        ReLU), standard deviation ``sqrt(2 / in)``, and zero biases. ``"seed"`` is a deprecated
+        name of ``"notebook"``.
 
     Attributes
     ----------
@@ -57,11 +58,14 @@ class Linear(ComputeLayer):
         self.output_size = check.check_size("output_size", output_size)
         super().__init__(backend, dtype)
         randn = check.random_normal(rng)
-        if check.check_init(init) == "notebook":
+        init = check.check_init(init)
+        if init == "notebook":
             weights = randn(output_size, input_size)
             biases = randn(output_size, 1)
         else:
-            weights = randn(output_size, input_size) * np.sqrt(2 / (input_size + output_size))
+            # Glorot: the mean of fan in and fan out; He (Kaiming, for ReLU): fan in alone.
+            fans = input_size + output_size if init == "xavier" else input_size
+            weights = randn(output_size, input_size) * np.sqrt(2 / fans)
             biases = np.zeros((output_size, 1))
         self.weights: NDArray = weights.astype(self.dtype)
         self.biases: NDArray = biases.astype(self.dtype)
