@@ -207,6 +207,7 @@ class _Writer:
             12,
         )
         batch_backward = block(self.dispatch(hooks, "backward_batch", _BATCH, True), 12)
+        sample_loss = block(self.loss(losses, "out, ys[k], g"), 8)
         # The bodies are written out in each entry point, not called as shared inline functions
         # with the flags as arguments: CPython compiles a call of more than 30 arguments into a
         # *args call, which Numba cannot inline.
@@ -214,11 +215,12 @@ class _Writer:
             kf=self.kind_flags(),
             af=self.all_flags(),
             cache="@jit(cache=False)" if runtime else "@jit",
-            forward=forward("None"),
-            backward=backward("None"),
-            forward_threads=forward("partial"),
-            backward_threads=backward("partial"),
-            loss=block(self.loss(losses, "out, ys[k], g"), 8),
+            sample=_SAMPLE_BODY.format(
+                forward=forward("None"), backward=backward("None"), loss=sample_loss
+            ).strip("\n"),
+            sample_threads=_SAMPLE_BODY.format(
+                forward=forward("partial"), backward=backward("partial"), loss=sample_loss
+            ).strip("\n"),
             batch_forward=batch_forward,
             batch_backward=batch_backward,
             batch_loss=block(self.loss(losses, "out[b], ys[start + b], g[b]"), 12),
@@ -263,25 +265,8 @@ functions of their own, each would make LLVM optimise every kernel below it once
 """
 '''
 
-_TEMPLATE = '''
-@jit(inline=True)
-def _step(spec, params, gparams, count, rate):
-    """The SGD step of every parameter whose hook left it to the loop (not fused)."""
-    for l in range(spec.size):
-        L = spec[l]
-        if L.step_stop > L.step_start:
-            start, stop = L.step_start, L.step_stop
-            sgd_step(params[start:stop], gparams[start:stop], count, rate)
-
-
-{cache}
-def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, {af}):
-    """The seed's ``Network.train`` inner loop (per-sample SGD) over samples ``xs``/``ys``.
-
-    xs (N, input size), ys (N, output size); ``loss`` indexes :data:`LOSSES`; losses (N,) receives
-    each sample's loss. Returns N, or the index of the first sample whose loss is not finite,
-    before that sample's update.
-    """
+# The per-sample loop's body, written once and formatted for both of its entry points.
+_SAMPLE_BODY = """
     last = spec[spec.size - 1]
     out = acts[last.y : last.y + last.out_size]
     g = grads[last.y : last.y + last.out_size]
@@ -303,6 +288,28 @@ def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, l
 {backward}
         _step(spec, params, gparams, 1, rate)
     return xs.shape[0]
+"""
+
+_TEMPLATE = '''
+@jit(inline=True)
+def _step(spec, params, gparams, count, rate):
+    """The SGD step of every parameter whose hook left it to the loop (not fused)."""
+    for l in range(spec.size):
+        L = spec[l]
+        if L.step_stop > L.step_start:
+            start, stop = L.step_start, L.step_stop
+            sgd_step(params[start:stop], gparams[start:stop], count, rate)
+
+
+{cache}
+def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, {af}):
+    """The seed's ``Network.train`` inner loop (per-sample SGD) over samples ``xs``/``ys``.
+
+    xs (N, input size), ys (N, output size); ``loss`` indexes :data:`LOSSES`; losses (N,) receives
+    each sample's loss. Returns N, or the index of the first sample whose loss is not finite,
+    before that sample's update.
+    """
+{sample}
 
 
 @jit(cache=False)
@@ -311,27 +318,7 @@ def train_sgd_threads(
 ):
     """:func:`train_sgd` with the large dense layers split into ``len(partial)`` blocks run on
     ``numba.get_num_threads()`` threads."""
-    last = spec[spec.size - 1]
-    out = acts[last.y : last.y + last.out_size]
-    g = grads[last.y : last.y + last.out_size]
-    first = spec[0]
-    x = acts[first.x : first.x + first.in_size]
-    for k in range(xs.shape[0]):
-        copy(xs[k], x)
-        for l in range(spec.size):
-            L = spec[l]
-            op = L.op
-{forward_threads}
-{loss}
-        if not np.isfinite(value):
-            return k
-        losses[k] = value
-        for l in range(spec.size - 1, -1, -1):
-            L = spec[l]
-            op = L.op
-{backward_threads}
-        _step(spec, params, gparams, 1, rate)
-    return xs.shape[0]
+{sample_threads}
 
 
 {cache}
