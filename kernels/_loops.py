@@ -27,9 +27,10 @@ from .losses import mse as loss__mse
 from .pointwise import leaky_relu as leaky_relu__kernel, leaky_relu_backward as leaky_relu__kernel_backward, relu as relu__kernel, relu_backward as relu__kernel_backward, tanh as tanh__kernel, tanh_backward as tanh__kernel_backward
 from .pool import avg_backward as avgpool__backward, avg_backward_batch as avgpool__backward_batch, avg_forward as avgpool__forward, avg_forward_batch as avgpool__forward_batch, max_backward as maxpool__backward, max_backward_batch as maxpool__backward_batch, max_forward as maxpool__forward, max_forward_batch as maxpool__forward_batch
 from .sgd import sgd_step
+from .softmax import backward as softmax__backward, backward_batch as softmax__backward_batch, binary_cross_entropy as loss__binary_cross_entropy, cross_entropy as loss__cross_entropy, forward as softmax__forward, forward_batch as softmax__forward_batch, softmax_cross_entropy as loss__cross_entropy__softmax
 
-KINDS = ('conv', 'dense', 'sigmoid', 'relu', 'tanh', 'leaky_relu', 'maxpool', 'avgpool')
-LOSSES = ('mse',)
+KINDS = ('conv', 'dense', 'sigmoid', 'relu', 'tanh', 'leaky_relu', 'maxpool', 'avgpool', 'softmax')
+LOSSES = ('mse', 'cross_entropy', 'cross_entropy__softmax', 'binary_cross_entropy')
 
 
 @jit(inline=True)
@@ -122,7 +123,7 @@ def _step(spec, params, gparams, count, rate):
 
 
 @jit
-def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, loss_mse):
+def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner, loss_mse, loss_cross_entropy, loss_cross_entropy__softmax, loss_binary_cross_entropy):
     """The seed's ``Network.train`` inner loop (per-sample SGD) over samples ``xs``/``ys``.
 
     xs (N, input size), ys (N, output size); ``loss`` indexes :data:`LOSSES`; losses (N,) receives
@@ -132,6 +133,8 @@ def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, l
     last = spec[spec.size - 1]
     out = acts[last.y : last.y + last.out_size]
     g = grads[last.y : last.y + last.out_size]
+    lx = acts[last.x : last.x + last.in_size]
+    lg = grads[last.x : last.x + last.in_size]
     first = spec[0]
     x = acts[first.x : first.x + first.in_size]
     for k in range(xs.shape[0]):
@@ -163,13 +166,24 @@ def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, l
             elif op == 7:  # avgpool
                 if avgpool is not None:
                     avgpool__forward(L, params, acts, scratch, None)
+            elif op == 8:  # softmax
+                if softmax is not None:
+                    softmax__forward(L, params, acts, scratch, None)
         value = np.nan
+        skip = 0
         if loss == 0 and loss_mse is not None:
             value = loss__mse(out, ys[k], g)
+        if loss == 1 and loss_cross_entropy is not None:
+            value = loss__cross_entropy(out, ys[k], g)
+        if loss == 2 and loss_cross_entropy__softmax is not None:
+            value = loss__cross_entropy__softmax(lx, ys[k], out, lg)
+            skip = 1
+        if loss == 3 and loss_binary_cross_entropy is not None:
+            value = loss__binary_cross_entropy(out, ys[k], g)
         if not np.isfinite(value):
             return k
         losses[k] = value
-        for l in range(spec.size - 1, -1, -1):
+        for l in range(spec.size - 1 - skip, -1, -1):
             L = spec[l]
             op = L.op
             if op == 0:  # conv
@@ -202,19 +216,24 @@ def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, l
             elif op == 7:  # avgpool
                 if l > 0 and avgpool_inner is not None:
                     avgpool__backward(L, params, gparams, acts, grads, scratch, rate, None)
+            elif op == 8:  # softmax
+                if l > 0 and softmax_inner is not None:
+                    softmax__backward(L, params, gparams, acts, grads, scratch, rate, None)
         _step(spec, params, gparams, 1, rate)
     return xs.shape[0]
 
 
 @jit(cache=False)
 def train_sgd_threads(
-    spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, partial, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, loss_mse
+    spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, partial, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner, loss_mse, loss_cross_entropy, loss_cross_entropy__softmax, loss_binary_cross_entropy
 ):
     """:func:`train_sgd` with the large dense layers split into ``len(partial)`` blocks run on
     ``numba.get_num_threads()`` threads."""
     last = spec[spec.size - 1]
     out = acts[last.y : last.y + last.out_size]
     g = grads[last.y : last.y + last.out_size]
+    lx = acts[last.x : last.x + last.in_size]
+    lg = grads[last.x : last.x + last.in_size]
     first = spec[0]
     x = acts[first.x : first.x + first.in_size]
     for k in range(xs.shape[0]):
@@ -246,13 +265,24 @@ def train_sgd_threads(
             elif op == 7:  # avgpool
                 if avgpool is not None:
                     avgpool__forward(L, params, acts, scratch, partial)
+            elif op == 8:  # softmax
+                if softmax is not None:
+                    softmax__forward(L, params, acts, scratch, partial)
         value = np.nan
+        skip = 0
         if loss == 0 and loss_mse is not None:
             value = loss__mse(out, ys[k], g)
+        if loss == 1 and loss_cross_entropy is not None:
+            value = loss__cross_entropy(out, ys[k], g)
+        if loss == 2 and loss_cross_entropy__softmax is not None:
+            value = loss__cross_entropy__softmax(lx, ys[k], out, lg)
+            skip = 1
+        if loss == 3 and loss_binary_cross_entropy is not None:
+            value = loss__binary_cross_entropy(out, ys[k], g)
         if not np.isfinite(value):
             return k
         losses[k] = value
-        for l in range(spec.size - 1, -1, -1):
+        for l in range(spec.size - 1 - skip, -1, -1):
             L = spec[l]
             op = L.op
             if op == 0:  # conv
@@ -285,13 +315,16 @@ def train_sgd_threads(
             elif op == 7:  # avgpool
                 if l > 0 and avgpool_inner is not None:
                     avgpool__backward(L, params, gparams, acts, grads, scratch, rate, partial)
+            elif op == 8:  # softmax
+                if l > 0 and softmax_inner is not None:
+                    softmax__backward(L, params, gparams, acts, grads, scratch, rate, partial)
         _step(spec, params, gparams, 1, rate)
     return xs.shape[0]
 
 
 @jit
 def train_sgd_batch(
-    spec, params, gparams, acts, grads, scratch, xs, ys, capacity, rate, loss, losses, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, loss_mse
+    spec, params, gparams, acts, grads, scratch, xs, ys, capacity, rate, loss, losses, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner, loss_mse, loss_cross_entropy, loss_cross_entropy__softmax, loss_binary_cross_entropy
 ):
     """Mini-batch SGD: each consecutive batch of ``capacity`` samples of ``xs``/``ys`` (the last may
     be shorter) moves ``params`` once by ``rate`` times the mean of its per-sample gradients, taken
@@ -336,18 +369,31 @@ def train_sgd_batch(
             elif op == 7:  # avgpool
                 if avgpool is not None:
                     avgpool__forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 8:  # softmax
+                if softmax is not None:
+                    softmax__forward_batch(L, params, acts, scratch, capacity, n)
         out = region(acts, last.y, last.out_size, capacity, n)
         g = region(grads, last.y, last.out_size, capacity, n)
+        lx = region(acts, last.x, last.in_size, capacity, n)
+        lg = region(grads, last.x, last.in_size, capacity, n)
         finite = True
         for b in range(n):
             value = np.nan
+            skip = 0
             if loss == 0 and loss_mse is not None:
                 value = loss__mse(out[b], ys[start + b], g[b])
+            if loss == 1 and loss_cross_entropy is not None:
+                value = loss__cross_entropy(out[b], ys[start + b], g[b])
+            if loss == 2 and loss_cross_entropy__softmax is not None:
+                value = loss__cross_entropy__softmax(lx[b], ys[start + b], out[b], lg[b])
+                skip = 1
+            if loss == 3 and loss_binary_cross_entropy is not None:
+                value = loss__binary_cross_entropy(out[b], ys[start + b], g[b])
             losses[start + b] = value
             finite = finite and np.isfinite(value)
         if not finite:
             return start
-        for l in range(spec.size - 1, -1, -1):
+        for l in range(spec.size - 1 - skip, -1, -1):
             L = spec[l]
             op = L.op
             if op == 0:  # conv
@@ -380,12 +426,15 @@ def train_sgd_batch(
             elif op == 7:  # avgpool
                 if l > 0 and avgpool_inner is not None:
                     avgpool__backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
+            elif op == 8:  # softmax
+                if l > 0 and softmax_inner is not None:
+                    softmax__backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
         _step(spec, params, gparams, n, rate)
     return total
 
 
 @jit
-def predict_batch(spec, params, acts, scratch, xs, capacity, out, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner):
+def predict_batch(spec, params, acts, scratch, xs, capacity, out, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner):
     """``out[k] = network(xs[k])`` for every sample, ``capacity`` samples per forward pass (one
     GEMM per dense layer); the buffers as for :func:`train_sgd_batch`."""
     last = spec[spec.size - 1]
@@ -423,6 +472,9 @@ def predict_batch(spec, params, acts, scratch, xs, capacity, out, conv, conv_fir
             elif op == 7:  # avgpool
                 if avgpool is not None:
                     avgpool__forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 8:  # softmax
+                if softmax is not None:
+                    softmax__forward_batch(L, params, acts, scratch, capacity, n)
         y = region(acts, last.y, last.out_size, capacity, n)
         for b in range(n):
             copy(y[b], out[start + b])

@@ -164,6 +164,12 @@ class Layer:
         args = ", ".join(repr(tuple(v) if isinstance(v, list) else v) for v in config.values())
         return f"{cls.__name__}({args})"
 
+    def input_fault(self, shape: tuple[int, ...]) -> str | None:
+        """For a layer that takes whatever shape comes (``input_shape`` None): what is wrong with
+        an input of ``shape`` (a phrase naming the layer and what it takes), or None. A network
+        asks before it runs."""
+        return None
+
     def _compiled(self) -> Compiled | None:
         """What this layer is on the compiled loops, or None when it cannot run there (a custom
         activation, the scipy backend). Asked only of a registered type, never of a subclass,
