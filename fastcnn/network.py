@@ -446,7 +446,9 @@ def _check_loss_targets(loss: Callable, d_loss: Callable, data_y: NDArray) -> No
     from . import losses as _  # noqa: F401  (registers the built-in losses)
 
     entry = registry.loss_of(loss, d_loss)
-    fault = None if entry is None or entry.targets is None else entry.targets(data_y)
+    if entry is None or entry.targets is None:
+        return
+    fault = entry.targets(data_y)
     if fault:
         raise ValueError(
             f"train with {entry.function.__name__}: the targets (data_y) must each be a "
