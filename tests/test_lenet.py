@@ -116,3 +116,49 @@ def test_lenet_model_file_round_trip(tmp_path):
 
 def test_lenet_layers_are_importable_from_fastcnn():
     assert (fastcnn.Softmax, fastcnn.MaxPool, fastcnn.Reshape) == (Softmax, MaxPool, Reshape)
+
+
+# --------------------------------------------------------------------------------------------------
+# the command line
+
+
+@pytest.mark.mnist
+@pytest.mark.slow  # trains on real MNIST: compiles LeNet's loop
+def test_train_model_lenet_learns(tmp_path, mnist_dir, capsys):
+    # The recipe fills every option not given (cross-entropy, shuffled, He weights); one epoch on
+    # 2,000 images already classifies most of the first 1,000 test images. Catches a recipe that
+    # is not applied (MSE on a softmax learns far slower), labels misaligned, a wrong loss.
+    from fastcnn import cli
+
+    out = tmp_path / "lenet.npz"
+    argv = ["train", "--model", "lenet", "--data", str(mnist_dir), "--out", str(out)]
+    argv += ["--limit", "2000", "--epochs", "1", "--test-limit", "1000"]
+    assert cli.main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert "Training LeNet-5 on 2000 mnist images (1 epoch, cross-entropy" in stdout
+    assert "shuffled, init he" in stdout
+    assert "trained 1 epochs in" in stdout
+    accuracy = float(stdout.split("test accuracy: ")[-1].split()[0])
+    assert accuracy > 0.85, stdout
+    loaded = fastcnn.load(out)
+    assert isinstance(loaded.layers[-1], Softmax)
+    assert cli.main(["evaluate", str(out), "--data", str(mnist_dir), "--limit", "1000"]) == 0
+    assert f"{accuracy:.4f}" in capsys.readouterr().out
+
+
+def test_train_options_override_the_recipe(monkeypatch, tmp_path):
+    from fastcnn import cli
+
+    monkeypatch.chdir(tmp_path)  # the default --out's lock file
+
+    seen = {}
+    monkeypatch.setattr(cli, "_train_into", lambda args, out: seen.update(vars(args)) or 0)
+    assert (
+        cli.main(["train", "--model", "lenet", "--loss", "mse", "--no-shuffle", "--rate", "0.5"])
+        == 0
+    )
+    assert (seen["loss"], seen["shuffle"], seen["rate"], seen["init"]) == ("mse", False, 0.5, "he")
+    assert seen["epochs"] == RECIPES["lenet"].epochs
+    assert cli.main(["train"]) == 0  # the notebook's recipe, as before
+    assert (seen["loss"], seen["epochs"], seen["rate"], seen["batch_size"]) == ("mse", 5, 0.1, 1)
+    assert (seen["shuffle"], seen["init"]) == (False, "notebook")
