@@ -183,7 +183,8 @@ def _parser() -> argparse.ArgumentParser:
         "--batch-size",
         type=_positive_int,
         metavar="B",
-        help="samples per SGD step (default: the model's; 1, per-sample SGD, for both); B > 1 moves the "
+        help="samples per SGD step (default: the model's; 1, per-sample SGD, for notebook, 16 "
+        "for lenet); B > 1 moves the "
         "weights once per B samples by the mean gradient (PyTorch's MSELoss() + SGD), much "
         "faster per sample; try --init xavier --batch-size 16 --rate 5 --shuffle",
     )
@@ -219,8 +220,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--dtype",
         choices=("float64", "float32"),
-        default="float64",
-        help="parameter and arithmetic precision (default: float64)",
+        help="parameter and arithmetic precision (default: the model's; float64 for notebook, "
+        "float32 for lenet)",
     )
     train.add_argument(
         "--threads",
@@ -379,7 +380,7 @@ def _apply_recipe(args: argparse.Namespace) -> None:
     from .models import RECIPES
 
     recipe = RECIPES[args.model]
-    for name in ("epochs", "rate", "batch_size", "shuffle", "init"):
+    for name in ("epochs", "rate", "batch_size", "shuffle", "init", "dtype"):
         if getattr(args, name) is None:
             setattr(args, name, getattr(recipe, name))
     if args.loss is None:

@@ -126,7 +126,7 @@ def lenet(
 @dataclass(frozen=True)
 class Recipe:
     """How a preset is trained by default (``fastcnn train --model NAME`` with no other options):
-    its loss pair, epochs, SGD rate, batch size, shuffling and initialisation."""
+    its loss pair, epochs, SGD rate, batch size, shuffling, initialisation and dtype."""
 
     loss: Any
     d_loss: Any
@@ -135,6 +135,7 @@ class Recipe:
     batch_size: int = 1
     shuffle: bool = False
     init: str = "notebook"
+    dtype: str = "float64"
 
     @property
     def loss_name(self) -> str:
@@ -153,6 +154,17 @@ LOSS_NAMES = {pair[0]: name for name, pair in LOSSES.items()}
 RECIPES = {
     # The notebook's own: 5 epochs of per-sample SGD at rate 0.1 on the MSE.
     "notebook": Recipe(mse, d_mse, epochs=5, rate=0.1),
-    # Plain per-sample SGD (the optimizers come later), shuffled every epoch; README: "LeNet-5".
-    "lenet": Recipe(cross_entropy, d_cross_entropy, epochs=8, rate=0.01, shuffle=True, init="he"),
+    # Plain SGD on mini-batches of 16, shuffled every epoch, float32: by epoch 13 the training
+    # loss is ~0 and the test accuracy settles at 98.0-98.1 % (README, "LeNet-5", has the runs;
+    # per-sample SGD at a constant rate swings between 95.8 and 97.7 % from epoch to epoch).
+    "lenet": Recipe(
+        cross_entropy,
+        d_cross_entropy,
+        epochs=15,
+        rate=0.05,
+        batch_size=16,
+        shuffle=True,
+        init="he",
+        dtype="float32",
+    ),
 }

@@ -136,7 +136,7 @@ def test_train_model_lenet_learns(tmp_path, mnist_dir, capsys):
     assert cli.main(argv) == 0
     stdout = capsys.readouterr().out
     assert "Training LeNet-5 on 2000 mnist images (1 epoch, cross-entropy" in stdout
-    assert "shuffled, init he" in stdout
+    assert "batch size 16, shuffled, init he, seed 0, numba, float32)" in stdout
     assert "trained 1 epochs in" in stdout
     accuracy = float(stdout.split("test accuracy: ")[-1].split()[0])
     assert accuracy > 0.85, stdout
@@ -161,4 +161,4 @@ def test_train_options_override_the_recipe(monkeypatch, tmp_path):
     assert seen["epochs"] == RECIPES["lenet"].epochs
     assert cli.main(["train"]) == 0  # the notebook's recipe, as before
     assert (seen["loss"], seen["epochs"], seen["rate"], seen["batch_size"]) == ("mse", 5, 0.1, 1)
-    assert (seen["shuffle"], seen["init"]) == (False, "notebook")
+    assert (seen["shuffle"], seen["init"], seen["dtype"]) == (False, "notebook", "float64")
