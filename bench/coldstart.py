@@ -47,7 +47,11 @@ def run_once(cache_dir, model="notebook"):
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
     spawned = time.time()
     proc = subprocess.run(
-        [sys.executable, "-c", f"MODEL = {model!r}\n" + CHILD], env=env, capture_output=True, text=True, timeout=900
+        [sys.executable, "-c", f"MODEL = {model!r}\n" + CHILD],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"cold-start child failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
