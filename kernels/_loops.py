@@ -22,7 +22,8 @@ from ._jit import jit
 from .activation import sigmoid as sigmoid__kernel, sigmoid_backward as sigmoid__kernel_backward
 from .buffers import copy, region
 from .conv import backward as conv__backward, backward_batch as conv__backward_batch, backward_first as conv__backward_first, backward_first_batch as conv__backward_first_batch, forward as conv__forward, forward_batch as conv__forward_batch
-from .conv_padded import backward as conv_padded__backward, backward_batch as conv_padded__backward_batch, backward_first as conv_padded__backward_first, backward_first_batch as conv_padded__backward_first_batch, forward as conv_padded__forward, forward_batch as conv_padded__forward_batch
+from .conv_gemm import backward_batch as conv_padded__backward_batch, backward_first_batch as conv_padded__backward_first_batch, forward_batch as conv_padded__forward_batch
+from .conv_padded import backward as conv_padded__backward, backward_first as conv_padded__backward_first, forward as conv_padded__forward
 from .dense import backward_first_sgd as dense__backward_first_sgd, backward_first_sgd_batch as dense__backward_first_sgd_batch, backward_sgd as dense__backward_sgd, backward_sgd_batch as dense__backward_sgd_batch, forward as dense__forward, forward_batch as dense__forward_batch
 from .losses import mse as loss__mse
 from .pointwise import leaky_relu as leaky_relu__kernel, leaky_relu_backward as leaky_relu__kernel_backward, relu as relu__kernel, relu_backward as relu__kernel_backward, tanh as tanh__kernel, tanh_backward as tanh__kernel_backward

@@ -17,6 +17,7 @@ from numpy.typing import DTypeLike, NDArray
 from .. import _validation as check
 from .. import reference, registry
 from ..kernels import conv as k_conv
+from ..kernels import conv_gemm as k_gemm
 from ..kernels import conv_padded as k_padded
 from ..kernels import correlate5 as k_correlate5
 from .base import (
@@ -291,7 +292,11 @@ class Convolution(ComputeLayer):
             int(np.prod(self.output_shape)),
             dims=tuple(dims),
             params=self._PARAMETERS,
-            scratch=wide_size(hp, wp, self.filter_size) + padded,
+            # The batch hooks (kernels/conv_gemm.py) use the same scratch from its start.
+            scratch=max(
+                wide_size(hp, wp, self.filter_size) + padded,
+                k_gemm.scratch_size(depth, height, width, self.filter_size, self.padding),
+            ),
             scratch_per_sample=padded if self.padding else 0,
         )
 
@@ -382,7 +387,8 @@ registry.register_kind(
     forward=k_padded.forward,
     backward=k_padded.backward,
     backward_first=k_padded.backward_first,
-    forward_batch=k_padded.forward_batch,
-    backward_batch=k_padded.backward_batch,
-    backward_first_batch=k_padded.backward_first_batch,
+    # Mini-batches as matrix products (im2col and BLAS gemm).
+    forward_batch=k_gemm.forward_batch,
+    backward_batch=k_gemm.backward_batch,
+    backward_first_batch=k_gemm.backward_first_batch,
 )
