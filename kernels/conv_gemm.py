@@ -113,12 +113,6 @@ def _geometry(L):
     return (d, h, w), s, c, p, oh, ow, d * s * s, L.dims[PER_FILTER] == 1
 
 
-def scratch_size(depth, height, width, size, padding):
-    """Scratch values the batch hooks use: the columns and their gradient, one sample's each."""
-    oh, ow = height + 2 * padding - size + 1, width + 2 * padding - size + 1
-    return 2 * depth * size * size * oh * ow
-
-
 @jit
 def _buffers(L, scratch, k, pixels):
     start = L.scratch

@@ -295,7 +295,8 @@ class Convolution(ComputeLayer):
             # The batch hooks (kernels/conv_gemm.py) use the same scratch from its start.
             scratch=max(
                 wide_size(hp, wp, self.filter_size) + padded,
-                k_gemm.scratch_size(depth, height, width, self.filter_size, self.padding),
+                # kernels/conv_gemm.py's columns and their gradient, one sample's each.
+                2 * depth * self.filter_size**2 * int(np.prod(self.output_shape[1:])),
             ),
             scratch_per_sample=padded if self.padding else 0,
         )
