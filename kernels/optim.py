@@ -1,7 +1,7 @@
 """Optimizer steps on flat buffers: ``params`` and ``grads`` (and the optimizer's state) are 1-D
 C-contiguous arrays of one float dtype, updated in place in one streaming pass.
 
-:func:`sgd_step` is the notebook's update, ``p - g * lr``. :func:`sgd_momentum_step` and
+:func:`plain_sgd_step` is the notebook's update, ``p - g * lr``. :func:`sgd_momentum_step` and
 :func:`adam_step` are PyTorch 2.x's ``torch.optim.SGD`` and ``Adam``/``AdamW`` (the single-tensor
 path, ``foreach=False``), operation for operation: each ``tensor.add(other, alpha=a)``,
 ``lerp_`` and ``addcmul_`` of torch's CPU kernels is one fused multiply-add (``vec::fmadd``; its
@@ -78,7 +78,7 @@ def _fma_overload(a, b, c):  # pragma: no cover  (runs while Numba compiles)
 
 
 @jit
-def sgd_step(params, grads, lr):
+def plain_sgd_step(params, grads, lr):
     """``params -= grads * lr``, rounded as the notebook's ``p - g * lr`` (no fused multiply-add);
     params and grads (n,)."""
     rate = params.dtype.type(lr)
@@ -167,3 +167,40 @@ def adam_step(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, de
         # (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
         denom = np.sqrt(s) / scale + epsilon
         params[i] = p + (minus_step_size * a) / denom  # param.addcdiv_(exp_avg, denom, -step_size)
+
+
+# The optimizers by code, as the compiled loops take them (``fastcnn.optim.Optimizer.program``);
+# ``hyper`` holds (momentum, dampening, weight_decay, nesterov, beta1, beta2, eps, decoupled).
+PLAIN, MOMENTUM, ADAM = 0, 1, 2
+
+
+@jit
+def optimizer_step(params, grads, count, s1, s2, code, hyper, lr, taken):
+    """One step of optimizer ``code`` on a flat region: the mean gradient ``grads / count`` (grads
+    hold ``count`` samples' summed gradients; divided in place when count > 1, as the per-layer
+    path divides its sums), then :func:`plain_sgd_step`, :func:`sgd_momentum_step` (buffer s1) or
+    :func:`adam_step` (moments s1, s2). ``taken``: the steps taken before this one."""
+    if count != 1:
+        n = grads.dtype.type(count)
+        for i in range(grads.size):
+            grads[i] = grads[i] / n
+    if code == PLAIN:
+        plain_sgd_step(params, grads, lr)
+    elif code == MOMENTUM:
+        sgd_momentum_step(
+            params, grads, s1, lr, hyper[0], hyper[1], hyper[2], hyper[3] != 0, taken == 0
+        )
+    else:
+        adam_step(
+            params,
+            grads,
+            s1,
+            s2,
+            taken + 1,
+            lr,
+            hyper[4],
+            hyper[5],
+            hyper[6],
+            hyper[2],
+            hyper[7] != 0,
+        )
