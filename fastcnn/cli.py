@@ -163,8 +163,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--rate",
         type=_positive_float,
-        default=0.1,
-        help="SGD step size (default: 0.1, the notebook's)",
+        default=None,
+        help="learning rate (default: 0.1, the notebook's, for sgd and momentum; 0.001 for adam "
+        "and adamw; the peak rate of --schedule onecycle)",
     )
     train.add_argument(
         "--batch-size",
@@ -234,6 +235,53 @@ def _parser() -> argparse.ArgumentParser:
         "--quiet",
         action="store_true",
         help="no progress bar or epoch lines; only the final results",
+    )
+    # -- optimizers, schedules, resuming (issue 18) --
+    train.add_argument(
+        "--optimizer",
+        choices=("sgd", "momentum", "adam", "adamw"),
+        default="sgd",
+        help="sgd (default, the notebook's), momentum (SGD with --momentum), adam, adamw: as "
+        "torch.optim's SGD, Adam and AdamW",
+    )
+    train.add_argument(
+        "--momentum",
+        type=_non_negative_float,
+        default=0.9,
+        help="momentum of --optimizer momentum (default: 0.9)",
+    )
+    train.add_argument(
+        "--nesterov", action="store_true", help="Nesterov momentum (--optimizer momentum)"
+    )
+    train.add_argument(
+        "--weight-decay",
+        type=_non_negative_float,
+        default=None,
+        metavar="WD",
+        help="weight decay: L2, added to the gradient (sgd, momentum, adam; default 0), or "
+        "decoupled (adamw; default 0.01)",
+    )
+    train.add_argument(
+        "--schedule",
+        choices=("step", "cosine", "onecycle"),
+        help="learning-rate schedule: step (times --gamma every --step-size epochs), cosine (down "
+        "to 0 over the epochs), onecycle (per step, up to --rate and down; PyTorch's OneCycleLR "
+        "without momentum cycling); default: none",
+    )
+    train.add_argument(
+        "--step-size", type=_positive_int, default=1, help="epochs per step of --schedule step"
+    )
+    train.add_argument(
+        "--gamma",
+        type=_positive_float,
+        default=0.1,
+        help="factor of --schedule step (default: 0.1)",
+    )
+    train.add_argument(
+        "--resume",
+        metavar="MODEL",
+        help="continue the run that saved MODEL (the same options; --epochs is the total); "
+        "bit for bit the run that was never stopped. Writes to MODEL unless --out is given",
     )
     train.set_defaults(run=_train)
 
@@ -347,6 +395,16 @@ def _seed(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -361,11 +419,64 @@ def _positive_float(text: str) -> float:
 # train
 
 
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, as a shell reports a process SIGTERM ended
+
+
+class _Terminated(_Interrupted):
+    """SIGTERM during ``fastcnn train``: handled as Ctrl-C (the last completed epoch kept, the
+    lock and any temporary file removed on the way out), exit status 143."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def _train(args: argparse.Namespace) -> int:
-    out = args.out or f"fastcnn-{args.dataset}.npz"
-    # Fail now, not after the first epoch's work is done; hold the lock for the whole run.
-    with _OutputLock(out):
-        return _train_into(args, out)
+    out = args.out or args.resume or f"fastcnn-{args.dataset}.npz"
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: SIGTERM keeps its handler
+        previous = None
+    try:
+        # Fail now, not after the first epoch's work is done; hold the lock for the whole run.
+        with _OutputLock(out):
+            return _train_into(args, out)
+    except _Terminated:  # before or after the epochs (during them _train_into says which)
+        _interrupted("terminated")
+        return EXIT_TERMINATED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _recipe(args: argparse.Namespace, steps_per_epoch: int) -> tuple[Any, Any, float]:
+    """The optimizer, the schedule and the rate the options ask for."""
+    from . import optim
+
+    adam = args.optimizer in ("adam", "adamw")
+    rate = args.rate if args.rate is not None else (1e-3 if adam else 0.1)
+    decay = args.weight_decay
+    if args.nesterov and args.optimizer != "momentum":
+        raise CommandError("--nesterov needs --optimizer momentum")
+    optimizer: Any
+    schedule: Any = None
+    if args.optimizer == "sgd":
+        optimizer = optim.SGD(weight_decay=decay or 0.0) if decay else None
+    elif args.optimizer == "momentum":
+        optimizer = optim.SGD(
+            momentum=args.momentum, nesterov=args.nesterov, weight_decay=decay or 0.0
+        )
+    elif args.optimizer == "adam":
+        optimizer = optim.Adam(lr=rate, weight_decay=decay or 0.0)
+    else:
+        optimizer = optim.AdamW(lr=rate, weight_decay=0.01 if decay is None else decay)
+    if args.schedule == "step":
+        schedule = optim.StepLR(args.step_size, args.gamma)
+    elif args.schedule == "cosine":
+        schedule = optim.CosineAnnealingLR(args.epochs)
+    elif args.schedule == "onecycle":
+        schedule = optim.OneCycleLR(rate, epochs=args.epochs, steps_per_epoch=steps_per_epoch)
+    return optimizer, schedule, rate
 
 
 def _announce_compiling(args: argparse.Namespace, network: Any) -> None:
@@ -398,6 +509,7 @@ def _train_into(args: argparse.Namespace, out: str) -> int:
     from .datasets import one_hot, scale_images
     from .functions import d_mse, mse
     from .models import mnist_cnn
+    from .network import ResumeError
 
     if args.plot:
         from .plots import require_matplotlib
@@ -418,9 +530,12 @@ def _train_into(args: argparse.Namespace, out: str) -> int:
     )
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     epochs = f"{args.epochs} epoch{'s' if args.epochs > 1 else ''}"
+    optimizer, schedule, rate = _recipe(args, -(-len(x) // min(args.batch_size, len(x))))
+    recipe = "" if optimizer is None else f", {optimizer!r}"
+    recipe += "" if schedule is None else f", {schedule!r}"
     say(
         f"Training the notebook's MNIST CNN on {len(x)} {args.dataset} images ({epochs}, rate "
-        f"{args.rate}, batch size {args.batch_size}{', shuffled' if args.shuffle else ''}, init "
+        f"{rate}{recipe}, batch size {args.batch_size}{', shuffled' if args.shuffle else ''}, init "
         f"{args.init}, seed {args.seed}, {args.backend}, {args.dtype}); testing "
         f"on {len(test_images)}."
     )
@@ -445,27 +560,38 @@ def _train_into(args: argparse.Namespace, out: str) -> int:
             mse,
             d_mse,
             args.epochs,
-            args.rate,
+            None if optimizer is not None and optimizer.lr is not None else rate,
             verbose=False,
             progress=progress,
             on_epoch=on_epoch,
             batch_size=args.batch_size,
             shuffle=args.shuffle,
             rng=args.seed,
+            optimizer=optimizer,
+            schedule=schedule,
+            resume=args.resume,
         )
-    except KeyboardInterrupt:
+    except ResumeError as exc:
+        raise CommandError(f"{exc} (--resume)") from None
+    except KeyboardInterrupt as stop:
         progress.close()
+        status = EXIT_TERMINATED if isinstance(stop, _Terminated) else EXIT_INTERRUPTED
+        word = "terminated" if isinstance(stop, _Terminated) else "interrupted"
         during = kept["epoch"] + 1
         if kept["epoch"]:
             _interrupted(
-                f"interrupted during epoch {during}; kept the model of epoch "
-                f"{kept['epoch']} in {out}"
+                f"{word} during epoch {during}; kept the model of epoch {kept['epoch']} in {out}"
             )
+        elif args.resume:
+            _interrupted(f"{word} before the first epoch after {args.resume}'s; it is unchanged")
         else:
-            _interrupted("interrupted during epoch 1; no epoch completed, so no model was saved")
-        return EXIT_INTERRUPTED
+            _interrupted(f"{word} during epoch 1; no epoch completed, so no model was saved")
+        return status
     finally:
         progress.close()
+    if not history:
+        print(f"{args.resume} holds {args.epochs} epochs already; nothing to train")
+        return 0
     print(f"test accuracy: {history.accuracy[-1]:.4f}")
     print(f"model saved to {out}")
     if args.plot:

@@ -21,6 +21,11 @@ from .layers import Layer
 _CHUNK = 256
 
 
+class ResumeError(ValueError):
+    """``train(resume=PATH)`` cannot continue from that file (no training state in it, or one
+    made with other settings)."""
+
+
 class History(list):
     """Per-epoch training losses (a list, as the seed's epoch lines), plus ``accuracy``: per-epoch
     accuracy on the validation data, when ``train`` was given some."""
@@ -619,7 +624,7 @@ class _Run:
         saved = _modelfile.load_training(path)
         name = getattr(path, "name", path)
         if saved is None:
-            raise ValueError(
+            raise ResumeError(
                 f"resume={str(name)!r}: the model file holds no training state (written before "
                 f"resumable training, or not by Network.train); it can be evaluated, not resumed."
             )
@@ -627,9 +632,10 @@ class _Run:
         mine = self._describe()
         for key, value in mine.items():
             if doc.get(key) != value:
-                raise ValueError(
+                raise ResumeError(
                     f"resume={str(name)!r}: the checkpoint was trained with {key}="
-                    f"{doc.get(key)!r}, this call has {key}={value!r}; resume with the same."
+                    f"{_readable(doc.get(key))}, this call has {key}={_readable(value)}; "
+                    f"resume with the same."
                 )
         _modelfile.load_parameters(path, layers)
         if self.optimizer is not None:
@@ -639,9 +645,17 @@ class _Run:
             self.state = self.optimizer.load_state_dict(state, params)
         if generator is not None:
             if doc.get("rng") is None:
-                raise ValueError(f"resume={str(name)!r}: the checkpoint has no generator state.")
+                raise ResumeError(f"resume={str(name)!r}: the checkpoint has no generator state.")
             _set_state(generator, _decode(doc["rng"]))
         return int(doc["epoch"])
+
+
+def _readable(value: Any) -> str:
+    """A serialized optimizer or schedule as its repr, anything else as JSON has it."""
+    try:
+        return repr(_optim.deserialize(value))
+    except (ValueError, TypeError):
+        return repr(value)
 
 
 def _resolve_optimizer(
