@@ -491,7 +491,6 @@ class Network:
         oracle): per sample, the forward pass and ``gradient``; the batch's gradients summed,
         divided by its size, and the optimizer's ``reference_step`` (plain NumPy) on every
         layer's parameters."""
-        assert run.optimizer is not None and run.state is not None
         params = [p for layer in self.layers for p in layer.parameters()]
         total_loss = 0.0
         n = len(data_x)
@@ -537,13 +536,17 @@ class _Run:
         batch_size: int,
         shuffle: bool,
     ) -> None:
-        self.optimizer, self.schedule, self.base_lr = optimizer, schedule, base_lr
+        # Any: set together with stepped, which every use checks first.
+        self.optimizer: Any = optimizer
+        self.schedule, self.base_lr = schedule, base_lr
         self.batch_size, self.shuffle = batch_size, shuffle
-        self.state: _optim.OptimizerState | None = None
+        self.state: Any = None  # an OptimizerState whenever there is an optimizer
         # Plain SGD at one rate per epoch keeps the seed's fused SGD loops; anything else steps
         # with the optimizer (a per-step schedule needs a rate per step even for plain SGD).
         plain = optimizer is None or (isinstance(optimizer, _optim.SGD) and optimizer.plain)
         self.stepped = not (plain and (schedule is None or not schedule.per_step))
+        if self.stepped and optimizer is None:
+            self.optimizer = _optim.SGD()  # the seed's SGD at the schedule's rate of each step
         self.rate: Any = base_lr
         self.rates = np.full(1, base_lr)
         self._opt: tuple | None = None
@@ -566,7 +569,6 @@ class _Run:
         """The state into buffers laid out as the program's parameters."""
         if not self.stepped:
             return
-        assert self.optimizer is not None and self.state is not None
         names = self.optimizer.buffers()
         if len(self._buffers) != 2 or self._buffers[0].dtype != program.dtype:
             empty = np.zeros(0, program.dtype)
@@ -580,7 +582,6 @@ class _Run:
         """The loops' ``opt`` for a chunk starting at step ``index`` of the epoch."""
         if not self.stepped:
             return None
-        assert self.state is not None
         s1, s2 = self._buffers
         lrs = self.rates[index:]
         return (self._code, self._hyper, lrs, self.state.step, s1, s2)
@@ -592,7 +593,6 @@ class _Run:
     def leave(self, program: _compiled.Program) -> None:
         if not self.stepped:
             return
-        assert self.optimizer is not None and self.state is not None
         for name, buffer in zip(self.optimizer.buffers(), self._buffers, strict=False):
             program.gather(buffer, self.state.buffers[name])
 

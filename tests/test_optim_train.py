@@ -207,6 +207,25 @@ def test_plain_sgd_optimizer_is_the_default_bit_for_bit():
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("batch_size", [1, 32])
+def test_a_schedule_alone_steps_the_seeds_sgd(batch_size):
+    # Catches a per-step schedule with no optimizer (the command line's --schedule onecycle
+    # with plain sgd) failing or stepping otherwise than SGD() with that schedule.
+    x, y = data()
+    steps = -(-len(x) // batch_size)
+    runs = []
+    for opt in (None, optim.SGD()):
+        net = network()
+        schedule = optim.OneCycleLR(1.0, epochs=2, steps_per_epoch=steps)
+        net.train(
+            x, y, fc.mse, fc.d_mse, 2, 0.5, optimizer=opt, schedule=schedule,
+            batch_size=batch_size, verbose=False,
+        )  # fmt: skip
+        runs.append([p.copy() for layer in net.layers for p in layer.parameters()])
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_learning_rate_conflict_and_bad_arguments_are_refused():
     x, y = data(4)
     net = network()
