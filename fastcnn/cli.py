@@ -479,7 +479,7 @@ def _recipe(args: argparse.Namespace, steps_per_epoch: int) -> tuple[Any, Any, f
     return optimizer, schedule, rate
 
 
-def _announce_compiling(args: argparse.Namespace, network: Any) -> None:
+def _announce_compiling(args: argparse.Namespace, network: Any, stepped: bool = False) -> None:
     """One line on stderr before the seconds Numba spends compiling on a cold cache, so a first
     run does not look hung; nothing once the kernels are cached for this machine."""
     if args.backend != "numba":
@@ -495,8 +495,12 @@ def _announce_compiling(args: argparse.Namespace, network: Any) -> None:
         batch = args.batch_size > 1
         program = _compiled.program(network.layers, mse, d_mse, padded=not batch)
         # The loop compiles once per dtype and set of kinds (its flags): another network's variant
-        # in the cache (say XOR's) would not spare this run its compile.
-        if program is None or _jit.is_cached(program.entry(batch), args.dtype, program.flag_text()):
+        # in the cache (say XOR's) would not spare this run its compile. An optimizer's variant
+        # takes a tuple where the seed's SGD takes None.
+        texts = (args.dtype, program.flag_text()) if program is not None else ()
+        if program is None or _jit.is_cached(
+            program.entry(batch), *texts, *(("Tuple(",) if stepped else ())
+        ):
             return
         message = "compiling kernels for this machine (first run only)…"
     print(message, file=sys.stderr, flush=True)
@@ -541,7 +545,10 @@ def _train_into(args: argparse.Namespace, out: str) -> int:
     )
 
     if not args.quiet:
-        _announce_compiling(args, network)
+        from .network import _Run
+
+        stepped = _Run(optimizer, schedule, rate, args.batch_size, args.shuffle).stepped
+        _announce_compiling(args, network, stepped)
     progress = _Progress(len(x), args.epochs, enabled=not args.quiet)
     kept: dict[str, Any] = {"epoch": 0, "matrix": None}
 
