@@ -105,13 +105,17 @@ def sgd_momentum_mean_step(
     (each divided as it is read: one pass over memory fewer than dividing first)."""
     kind = params.dtype.type
     n = kind(count)
+    # Dividing by a power of two (1, 32, 64, ...) is multiplying by its exact reciprocal, and a
+    # product costs a fraction of a quotient.
+    exact = (count & (count - 1)) == 0
+    inverse = kind(1.0) / n
     minus_lr = kind(-lr)
     mu = kind(momentum)
     keep = kind(1.0 - dampening)
     decay = kind(weight_decay)
     for i in range(params.size):
         p = params[i]
-        g = grads[i] / n  # exact for n = 1
+        g = grads[i] * inverse if exact else grads[i] / n
         if weight_decay != 0:
             g = fma(p, decay, g)  # grad.add(param, alpha=weight_decay)
         if momentum != 0:
@@ -159,6 +163,10 @@ def adam_mean_step(
     """:func:`adam_step` by the mean gradient ``grads / count`` of ``count`` summed ones."""
     kind = params.dtype.type
     n = kind(count)
+    # Dividing by a power of two (1, 32, 64, ...) is multiplying by its exact reciprocal, and a
+    # product costs a fraction of a quotient.
+    exact = (count & (count - 1)) == 0
+    inverse = kind(1.0) / n
     step_size, bias_correction2_sqrt = adam_scalars(step, lr, beta1, beta2)
     weight = kind(1.0 - beta1)
     # torch's lerp(start, end, w): start + w * (end - start) for |w| < 0.5, else
@@ -174,7 +182,7 @@ def adam_mean_step(
     shrink = kind(1.0 - lr * weight_decay)
     for i in range(params.size):
         p = params[i]
-        g = grads[i] / n  # exact for n = 1
+        g = grads[i] * inverse if exact else grads[i] / n
         if weight_decay != 0:
             if decoupled:
                 p = p * shrink  # param.mul_(1 - lr * weight_decay)
