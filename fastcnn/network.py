@@ -673,7 +673,7 @@ def _resolve_optimizer(
         )
     own = None if optimizer is None else optimizer.lr
     if own is None:
-        if rate is None:
+        if rate is None and optimizer is not None:
             raise TypeError(
                 "rate must be a real number, got None (only an optimizer with its own lr "
                 "can do without it)."
