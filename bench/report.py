@@ -434,7 +434,7 @@ def slower(rows):
     """Groups where the Numba median is not below the reference's (STYLE: say so in the README)."""
     names = []
     for r in rows:
-        if r["impl"] != "numba":
+        if r["impl"] != "numba" or r["kind"] == "lenet":  # the LeNet table has its own ratios
             continue
         ref = _reference(rows, r["op"], r["shape"], r["dtype"])
         if ref is not None and ref / r["median"] < 1.0:
@@ -444,6 +444,48 @@ def slower(rows):
                 + f": {ref / r['median']:.2f}x"
             )
     return names
+
+
+# Issue 17's LeNet targets: (what, row, the row it is compared with, target ratio of samples/s).
+LENET_TARGETS = [
+    ("per sample, f32, vs the reference path", ("train", "numba", "float32", 1),
+     ("train", "reference", "float64", 1), 25.0),
+    ("per sample, f32, vs PyTorch at batch 1", ("train", "numba", "float32", 1),
+     ("train", "PyTorch", "float32", 1), 6.0),
+    ("B = 64, f32, vs PyTorch", ("train", "numba", "float32", 64),
+     ("train", "PyTorch", "float32", 64), 1.5),
+    ("B = 64, f64, vs PyTorch", ("train", "numba", "float64", 64),
+     ("train", "PyTorch", "float64", 64), 1.5),
+    ("evaluate 10,000, f32, vs PyTorch no_grad at 1,000", ("evaluate", "numba", "float32", 1000),
+     ("evaluate", "PyTorch", "float32", 1000), 2.0),
+]  # fmt: skip
+
+
+def lenet_table(rows):
+    """LeNet-5 (bench/test_lenet.py): samples/s of every contender, and the issue's ratios."""
+    rates = {}
+    for r in rows:
+        if r["kind"] == "lenet":
+            key = (r["op"].removeprefix("lenet_"), r["impl"], r["dtype"], r["batch_size"])
+            rates[key] = r["samples"] / r["median"]
+    if not rates:
+        return None
+    table = [
+        [op, f"B={b}" if op == "train" else f"batches of {b}", impl, dtype, f"{rate:,.0f}"]
+        for (op, impl, dtype, b), rate in rates.items()
+    ]
+    targets = []
+    for what, mine, other, target in LENET_TARGETS:
+        if mine in rates and other in rates:
+            ratio = rates[mine] / rates[other]
+            status = "met" if ratio >= target else "NOT met"
+            targets.append([what, f">= {target}x", f"{ratio:.2f}x", status])
+        else:
+            targets.append([what, f">= {target}x", "-", "not measured"])
+    return (["op", "batch", "impl", "dtype", "samples/s"], table), (
+        ["target (issue 17: fastcnn / other, same run)", "target", "measured", "status"],
+        targets,
+    )
 
 
 def render(headers, rows, markdown):
@@ -490,6 +532,17 @@ def report(data, coldstart, source, markdown=False):
         ("Issue targets (measured, not asserted)", target_table(rows, coldstart)),
     ):
         lines += ["", title(name), "", *render(headers, table, markdown)]
+    lenet = lenet_table(rows)
+    if lenet is not None:
+        for name, (headers, table) in zip(
+            (
+                "LeNet-5, one thread (bench/test_lenet.py)",
+                "Issue 17 targets (measured, not asserted)",
+            ),
+            lenet,
+            strict=True,
+        ):
+            lines += ["", title(name), "", *render(headers, table, markdown)]
     from bench.peers import peer_table, peer_targets  # mini-batch and prediction rows, vs peers
 
     peers = peer_table(data)

@@ -30,7 +30,16 @@ if TYPE_CHECKING:
         tanh,
     )
     from .io import load
-    from .layers import Activation, AvgPool, Convolution, Layer, Linear, MaxPool, Reshape
+    from .layers import (
+        Activation,
+        AvgPool,
+        Convolution,
+        Layer,
+        Linear,
+        MaxPool,
+        Reshape,
+        Softmax,
+    )
     from .network import History, Network
 
 _WHERE = {
@@ -47,6 +56,7 @@ _WHERE = {
     "Layer": "layers",
     "Linear": "layers",
     "Reshape": "layers",
+    "Softmax": "layers",
     "History": "network",
     "Network": "network",
     "relu": "functions",
@@ -71,6 +81,7 @@ __all__ = [
     "MaxPool",
     "Network",
     "Reshape",
+    "Softmax",
     "binary_cross_entropy",
     "cross_entropy",
     "d_binary_cross_entropy",

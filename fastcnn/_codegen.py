@@ -55,7 +55,7 @@ def is_builtin(kind: Kind | Loss) -> bool:
 
 def _functions(entry: Kind | Loss) -> list[Any]:
     if isinstance(entry, Loss):
-        return [entry.kernel]
+        return [entry.kernel, *entry.fused.values()]
     if entry.activation is not None:
         return list(entry.activation)
     return list(entry.hooks.values())
@@ -92,8 +92,12 @@ class _Writer:
 
     def all_flags(self) -> str:
         names = [f for k in self.kinds for f in self.flags(k)]
-        names += [f"loss_{loss.name}" for loss in self.losses]
+        names += [f"loss_{name}" for name in self.loss_names()]
         return ", ".join(names)
+
+    def loss_names(self) -> list[str]:
+        """Every loss entry of the loops (a loss, then its fused variants), in code order."""
+        return [name for loss in self.losses for name in registry.loss_entries(loss)]
 
     def kind_flags(self) -> str:
         return ", ".join(f for k in self.kinds for f in self.flags(k))
@@ -198,19 +202,28 @@ class _Writer:
             f"{pad}    {plain}({args})",
         ]
 
-    def loss(self, losses: dict[str, str], args: str) -> list[str]:
-        """``value = <the loss kernel>(args)`` for the loss whose code is ``loss``."""
-        lines = ["value = np.nan"]
-        for code, loss in enumerate(self.losses):
+    def loss(self, losses: dict[str, str], args: str, fused_args: str) -> list[str]:
+        """``value = <the loss kernel>(args)`` for the loss entry whose code is ``loss``; a fused
+        entry's kernel takes ``fused_args`` (the last layer's input, the target, its output and
+        its input's gradient) and sets ``skip``: the backward pass starts at the layer before."""
+        lines = ["value = np.nan", "skip = 0"]
+        for code, name in enumerate(self.loss_names()):
+            fused = "__" in name
             lines += [
-                f"if loss == {code} and loss_{loss.name} is not None:",
-                f"    value = {losses[loss.name]}({args})",
+                f"if loss == {code} and loss_{name} is not None:",
+                f"    value = {losses[name]}({fused_args if fused else args})",
             ]
+            if fused:
+                lines.append("    skip = 1")
         return lines
 
     def source(self, runtime: bool) -> str:
         hooks = {kind.name: self.hooks(kind) for kind in self.kinds}
         losses = {loss.name: self.name(loss.kernel, f"loss__{loss.name}") for loss in self.losses}
+        for loss in self.losses:
+            for kind, kernel in loss.fused.items():
+                name = f"{loss.name}__{kind}"
+                losses[name] = self.name(kernel, f"loss__{name}")
         activations = self.lines
 
         def block(lines: list[str], indent: int) -> str:
@@ -229,7 +242,7 @@ class _Writer:
             12,
         )
         batch_backward = block(self.dispatch(hooks, "backward_batch", _BATCH, True), 12)
-        sample_loss = block(self.loss(losses, "out, ys[k], g"), 8)
+        sample_loss = block(self.loss(losses, "out, ys[k], g", "lx, ys[k], out, lg"), 8)
         # The bodies are written out in each entry point, not called as shared inline functions
         # with the flags as arguments: CPython compiles a call of more than 30 arguments into a
         # *args call, which Numba cannot inline.
@@ -245,7 +258,12 @@ class _Writer:
             ).strip("\n"),
             batch_forward=batch_forward,
             batch_backward=batch_backward,
-            batch_loss=block(self.loss(losses, "out[b], ys[start + b], g[b]"), 12),
+            batch_loss=block(
+                self.loss(
+                    losses, "out[b], ys[start + b], g[b]", "lx[b], ys[start + b], out[b], lg[b]"
+                ),
+                12,
+            ),
         )
         head = [_HEADER.strip("\n"), "", "import numpy as np", ""]
         jit_from = "._jit" if self.relative else "fastcnn.kernels._jit"
@@ -262,7 +280,7 @@ class _Writer:
         head += [
             "",
             f"KINDS = {tuple(k.name for k in self.kinds)!r}",
-            f"LOSSES = {tuple(loss.name for loss in self.losses)!r}",
+            f"LOSSES = {tuple(self.loss_names())!r}",
             "",
             "",
         ]
@@ -294,6 +312,8 @@ _SAMPLE_BODY = """
     last = spec[spec.size - 1]
     out = acts[last.y : last.y + last.out_size]
     g = grads[last.y : last.y + last.out_size]
+    lx = acts[last.x : last.x + last.in_size]
+    lg = grads[last.x : last.x + last.in_size]
     first = spec[0]
     x = acts[first.x : first.x + first.in_size]
     for k in range(xs.shape[0]):
@@ -306,7 +326,7 @@ _SAMPLE_BODY = """
         if not np.isfinite(value):
             return k
         losses[k] = value
-        for l in range(spec.size - 1, -1, -1):
+        for l in range(spec.size - 1 - skip, -1, -1):
             L = spec[l]
             op = L.op
 {backward}
@@ -395,6 +415,8 @@ def train_sgd_batch(
 {batch_forward}
         out = region(acts, last.y, last.out_size, capacity, n)
         g = region(grads, last.y, last.out_size, capacity, n)
+        lx = region(acts, last.x, last.in_size, capacity, n)
+        lg = region(grads, last.x, last.in_size, capacity, n)
         finite = True
         for b in range(n):
 {batch_loss}
@@ -402,7 +424,7 @@ def train_sgd_batch(
             finite = finite and np.isfinite(value)
         if not finite:
             return start
-        for l in range(spec.size - 1, -1, -1):
+        for l in range(spec.size - 1 - skip, -1, -1):
             L = spec[l]
             op = L.op
 {batch_backward}

@@ -115,7 +115,12 @@ class Program:
         missing = sorted(set(kinds) - set(self.loops.KINDS))
         if missing:  # cannot happen: the loops are generated from the registry
             raise RuntimeError(f"the compiled loops have no branch for kind {missing[0]!r}")
-        self.loss = self.loops.LOSSES.index(loss.name)
+        # A loss that fuses with the last layer's kind (cross-entropy after a softmax) runs as one
+        # kernel over that layer's input; its entry in the loops is its own.
+        entry = loss.name
+        if kinds and kinds[-1] in loss.fused:
+            entry = f"{loss.name}__{kinds[-1]}"
+        self.loss = self.loops.LOSSES.index(entry)
         # Where each parameter array lives: (layer, name, offset, row stride or None).
         self._places: list[tuple[Layer, str, int, int | None]] = []
         records: list[dict[str, Any]] = []
@@ -168,7 +173,7 @@ class Program:
         self.grads = _empty_lines(offset, self.dtype)
         self._scratch_capacity: int | None = None
         self._use_scratch(1)
-        self.flags = flags(self.loops, self.spec, loss.name)
+        self.flags = flags(self.loops, self.spec, entry)
         # The parallel dense kernels' per-block input gradients (none on one thread).
         widest = int(self.spec["in_size"].max())
         self.partial = np.empty((num_threads, widest), self.dtype) if num_threads > 1 else None

@@ -61,7 +61,9 @@ ARCHITECTURE = "architecture.json"
 TRAINING = "training.json"
 
 # The only layer types a file may name are the registry's (fastcnn.registry.LAYERS); the JSON
-# fields each one must have (no more, no fewer) are the keys of its get_config(), CONFIG_FIELDS.
+# fields each one must have (no more, no fewer) are the keys of its get_config(), CONFIG_FIELDS,
+# except that a field of its CONFIG_DEFAULTS (added after files were first written, and left out
+# by get_config at its default) may be absent: it then has its default.
 _MAX_ARCHITECTURE_BYTES = 1 << 20  # a real one is a few hundred bytes; refuse to parse megabytes
 # The default budget of ``load``: 10**8 parameters, 800 MB as float64, some 300 times the notebook's
 # MNIST network (338,655). ``load(path, max_parameters=None)`` lifts it.
@@ -567,6 +569,9 @@ class _Reader:
                 f"{', '.join(LAYERS)}."
             )
         fields = set(LAYERS[kind].CONFIG_FIELDS)
+        # A file older than a layer's newer fields: they take the values that mean "absent".
+        for name, value in LAYERS[kind].CONFIG_DEFAULTS.items():
+            spec.setdefault(name, value)
         missing, unknown = sorted(fields - set(spec)), sorted(set(spec) - fields - {"type"})
         if missing:
             raise self.fail(f"layer {i} ({kind}): missing field {missing[0]!r}.")

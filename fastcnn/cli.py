@@ -26,6 +26,7 @@ import math
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -140,14 +141,28 @@ def _parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train",
-        help="train the notebook's MNIST CNN and save it",
+        help="train the notebook's MNIST CNN (or LeNet-5) and save it",
         description="Train the seed notebook's MNIST CNN (Convolution 5x3x3, sigmoid, Linear "
         "3380->100, sigmoid, Linear 100->10, sigmoid) by SGD on the MSE (per sample, or in "
-        "mini-batches with --batch-size), "
+        "mini-batches with --batch-size), or LeNet-5 (--model lenet) on the cross-entropy; "
         "print each epoch's mean loss and test accuracy, and save the model after "
-        "every epoch (Ctrl-C keeps the last completed epoch's model).",
+        "every epoch (Ctrl-C keeps the last completed epoch's model). Each model has a default "
+        "recipe (epochs, rate, batch size, shuffling, init, loss); an option given overrides it.",
     )
     _data_options(train, "training samples")
+    train.add_argument(
+        "--model",
+        choices=("notebook", "lenet"),
+        default="notebook",
+        help="notebook (default): the seed's CNN, 5 epochs of per-sample SGD at rate 0.1 on the "
+        "MSE; lenet: LeNet-5 (two 5x5 convolutions with ReLU and max-pooling, three dense layers, "
+        "softmax), its recipe the README's",
+    )
+    train.add_argument(
+        "--loss",
+        choices=("mse", "cross-entropy"),
+        help="the loss (default: the model's: mse for notebook, cross-entropy for lenet)",
+    )
     train.add_argument(
         "--test-limit",
         type=_positive_int,
@@ -157,35 +172,34 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--epochs",
         type=_positive_int,
-        default=5,
-        help="passes over the training set (default: 5, the notebook's)",
+        help="passes over the training set (default: the model's; 5 for notebook)",
     )
     train.add_argument(
         "--rate",
         type=_positive_float,
-        default=None,
-        help="learning rate (default: 0.1, the notebook's, for sgd and momentum; 0.001 for adam "
-        "and adamw; the peak rate of --schedule onecycle)",
+        help="learning rate (default: the model's, 0.1 for notebook; 0.001 with --optimizer adam "
+        "or adamw; the peak rate of --schedule onecycle)",
     )
     train.add_argument(
         "--batch-size",
         type=_positive_int,
-        default=1,
         metavar="B",
-        help="samples per SGD step (default: 1, the notebook's per-sample SGD); B > 1 moves the "
+        help="samples per SGD step (default: the model's; 1, per-sample SGD, for notebook, 16 "
+        "for lenet); B > 1 moves the "
         "weights once per B samples by the mean gradient (PyTorch's MSELoss() + SGD), much "
         "faster per sample; try --init xavier --batch-size 16 --rate 5 --shuffle",
     )
     train.add_argument(
         "--shuffle",
-        action="store_true",
-        help="visit the training images in a new random order every epoch, drawn from --seed",
+        action=argparse.BooleanOptionalAction,
+        help="visit the training images in a new random order every epoch, drawn from --seed "
+        "(default: the model's; off for notebook, on for lenet)",
     )
     train.add_argument(
         "--init",
         choices=("notebook", "xavier", "he", "seed"),
-        default="notebook",
-        help="initial weights. notebook (default; 'seed' is its old name): the notebook's randn, which saturates the "
+        help="initial weights (default: the model's; he for lenet). notebook (the notebook "
+        "model's default; 'seed' is its old name): the notebook's randn, which saturates the "
         "sigmoids and learns slowly, about 63%% test accuracy after 5 epochs on 10,000 "
         "images. xavier: Glorot-normal weights and zero biases; --init xavier --rate 0.5 "
         "does much better, about 85%% after one epoch on 10,000 images",
@@ -207,8 +221,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--dtype",
         choices=("float64", "float32"),
-        default="float64",
-        help="parameter and arithmetic precision (default: float64)",
+        help="parameter and arithmetic precision (default: the model's; float64 for notebook, "
+        "float32 for lenet)",
     )
     train.add_argument(
         "--threads",
@@ -431,7 +445,22 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise _Terminated
 
 
+def _apply_recipe(args: argparse.Namespace) -> None:
+    """Fill every training option not given from the model's recipe (``fastcnn.models.RECIPES``)."""
+    from .models import RECIPES
+
+    recipe = RECIPES[args.model]
+    # Adam's rate is not SGD's: without --rate, adam and adamw take their own default.
+    args.rate_given = args.rate is not None
+    for name in ("epochs", "rate", "batch_size", "shuffle", "init", "dtype"):
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(recipe, name))
+    if args.loss is None:
+        args.loss = recipe.loss_name
+
+
 def _train(args: argparse.Namespace) -> int:
+    _apply_recipe(args)
     out = args.out or args.resume or f"fastcnn-{args.dataset}.npz"
     try:
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
@@ -454,7 +483,7 @@ def _recipe(args: argparse.Namespace, steps_per_epoch: int) -> tuple[Any, Any, f
     from . import optim
 
     adam = args.optimizer in ("adam", "adamw")
-    rate = args.rate if args.rate is not None else (1e-3 if adam else 0.1)
+    rate = 1e-3 if adam and not getattr(args, "rate_given", True) else args.rate
     decay = args.weight_decay
     if args.nesterov and args.optimizer != "momentum":
         raise CommandError("--nesterov needs --optimizer momentum")
@@ -485,15 +514,15 @@ def _announce_compiling(args: argparse.Namespace, network: Any, stepped: bool = 
     if args.backend != "numba":
         return
     from . import _compiled
-    from .functions import d_mse, mse
     from .kernels import _jit
+    from .models import LOSSES
 
     if args.threads > 1 and args.batch_size == 1:
         # Parallel kernels are never cached (numba#10128, see kernels/_jit.py).
         message = f"compiling the {args.threads}-thread kernels (every run with --threads)…"
     else:
         batch = args.batch_size > 1
-        program = _compiled.program(network.layers, mse, d_mse, padded=not batch)
+        program = _compiled.program(network.layers, *LOSSES[args.loss], padded=not batch)
         # The loop compiles once per dtype and set of kinds (its flags): another network's variant
         # in the cache (say XOR's) would not spare this run its compile. An optimizer's variant
         # takes a tuple where the seed's SGD takes None.
@@ -511,8 +540,7 @@ def _train_into(args: argparse.Namespace, out: str) -> int:
 
     from . import io
     from .datasets import one_hot, scale_images
-    from .functions import d_mse, mse
-    from .models import mnist_cnn
+    from .models import LOSSES, MODELS
     from .network import ResumeError
 
     if args.plot:
@@ -525,7 +553,7 @@ def _train_into(args: argparse.Namespace, out: str) -> int:
     _require_images(args, train_x, "training")
     _require_images(args, test_x, "test")
     x, y, test_images = scale_images(train_x), one_hot(train_y), scale_images(test_x)
-    network = mnist_cnn(
+    network = MODELS[args.model](
         backend=args.backend,
         dtype=np.dtype(args.dtype),
         rng=args.seed,
@@ -534,11 +562,12 @@ def _train_into(args: argparse.Namespace, out: str) -> int:
     )
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     epochs = f"{args.epochs} epoch{'s' if args.epochs > 1 else ''}"
+    name = "the notebook's MNIST CNN" if args.model == "notebook" else "LeNet-5"
     optimizer, schedule, rate = _recipe(args, -(-len(x) // min(args.batch_size, len(x))))
     recipe = "" if optimizer is None else f", {optimizer!r}"
     recipe += "" if schedule is None else f", {schedule!r}"
     say(
-        f"Training the notebook's MNIST CNN on {len(x)} {args.dataset} images ({epochs}, rate "
+        f"Training {name} on {len(x)} {args.dataset} images ({epochs}, {args.loss}, rate "
         f"{rate}{recipe}, batch size {args.batch_size}{', shuffled' if args.shuffle else ''}, init "
         f"{args.init}, seed {args.seed}, {args.backend}, {args.dtype}); testing "
         f"on {len(test_images)}."
@@ -550,22 +579,25 @@ def _train_into(args: argparse.Namespace, out: str) -> int:
         stepped = _Run(optimizer, schedule, rate, args.batch_size, args.shuffle).stepped
         _announce_compiling(args, network, stepped)
     progress = _Progress(len(x), args.epochs, enabled=not args.quiet)
-    kept: dict[str, Any] = {"epoch": 0, "matrix": None}
+    kept: dict[str, Any] = {"epoch": 0, "matrix": None, "seconds": 0.0}
+    kept["started"] = time.perf_counter()
 
     def on_epoch(epoch: int, history) -> None:
+        # Training seconds only: saving and testing below are off the clock.
+        kept["seconds"] += time.perf_counter() - kept["started"]
         progress.close()
         io.save(network, out)  # atomic: an interrupt here leaves the previous epoch's file
         kept["epoch"] = epoch
         kept["matrix"] = _confusion(network, test_images, test_y)
         history.accuracy.append(_accuracy(kept["matrix"]))
         say(f"Epoch {epoch}, total loss: {history[-1]}, test accuracy: {history.accuracy[-1]:.4f}")
+        kept["started"] = time.perf_counter()
 
     try:
         history = network.train(
             x,
             y,
-            mse,
-            d_mse,
+            *LOSSES[args.loss],
             args.epochs,
             None if optimizer is not None and optimizer.lr is not None else rate,
             verbose=False,
@@ -600,6 +632,9 @@ def _train_into(args: argparse.Namespace, out: str) -> int:
         print(f"{args.resume} holds {args.epochs} epochs already; nothing to train")
         return 0
     print(f"test accuracy: {history.accuracy[-1]:.4f}")
+    print(
+        f"trained {kept['epoch']} epochs in {kept['seconds']:.1f} s (testing and saving not counted)"
+    )
     print(f"model saved to {out}")
     if args.plot:
         _write_plots(args.plot, network, history, kept["matrix"])

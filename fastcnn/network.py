@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _compiled, _modelfile
+from . import _compiled, _modelfile, registry
 from . import _validation as check
 from . import optim as _optim
 from ._threads import blas_threads
@@ -110,6 +110,15 @@ class Network:
                     raise ValueError(
                         f"layer {i} ({layer!r}) expects input of shape {want}, but layer {j} "
                         f"({before!r}) outputs shape {have}."
+                    )
+            if previous is not None and layer.input_shape is None:
+                j, before = previous
+                have = tuple(before.output_shape or ())
+                fault = layer.input_fault(have)
+                if fault:
+                    raise ValueError(
+                        f"layer {i} ({fault}) cannot follow layer {j} ({before!r}), which outputs "
+                        f"shape {have}."
                     )
             if layer.output_shape is not None:
                 previous = (i, layer)
@@ -267,6 +276,7 @@ class Network:
         self._check_chain()
         data_x = self._check_inputs("data_x", data_x)
         data_y = check.check_targets(data_y, self.output_shape)
+        _check_loss_targets(loss, d_loss, data_y)
         if len(data_x) != len(data_y):
             raise ValueError(
                 f"train got {len(data_x)} inputs (data_x) but {len(data_y)} targets (data_y); "
@@ -728,6 +738,26 @@ def _decode(value: Any) -> Any:
             return np.array(value["ndarray"], dtype=np.dtype(value["dtype"]))
         return {k: _decode(v) for k, v in value.items()}
     return value
+
+
+def _check_loss_targets(loss: Callable, d_loss: Callable, data_y: NDArray) -> None:
+    """The registered loss's own check of the targets (cross-entropy wants distributions), before
+    any update, on every path."""
+    from . import losses as _  # noqa: F401  (registers the built-in losses)
+
+    entry = registry.loss_of(loss, d_loss)
+    if entry is None or entry.targets is None:
+        return
+    fault = entry.targets(data_y)
+    if fault:
+        raise ValueError(
+            f"train with {entry.function.__name__}: the targets (data_y) must each be a "
+            f"probability distribution (one-hot or soft labels) of shape {data_y.shape[1:]}, "
+            f"but {fault}; nothing was trained."
+            if entry.name == "cross_entropy"
+            else f"train with {entry.function.__name__}: the targets (data_y) are not valid for "
+            f"this loss: {fault}; nothing was trained."
+        )
 
 
 def _not_finite_batch(e: int, start: int, k: int, value: Any) -> FloatingPointError:

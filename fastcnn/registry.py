@@ -89,12 +89,21 @@ class Activation:
 class Loss:
     """A registered loss: the seed-style pair ``loss(predicted, actual)`` / ``d_loss(predicted,
     actual)`` and its kernel ``kernel(predicted, actual, d_predicted) -> loss`` on one sample's
-    flat output."""
+    flat output.
+
+    ``fused`` maps a kind to a kernel that computes this loss from the input of a last layer of
+    that kind, ``kernel(x, actual, y, d_x) -> loss``: it writes the layer's output ``y`` and the
+    gradient of its input ``d_x`` itself, and the backward pass starts at the layer before (the
+    cross-entropy of a softmax's logits, by log-sum-exp). ``targets(data_y)`` says what is wrong
+    with a training set's targets for this loss, or None; ``Network.train`` asks before any
+    update."""
 
     name: str
     function: Any
     derivative: Any
     kernel: Any
+    fused: dict[str, Any] = field(default_factory=dict)
+    targets: Any = None
 
 
 LAYERS: dict[str, type[Layer]] = {}
@@ -151,11 +160,21 @@ def register_activation(
     return entry
 
 
-def register_loss(name: str, function: Any, derivative: Any, kernel: Any) -> Loss:
+def register_loss(
+    name: str,
+    function: Any,
+    derivative: Any,
+    kernel: Any,
+    *,
+    fused: dict[str, Any] | None = None,
+    targets: Any = None,
+) -> Loss:
     """Enter a loss pair with its kernel: ``Network.train(..., function, derivative, ...)`` then
-    runs on the compiled loops."""
+    runs on the compiled loops. ``fused`` and ``targets`` as :class:`Loss` has them."""
     _check_name("loss", name, LOSSES)
-    entry = Loss(name, function, derivative, kernel)
+    for kind in fused or {}:
+        _check_name("kind", kind, {})
+    entry = Loss(name, function, derivative, kernel, dict(fused or {}), targets)
     LOSSES[name] = entry
     return entry
 
@@ -172,6 +191,12 @@ def activation_of(function: Any, derivative: Any) -> Activation | None:
         if entry.function is function and entry.derivative is derivative:
             return entry
     return None
+
+
+def loss_entries(loss: Loss) -> list[str]:
+    """The names of a loss's entries in the compiled loops: its own, then ``{name}__{kind}`` for
+    each kind it fuses with."""
+    return [loss.name, *(f"{loss.name}__{kind}" for kind in loss.fused)]
 
 
 def loss_of(function: Any, derivative: Any) -> Loss | None:

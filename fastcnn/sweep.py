@@ -538,7 +538,7 @@ class Objective:
         history = network.train(
             self.data.train_x,
             self.data.train_y,
-            *_loss(),
+            *_loss(options["model"]),
             verbose=False,
             on_epoch=on_epoch,
             rng=options["seed"],
@@ -553,10 +553,12 @@ class Objective:
         trial.set_user_attr(_LOSS, float(history[-1]))
 
 
-def _loss():
-    from .functions import d_mse, mse
+def _loss(model: str):
+    """The loss pair the preset ``model`` is trained with (its recipe's)."""
+    from .models import RECIPES
 
-    return mse, d_mse
+    recipe = RECIPES[model]
+    return recipe.loss, recipe.d_loss
 
 
 def build_network(options: Mapping[str, Any]):
@@ -592,7 +594,7 @@ def warm_up(space: Space, data: Data) -> None:
         network.train(
             data.train_x[:2],
             data.train_y[:2],
-            *_loss(),
+            *_loss(model),
             1,
             0.1,
             verbose=False,

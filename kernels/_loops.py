@@ -22,15 +22,18 @@ from ._jit import jit
 from .activation import sigmoid as sigmoid__kernel, sigmoid_backward as sigmoid__kernel_backward
 from .buffers import copy, region
 from .conv import backward as conv__backward, backward_batch as conv__backward_batch, backward_first as conv__backward_first, backward_first_batch as conv__backward_first_batch, forward as conv__forward, forward_batch as conv__forward_batch
+from .conv_gemm import backward_batch as conv_padded__backward_batch, backward_first_batch as conv_padded__backward_first_batch, forward_batch as conv_padded__forward_batch
+from .conv_padded import backward as conv_padded__backward, backward_first as conv_padded__backward_first, forward as conv_padded__forward
 from .dense import backward as dense__backward, backward_batch as dense__backward_batch, backward_first as dense__backward_first, backward_first_batch as dense__backward_first_batch, backward_first_sgd as dense__backward_first_sgd, backward_first_sgd_batch as dense__backward_first_sgd_batch, backward_sgd as dense__backward_sgd, backward_sgd_batch as dense__backward_sgd_batch, forward as dense__forward, forward_batch as dense__forward_batch
 from .losses import mse as loss__mse
 from .optim import optimizer_step
 from .pointwise import leaky_relu as leaky_relu__kernel, leaky_relu_backward as leaky_relu__kernel_backward, relu as relu__kernel, relu_backward as relu__kernel_backward, tanh as tanh__kernel, tanh_backward as tanh__kernel_backward
 from .pool import avg_backward as avgpool__backward, avg_backward_batch as avgpool__backward_batch, avg_forward as avgpool__forward, avg_forward_batch as avgpool__forward_batch, max_backward as maxpool__backward, max_backward_batch as maxpool__backward_batch, max_forward as maxpool__forward, max_forward_batch as maxpool__forward_batch
 from .sgd import sgd_step
+from .softmax import backward as softmax__backward, backward_batch as softmax__backward_batch, binary_cross_entropy as loss__binary_cross_entropy, cross_entropy as loss__cross_entropy, forward as softmax__forward, forward_batch as softmax__forward_batch, softmax_cross_entropy as loss__cross_entropy__softmax
 
-KINDS = ('conv', 'dense', 'sigmoid', 'relu', 'tanh', 'leaky_relu', 'maxpool', 'avgpool')
-LOSSES = ('mse',)
+KINDS = ('conv', 'conv_padded', 'dense', 'sigmoid', 'relu', 'tanh', 'leaky_relu', 'maxpool', 'avgpool', 'softmax')
+LOSSES = ('mse', 'cross_entropy', 'cross_entropy__softmax', 'binary_cross_entropy')
 
 
 @jit(inline=True)
@@ -141,7 +144,7 @@ def _opt_step(spec, params, gparams, count, opt, index):
 
 @jit
 def train_sgd(
-    spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, opt, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, loss_mse
+    spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, opt, conv, conv_first, conv_inner, conv_padded, conv_padded_first, conv_padded_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner, loss_mse, loss_cross_entropy, loss_cross_entropy__softmax, loss_binary_cross_entropy
 ):
     """The seed's ``Network.train`` inner loop (per-sample SGD) over samples ``xs``/``ys``.
 
@@ -153,6 +156,8 @@ def train_sgd(
     last = spec[spec.size - 1]
     out = acts[last.y : last.y + last.out_size]
     g = grads[last.y : last.y + last.out_size]
+    lx = acts[last.x : last.x + last.in_size]
+    lg = grads[last.x : last.x + last.in_size]
     first = spec[0]
     x = acts[first.x : first.x + first.in_size]
     for k in range(xs.shape[0]):
@@ -163,34 +168,48 @@ def train_sgd(
             if op == 0:  # conv
                 if conv is not None:
                     conv__forward(L, params, acts, scratch, None)
-            elif op == 1:  # dense
+            elif op == 1:  # conv_padded
+                if conv_padded is not None:
+                    conv_padded__forward(L, params, acts, scratch, None)
+            elif op == 2:  # dense
                 if dense is not None:
                     dense__forward(L, params, acts, scratch, None)
-            elif op == 2:  # sigmoid
+            elif op == 3:  # sigmoid
                 if sigmoid is not None:
                     _sigmoid_forward(L, params, acts, scratch, None)
-            elif op == 3:  # relu
+            elif op == 4:  # relu
                 if relu is not None:
                     _relu_forward(L, params, acts, scratch, None)
-            elif op == 4:  # tanh
+            elif op == 5:  # tanh
                 if tanh is not None:
                     _tanh_forward(L, params, acts, scratch, None)
-            elif op == 5:  # leaky_relu
+            elif op == 6:  # leaky_relu
                 if leaky_relu is not None:
                     _leaky_relu_forward(L, params, acts, scratch, None)
-            elif op == 6:  # maxpool
+            elif op == 7:  # maxpool
                 if maxpool is not None:
                     maxpool__forward(L, params, acts, scratch, None)
-            elif op == 7:  # avgpool
+            elif op == 8:  # avgpool
                 if avgpool is not None:
                     avgpool__forward(L, params, acts, scratch, None)
+            elif op == 9:  # softmax
+                if softmax is not None:
+                    softmax__forward(L, params, acts, scratch, None)
         value = np.nan
+        skip = 0
         if loss == 0 and loss_mse is not None:
             value = loss__mse(out, ys[k], g)
+        if loss == 1 and loss_cross_entropy is not None:
+            value = loss__cross_entropy(out, ys[k], g)
+        if loss == 2 and loss_cross_entropy__softmax is not None:
+            value = loss__cross_entropy__softmax(lx, ys[k], out, lg)
+            skip = 1
+        if loss == 3 and loss_binary_cross_entropy is not None:
+            value = loss__binary_cross_entropy(out, ys[k], g)
         if not np.isfinite(value):
             return k
         losses[k] = value
-        for l in range(spec.size - 1, -1, -1):
+        for l in range(spec.size - 1 - skip, -1, -1):
             L = spec[l]
             op = L.op
             if op == 0:  # conv
@@ -199,7 +218,13 @@ def train_sgd(
                         conv__backward_first(L, params, gparams, acts, grads, scratch, rate, None)
                 elif conv_inner is not None:
                     conv__backward(L, params, gparams, acts, grads, scratch, rate, None)
-            elif op == 1:  # dense
+            elif op == 1:  # conv_padded
+                if l == 0:
+                    if conv_padded_first is not None:
+                        conv_padded__backward_first(L, params, gparams, acts, grads, scratch, rate, None)
+                elif conv_padded_inner is not None:
+                    conv_padded__backward(L, params, gparams, acts, grads, scratch, rate, None)
+            elif op == 2:  # dense
                 if l == 0:
                     if dense_first is not None:
                         if opt is None:
@@ -211,24 +236,27 @@ def train_sgd(
                         dense__backward_sgd(L, params, gparams, acts, grads, scratch, rate, None)
                     else:
                         dense__backward(L, params, gparams, acts, grads, scratch, rate, None)
-            elif op == 2:  # sigmoid
+            elif op == 3:  # sigmoid
                 if l > 0 and sigmoid_inner is not None:
                     _sigmoid_backward(L, params, gparams, acts, grads, scratch, rate, None)
-            elif op == 3:  # relu
+            elif op == 4:  # relu
                 if l > 0 and relu_inner is not None:
                     _relu_backward(L, params, gparams, acts, grads, scratch, rate, None)
-            elif op == 4:  # tanh
+            elif op == 5:  # tanh
                 if l > 0 and tanh_inner is not None:
                     _tanh_backward(L, params, gparams, acts, grads, scratch, rate, None)
-            elif op == 5:  # leaky_relu
+            elif op == 6:  # leaky_relu
                 if l > 0 and leaky_relu_inner is not None:
                     _leaky_relu_backward(L, params, gparams, acts, grads, scratch, rate, None)
-            elif op == 6:  # maxpool
+            elif op == 7:  # maxpool
                 if l > 0 and maxpool_inner is not None:
                     maxpool__backward(L, params, gparams, acts, grads, scratch, rate, None)
-            elif op == 7:  # avgpool
+            elif op == 8:  # avgpool
                 if l > 0 and avgpool_inner is not None:
                     avgpool__backward(L, params, gparams, acts, grads, scratch, rate, None)
+            elif op == 9:  # softmax
+                if l > 0 and softmax_inner is not None:
+                    softmax__backward(L, params, gparams, acts, grads, scratch, rate, None)
         if opt is None:
             _step(spec, params, gparams, 1, rate)
         else:
@@ -238,13 +266,15 @@ def train_sgd(
 
 @jit(cache=False)
 def train_sgd_threads(
-    spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, opt, partial, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, loss_mse
+    spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, opt, partial, conv, conv_first, conv_inner, conv_padded, conv_padded_first, conv_padded_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner, loss_mse, loss_cross_entropy, loss_cross_entropy__softmax, loss_binary_cross_entropy
 ):
     """:func:`train_sgd` with the large dense layers split into ``len(partial)`` blocks run on
     ``numba.get_num_threads()`` threads."""
     last = spec[spec.size - 1]
     out = acts[last.y : last.y + last.out_size]
     g = grads[last.y : last.y + last.out_size]
+    lx = acts[last.x : last.x + last.in_size]
+    lg = grads[last.x : last.x + last.in_size]
     first = spec[0]
     x = acts[first.x : first.x + first.in_size]
     for k in range(xs.shape[0]):
@@ -255,34 +285,48 @@ def train_sgd_threads(
             if op == 0:  # conv
                 if conv is not None:
                     conv__forward(L, params, acts, scratch, partial)
-            elif op == 1:  # dense
+            elif op == 1:  # conv_padded
+                if conv_padded is not None:
+                    conv_padded__forward(L, params, acts, scratch, partial)
+            elif op == 2:  # dense
                 if dense is not None:
                     dense__forward(L, params, acts, scratch, partial)
-            elif op == 2:  # sigmoid
+            elif op == 3:  # sigmoid
                 if sigmoid is not None:
                     _sigmoid_forward(L, params, acts, scratch, partial)
-            elif op == 3:  # relu
+            elif op == 4:  # relu
                 if relu is not None:
                     _relu_forward(L, params, acts, scratch, partial)
-            elif op == 4:  # tanh
+            elif op == 5:  # tanh
                 if tanh is not None:
                     _tanh_forward(L, params, acts, scratch, partial)
-            elif op == 5:  # leaky_relu
+            elif op == 6:  # leaky_relu
                 if leaky_relu is not None:
                     _leaky_relu_forward(L, params, acts, scratch, partial)
-            elif op == 6:  # maxpool
+            elif op == 7:  # maxpool
                 if maxpool is not None:
                     maxpool__forward(L, params, acts, scratch, partial)
-            elif op == 7:  # avgpool
+            elif op == 8:  # avgpool
                 if avgpool is not None:
                     avgpool__forward(L, params, acts, scratch, partial)
+            elif op == 9:  # softmax
+                if softmax is not None:
+                    softmax__forward(L, params, acts, scratch, partial)
         value = np.nan
+        skip = 0
         if loss == 0 and loss_mse is not None:
             value = loss__mse(out, ys[k], g)
+        if loss == 1 and loss_cross_entropy is not None:
+            value = loss__cross_entropy(out, ys[k], g)
+        if loss == 2 and loss_cross_entropy__softmax is not None:
+            value = loss__cross_entropy__softmax(lx, ys[k], out, lg)
+            skip = 1
+        if loss == 3 and loss_binary_cross_entropy is not None:
+            value = loss__binary_cross_entropy(out, ys[k], g)
         if not np.isfinite(value):
             return k
         losses[k] = value
-        for l in range(spec.size - 1, -1, -1):
+        for l in range(spec.size - 1 - skip, -1, -1):
             L = spec[l]
             op = L.op
             if op == 0:  # conv
@@ -291,7 +335,13 @@ def train_sgd_threads(
                         conv__backward_first(L, params, gparams, acts, grads, scratch, rate, partial)
                 elif conv_inner is not None:
                     conv__backward(L, params, gparams, acts, grads, scratch, rate, partial)
-            elif op == 1:  # dense
+            elif op == 1:  # conv_padded
+                if l == 0:
+                    if conv_padded_first is not None:
+                        conv_padded__backward_first(L, params, gparams, acts, grads, scratch, rate, partial)
+                elif conv_padded_inner is not None:
+                    conv_padded__backward(L, params, gparams, acts, grads, scratch, rate, partial)
+            elif op == 2:  # dense
                 if l == 0:
                     if dense_first is not None:
                         if opt is None:
@@ -303,24 +353,27 @@ def train_sgd_threads(
                         dense__backward_sgd(L, params, gparams, acts, grads, scratch, rate, partial)
                     else:
                         dense__backward(L, params, gparams, acts, grads, scratch, rate, partial)
-            elif op == 2:  # sigmoid
+            elif op == 3:  # sigmoid
                 if l > 0 and sigmoid_inner is not None:
                     _sigmoid_backward(L, params, gparams, acts, grads, scratch, rate, partial)
-            elif op == 3:  # relu
+            elif op == 4:  # relu
                 if l > 0 and relu_inner is not None:
                     _relu_backward(L, params, gparams, acts, grads, scratch, rate, partial)
-            elif op == 4:  # tanh
+            elif op == 5:  # tanh
                 if l > 0 and tanh_inner is not None:
                     _tanh_backward(L, params, gparams, acts, grads, scratch, rate, partial)
-            elif op == 5:  # leaky_relu
+            elif op == 6:  # leaky_relu
                 if l > 0 and leaky_relu_inner is not None:
                     _leaky_relu_backward(L, params, gparams, acts, grads, scratch, rate, partial)
-            elif op == 6:  # maxpool
+            elif op == 7:  # maxpool
                 if l > 0 and maxpool_inner is not None:
                     maxpool__backward(L, params, gparams, acts, grads, scratch, rate, partial)
-            elif op == 7:  # avgpool
+            elif op == 8:  # avgpool
                 if l > 0 and avgpool_inner is not None:
                     avgpool__backward(L, params, gparams, acts, grads, scratch, rate, partial)
+            elif op == 9:  # softmax
+                if l > 0 and softmax_inner is not None:
+                    softmax__backward(L, params, gparams, acts, grads, scratch, rate, partial)
         if opt is None:
             _step(spec, params, gparams, 1, rate)
         else:
@@ -330,7 +383,7 @@ def train_sgd_threads(
 
 @jit
 def train_sgd_batch(
-    spec, params, gparams, acts, grads, scratch, xs, ys, capacity, rate, loss, losses, opt, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, loss_mse
+    spec, params, gparams, acts, grads, scratch, xs, ys, capacity, rate, loss, losses, opt, conv, conv_first, conv_inner, conv_padded, conv_padded_first, conv_padded_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner, loss_mse, loss_cross_entropy, loss_cross_entropy__softmax, loss_binary_cross_entropy
 ):
     """Mini-batch SGD: each consecutive batch of ``capacity`` samples of ``xs``/``ys`` (the last may
     be shorter) moves ``params`` once by ``rate`` times the mean of its per-sample gradients, taken
@@ -355,39 +408,55 @@ def train_sgd_batch(
             if op == 0:  # conv
                 if conv is not None:
                     conv__forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 1:  # dense
+            elif op == 1:  # conv_padded
+                if conv_padded is not None:
+                    conv_padded__forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 2:  # dense
                 if dense is not None:
                     dense__forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 2:  # sigmoid
+            elif op == 3:  # sigmoid
                 if sigmoid is not None:
                     _sigmoid_forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 3:  # relu
+            elif op == 4:  # relu
                 if relu is not None:
                     _relu_forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 4:  # tanh
+            elif op == 5:  # tanh
                 if tanh is not None:
                     _tanh_forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 5:  # leaky_relu
+            elif op == 6:  # leaky_relu
                 if leaky_relu is not None:
                     _leaky_relu_forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 6:  # maxpool
+            elif op == 7:  # maxpool
                 if maxpool is not None:
                     maxpool__forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 7:  # avgpool
+            elif op == 8:  # avgpool
                 if avgpool is not None:
                     avgpool__forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 9:  # softmax
+                if softmax is not None:
+                    softmax__forward_batch(L, params, acts, scratch, capacity, n)
         out = region(acts, last.y, last.out_size, capacity, n)
         g = region(grads, last.y, last.out_size, capacity, n)
+        lx = region(acts, last.x, last.in_size, capacity, n)
+        lg = region(grads, last.x, last.in_size, capacity, n)
         finite = True
         for b in range(n):
             value = np.nan
+            skip = 0
             if loss == 0 and loss_mse is not None:
                 value = loss__mse(out[b], ys[start + b], g[b])
+            if loss == 1 and loss_cross_entropy is not None:
+                value = loss__cross_entropy(out[b], ys[start + b], g[b])
+            if loss == 2 and loss_cross_entropy__softmax is not None:
+                value = loss__cross_entropy__softmax(lx[b], ys[start + b], out[b], lg[b])
+                skip = 1
+            if loss == 3 and loss_binary_cross_entropy is not None:
+                value = loss__binary_cross_entropy(out[b], ys[start + b], g[b])
             losses[start + b] = value
             finite = finite and np.isfinite(value)
         if not finite:
             return start
-        for l in range(spec.size - 1, -1, -1):
+        for l in range(spec.size - 1 - skip, -1, -1):
             L = spec[l]
             op = L.op
             if op == 0:  # conv
@@ -396,7 +465,13 @@ def train_sgd_batch(
                         conv__backward_first_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
                 elif conv_inner is not None:
                     conv__backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
-            elif op == 1:  # dense
+            elif op == 1:  # conv_padded
+                if l == 0:
+                    if conv_padded_first is not None:
+                        conv_padded__backward_first_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
+                elif conv_padded_inner is not None:
+                    conv_padded__backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
+            elif op == 2:  # dense
                 if l == 0:
                     if dense_first is not None:
                         if opt is None:
@@ -408,24 +483,27 @@ def train_sgd_batch(
                         dense__backward_sgd_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
                     else:
                         dense__backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
-            elif op == 2:  # sigmoid
+            elif op == 3:  # sigmoid
                 if l > 0 and sigmoid_inner is not None:
                     _sigmoid_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
-            elif op == 3:  # relu
+            elif op == 4:  # relu
                 if l > 0 and relu_inner is not None:
                     _relu_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
-            elif op == 4:  # tanh
+            elif op == 5:  # tanh
                 if l > 0 and tanh_inner is not None:
                     _tanh_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
-            elif op == 5:  # leaky_relu
+            elif op == 6:  # leaky_relu
                 if l > 0 and leaky_relu_inner is not None:
                     _leaky_relu_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
-            elif op == 6:  # maxpool
+            elif op == 7:  # maxpool
                 if l > 0 and maxpool_inner is not None:
                     maxpool__backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
-            elif op == 7:  # avgpool
+            elif op == 8:  # avgpool
                 if l > 0 and avgpool_inner is not None:
                     avgpool__backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
+            elif op == 9:  # softmax
+                if l > 0 and softmax_inner is not None:
+                    softmax__backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
         if opt is None:
             _step(spec, params, gparams, n, rate)
         else:
@@ -434,7 +512,7 @@ def train_sgd_batch(
 
 
 @jit
-def predict_batch(spec, params, acts, scratch, xs, capacity, out, conv, conv_first, conv_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner):
+def predict_batch(spec, params, acts, scratch, xs, capacity, out, conv, conv_first, conv_inner, conv_padded, conv_padded_first, conv_padded_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner):
     """``out[k] = network(xs[k])`` for every sample, ``capacity`` samples per forward pass (one
     GEMM per dense layer); the buffers as for :func:`train_sgd_batch`."""
     last = spec[spec.size - 1]
@@ -451,27 +529,33 @@ def predict_batch(spec, params, acts, scratch, xs, capacity, out, conv, conv_fir
             if op == 0:  # conv
                 if conv is not None:
                     conv__forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 1:  # dense
+            elif op == 1:  # conv_padded
+                if conv_padded is not None:
+                    conv_padded__forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 2:  # dense
                 if dense is not None:
                     dense__forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 2:  # sigmoid
+            elif op == 3:  # sigmoid
                 if sigmoid is not None:
                     _sigmoid_forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 3:  # relu
+            elif op == 4:  # relu
                 if relu is not None:
                     _relu_forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 4:  # tanh
+            elif op == 5:  # tanh
                 if tanh is not None:
                     _tanh_forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 5:  # leaky_relu
+            elif op == 6:  # leaky_relu
                 if leaky_relu is not None:
                     _leaky_relu_forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 6:  # maxpool
+            elif op == 7:  # maxpool
                 if maxpool is not None:
                     maxpool__forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 7:  # avgpool
+            elif op == 8:  # avgpool
                 if avgpool is not None:
                     avgpool__forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 9:  # softmax
+                if softmax is not None:
+                    softmax__forward_batch(L, params, acts, scratch, capacity, n)
         y = region(acts, last.y, last.out_size, capacity, n)
         for b in range(n):
             copy(y[b], out[start + b])

@@ -10,6 +10,7 @@ import numpy as np
 
 from ._jit import jit
 from .activation import exp
+from .buffers import region
 
 # fastcnn.functions' constants, repeated here because kernels never import fastcnn: PyTorch's
 # BCELoss clamp of each log, and the floor of its backward's denominator (1e-12 as a float32).
@@ -43,6 +44,17 @@ def softmax(x, out):
     total = _shifted_exp(x, out)[1]
     for i in range(x.size):
         out[i] = out[i] / total
+
+
+@jit
+def log_softmax(x, out, log_out):
+    """:func:`softmax` into ``out`` (the same values) and the stable log-softmax
+    ``(x - max(x)) - log(sum(exp(x - max(x))))`` into ``log_out``, as the fused loss computes it."""
+    m, total = _shifted_exp(x, out)
+    log_total = np.log(total)
+    for i in range(x.size):
+        out[i] = out[i] / total
+        log_out[i] = (x[i] - m) - log_total
 
 
 @jit
@@ -111,3 +123,36 @@ def binary_cross_entropy(predicted, actual, d_predicted):
         w = (one - p) * p
         d_predicted[i] = (p - y) / (epsilon if w < epsilon else w) / size
     return total / n
+
+
+# --------------------------------------------------------------------------------------------------
+# hooks of the compiled loops (a Softmax layer: no parameters; see kernels/_loops.py). Followed by
+# the cross-entropy loss, the loops call softmax_cross_entropy on this layer's input instead of its
+# backward hook (the registry's fused losses).
+
+
+@jit(inline=True)
+def forward(L, params, acts, scratch, partial):
+    softmax(acts[L.x : L.x + L.in_size], acts[L.y : L.y + L.out_size])
+
+
+@jit(inline=True)
+def backward(L, params, gparams, acts, grads, scratch, rate, partial):
+    y = acts[L.y : L.y + L.out_size]
+    softmax_backward(y, grads[L.y : L.y + L.out_size], grads[L.x : L.x + L.in_size])
+
+
+@jit(inline=True)
+def forward_batch(L, params, acts, scratch, capacity, n):
+    x, y = region(acts, L.x, L.in_size, capacity, n), region(acts, L.y, L.out_size, capacity, n)
+    for b in range(n):
+        softmax(x[b], y[b])
+
+
+@jit(inline=True)
+def backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate):
+    y = region(acts, L.y, L.out_size, capacity, n)
+    g = region(grads, L.y, L.out_size, capacity, n)
+    d_x = region(grads, L.x, L.in_size, capacity, n)
+    for b in range(n):
+        softmax_backward(y[b], g[b], d_x[b])

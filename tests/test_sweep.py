@@ -85,7 +85,7 @@ def test_space_refuses_unknown_parameters_naming_the_known_ones():
         ({}, {"seed": []}, r"expected at least one choice"),
         ({}, {"limit": [100, 200]}, r"limit is fixed for the whole study; put it in \[train\]"),
         ({"rate": 0.1}, {"rate": [0.1, 1.0]}, r"rate is both fixed \(\[train\]\) and searched"),
-        ({"model": "lenet"}, {}, r"unknown model 'lenet'; the known models are notebook"),
+        ({"model": "resnet"}, {}, r"unknown model 'resnet'; the known models are notebook, lenet"),
     ],
 )
 def test_space_refuses_bad_values(train, space, message):

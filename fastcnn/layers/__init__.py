@@ -34,6 +34,9 @@ from .reshape import Reshape
 # isort: split
 from .pool import AvgPool, MaxPool
 
+# isort: split
+from .softmax import Softmax
+
 __all__ = [
     "ACTIVATIONS",
     "LAYERS",
@@ -46,5 +49,6 @@ __all__ = [
     "Linear",
     "MaxPool",
     "Reshape",
+    "Softmax",
     "_ComputeLayer",
 ]

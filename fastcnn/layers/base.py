@@ -103,6 +103,12 @@ class Layer:
     _KEEPS_SHAPE: ClassVar[bool] = False
     # The keys of get_config(), in its order (a model file's fields for this layer type).
     CONFIG_FIELDS: ClassVar[tuple[str, ...]] = ()
+    # Fields added to CONFIG_FIELDS after model files were first written, with the value that
+    # stands for their absence. get_config leaves such a field out while it has that value
+    # (:meth:`_without_defaults`), so a layer that does not use a newer option describes itself,
+    # to model files and converters alike, exactly as before the option existed; the model-file
+    # reader fills the absent fields back in.
+    CONFIG_DEFAULTS: ClassVar[dict[str, Any]] = {}
     input_shape: Shape | None = None
     output_shape: Shape | None = None
 
@@ -145,6 +151,16 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__} does not implement get_config.")
 
     @classmethod
+    def _without_defaults(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """``config`` without the :attr:`CONFIG_DEFAULTS` fields that have their default value."""
+        defaults = cls.CONFIG_DEFAULTS
+        return {
+            k: v
+            for k, v in config.items()
+            if k not in defaults or type(v) is not type(defaults[k]) or v != defaults[k]
+        }
+
+    @classmethod
     def from_config(cls, config: dict[str, Any], **options: Any) -> Layer:
         """The layer ``get_config`` describes; ``options`` adds keyword arguments (e.g. ``rng``)."""
         return cls(**config, **options)
@@ -163,6 +179,12 @@ class Layer:
         """The constructor call ``config`` stands for, as the layer's ``repr`` writes it."""
         args = ", ".join(repr(tuple(v) if isinstance(v, list) else v) for v in config.values())
         return f"{cls.__name__}({args})"
+
+    def input_fault(self, shape: tuple[int, ...]) -> str | None:
+        """For a layer that takes whatever shape comes (``input_shape`` None): what is wrong with
+        an input of ``shape`` (a phrase naming the layer and what it takes), or None. A network
+        asks before it runs."""
+        return None
 
     def _compiled(self) -> Compiled | None:
         """What this layer is on the compiled loops, or None when it cannot run there (a custom
