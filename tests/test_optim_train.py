@@ -252,3 +252,75 @@ def test_program_refuses_an_optimizer_it_was_not_made_for():
     with pytest.raises(RuntimeError, match="optimizer=True"):
         opt = (0, np.zeros(8), np.ones(2), 0, program.params[:0], program.params[:0])
         program.train(program.samples(x), program.samples(y), 0.1, losses, opt)
+
+
+@pytest.mark.parametrize("batch_size", [1, 32])
+@pytest.mark.parametrize("backend", ["scipy", "numba"])
+@pytest.mark.parametrize("name", ["adam-decay", "nesterov", "adamw-onecycle"])
+def test_softmax_cross_entropy_matches_torch(name, backend, batch_size):
+    # Catches an optimizer stepping wrongly behind the fused Softmax + cross-entropy loss (whose
+    # backward pass starts at the layer before the Softmax): torch's cross_entropy of the logits
+    # with probability targets, mean over the batch.
+    torch = pytest.importorskip("torch")
+    if backend == "scipy" and numba.config.DISABLE_JIT:
+        pytest.skip("the per-layer path runs no kernel; the coverage run skips it")
+    opt, schedule = schedule_for(name, batch_size)
+    rng = np.random.RandomState(SEED)
+    net = fc.Network(
+        [
+            fc.Convolution((1, 8, 8), 3, 2, rng=rng),
+            fc.Activation(fc.sigmoid, fc.d_sigmoid),
+            fc.Reshape((2, 6, 6), (72, 1)),
+            fc.Linear(72, 4, rng=rng),
+            fc.Softmax(),
+        ],
+        backend=backend,
+    )
+    conv, dense = net.layers[0], net.layers[3]
+    params = [
+        torch.tensor(a.reshape(-1) if a is dense.biases else a, requires_grad=True)
+        for a in (conv.filters, conv.biases, dense.weights, dense.biases)
+    ]
+    x, _ = data()
+    labels = np.random.RandomState(11).randint(0, 4, len(x))
+    y = np.eye(4)[labels].reshape(len(x), 4, 1)
+    rate = 0.5 if opt.lr is None else None
+    net.train(
+        x, y, fc.cross_entropy, fc.d_cross_entropy, EPOCHS, rate, optimizer=opt,
+        schedule=schedule, batch_size=batch_size, shuffle=True, rng=SEED, verbose=False,
+    )  # fmt: skip
+    config = opt.get_config()
+    lr = config.pop("lr") or 0.5
+    if isinstance(opt, optim.SGD):
+        torch_opt = torch.optim.SGD(params, lr=lr, foreach=False, **config)
+    else:
+        config["betas"] = tuple(config["betas"])
+        kind = torch.optim.AdamW if isinstance(opt, optim.AdamW) else torch.optim.Adam
+        torch_opt = kind(params, lr=lr, foreach=False, **config)
+    scheduler = None
+    if schedule is not None:
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            torch_opt, schedule.max_lr, epochs=EPOCHS,
+            steps_per_epoch=schedule.steps_per_epoch, cycle_momentum=False,
+        )  # fmt: skip
+    xs, ys = torch.tensor(x), torch.tensor(y.reshape(len(y), -1))
+    order = np.random.RandomState(SEED)
+    filters, conv_biases, weights, biases = params
+    for _ in range(EPOCHS):
+        index = torch.tensor(order.permutation(len(x)))
+        ex, ey = xs[index], ys[index]
+        for start in range(0, len(x), batch_size):
+            bx, by = ex[start : start + batch_size], ey[start : start + batch_size]
+            hidden = torch.sigmoid(torch.nn.functional.conv2d(bx, filters) + conv_biases)
+            logits = hidden.reshape(len(bx), -1) @ weights.T + biases
+            torch_opt.zero_grad()
+            torch.nn.functional.cross_entropy(logits, by).backward()
+            torch_opt.step()
+            if scheduler is not None:
+                scheduler.step()
+    if backend == "numba":  # the compiled path, with the fused loss, was the one taken
+        program = _compiled.program(net.layers, fc.cross_entropy, fc.d_cross_entropy)
+        assert program is not None and "__" in program.loops.LOSSES[program.loss]
+    ours = [p for layer in net.layers for p in layer.parameters()]
+    theirs = [p.detach().numpy().reshape(o.shape) for p, o in zip(params, ours, strict=True)]
+    assert_close(ours, theirs, 1e-9)
