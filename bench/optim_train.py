@@ -1,7 +1,7 @@
-"""What an optimizer costs on the compiled loops: the notebook's MNIST network, one pass over N
+"""What an optimizer costs on the compiled loops: the notebook's MNIST network (or LeNet-5), one pass over N
 real MNIST images per variant, the variants interleaved round by round, medians printed.
 
-Variants, per sample (B=1) and per mini-batch (B=32, B=64): the seed's fused SGD (the default
+``--model lenet``: LeNet-5 on its recipe's loss (cross-entropy) instead. Variants, per sample (B=1) and per mini-batch (B=32, B=64): the seed's fused SGD (the default
 path: the dense backward moves the weights as it goes, ``opt`` None), the same SGD with every
 gradient written out and then stepped by the optimizer kernel (``plain``: what the fusion is
 worth), SGD with momentum 0.9, and Adam. Ratios are against the fused SGD of the same round.
@@ -17,10 +17,10 @@ from time import perf_counter
 
 import numpy as np
 
-from fastcnn import _compiled, d_mse, mse, optim
+from fastcnn import _compiled, optim
 from fastcnn._threads import blas_threads
 from fastcnn.datasets import load_mnist, one_hot, scale_images
-from fastcnn.models import mnist_cnn
+from fastcnn.models import MODELS, RECIPES
 
 OPTIMIZERS = {
     "plain": optim.SGD(lr=0.1),
@@ -29,13 +29,15 @@ OPTIMIZERS = {
 }
 
 
-def programs(dtype, batch_size):
-    """(fused program, optimizer program) for the notebook's network."""
+def programs(model, dtype, batch_size):
+    """(fused program, optimizer program) for the preset ``model`` on its recipe's loss."""
     padded = batch_size == 1
+    recipe = RECIPES[model]
     made = []
     for stepped in (False, True):
-        net = mnist_cnn(dtype=dtype, rng=1)
-        made.append(_compiled.program(net.layers, mse, d_mse, 1, padded, optimizer=stepped))
+        net = MODELS[model](dtype=dtype, rng=1, init=recipe.init)
+        loss = (recipe.loss, recipe.d_loss)
+        made.append(_compiled.program(net.layers, *loss, 1, padded, optimizer=stepped))
     return made
 
 
@@ -63,6 +65,7 @@ def main(argv=None) -> None:
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--data", default="/work/shared/data/mnist")
+    parser.add_argument("--model", choices=sorted(MODELS), default="notebook")
     parser.add_argument("--only", help="run only the rows whose label contains this, e.g. B=64")
     args = parser.parse_args(argv)
     with blas_threads(1):  # as Network.train sets it for num_threads=1
@@ -83,7 +86,7 @@ def _measure(args) -> None:
         label = f"{np.dtype(dtype).name} B={batch_size}"
         if args.only and args.only not in label:
             continue
-        fused, stepped = programs(dtype, batch_size)
+        fused, stepped = programs(args.model, dtype, batch_size)
         xs, ys = fused.samples(x), fused.samples(y)
         steps = -(-len(xs) // batch_size)
         opts = {name: opt_tuple(stepped, o, steps) for name, o in OPTIMIZERS.items()}
