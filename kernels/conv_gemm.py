@@ -55,6 +55,32 @@ def im2col(x, s, p, oh, ow, col):
 
 
 @jit
+def im2row(x, s, p, oh, ow, rows):
+    """``rows`` (oh * ow, depth * s * s) = the transpose of :func:`im2col`'s columns, C-contiguous:
+    the filters' gradient ``g @ rows`` is then a plain gemm (with im2col's transposed columns BLAS
+    ran at half the speed, measured at LeNet's second layer)."""
+    depth, height, width = x.shape
+    zero = rows.dtype.type(0)
+    for a in range(oh):
+        for c in range(ow):
+            row = rows[a * ow + c]
+            left = c - p
+            for j in range(depth):
+                for u in range(s):
+                    out = row[(j * s + u) * s : (j * s + u + 1) * s]
+                    i = a + u - p
+                    if i < 0 or i >= height or left < 0 or left + s > width:
+                        for v in range(s):
+                            col = left + v
+                            inside = 0 <= i < height and 0 <= col < width
+                            out[v] = x[j, i, col] if inside else zero
+                        continue
+                    src = x[j, i, left : left + s]
+                    for v in range(s):
+                        out[v] = src[v]
+
+
+@jit
 def col2im(col, s, p, oh, ow, d_x):
     """``d_x`` (depth, H, W) = the sum of every column entry onto the input value it was read
     from (the transpose of :func:`im2col`; entries that read the padding are dropped)."""
@@ -138,10 +164,18 @@ def backward_first_batch(L, params, gparams, acts, grads, scratch, capacity, n, 
     x = region(acts, L.x, L.in_size, capacity, n)
     g = region(grads, L.y, L.out_size, capacity, n)
     col, _ = _buffers(L, scratch, k, pixels)
+    # BLAS multiplies by the columns' transpose at half speed where they are wider than long
+    # (LeNet's second layer: 150 x 100, 12 against 5.4 us a sample in float32); there the rows
+    # are unrolled as their own C-contiguous matrix instead (in the columns' scratch).
+    rows = col.reshape(-1)[: pixels * k].reshape((pixels, k))
     for b in range(n):
-        im2col(x[b].reshape(xs), s, p, oh, ow, col)
         g_b = g[b].reshape((count, pixels))
-        gemm_update(g_b, col.T, d_filters, 1.0)
+        if k > pixels:
+            im2row(x[b].reshape(xs), s, p, oh, ow, rows)
+            gemm_update(g_b, rows, d_filters, 1.0)
+        else:
+            im2col(x[b].reshape(xs), s, p, oh, ow, col)
+            gemm_update(g_b, col.T, d_filters, 1.0)
         for i in range(count):
             row = g_b[i]
             if per_filter:

@@ -54,3 +54,15 @@ def test_col2im_is_the_transpose_of_im2col(case, seed):
     d_x = np.full_like(x, np.nan)
     conv_gemm.col2im(c, s, p, oh, ow, d_x)
     np.testing.assert_allclose(np.sum(d_x * x), np.sum(c * col), rtol=1e-12, atol=1e-12)
+
+
+@given(case=cases(), seed=seeds)
+def test_im2row_is_im2col_transposed(case, seed):
+    (depth, height, width), s, p, _ = case
+    x = np.random.default_rng(seed).standard_normal((depth, height, width))
+    oh, ow = height + 2 * p - s + 1, width + 2 * p - s + 1
+    col = np.empty((depth * s * s, oh * ow))
+    rows = np.full((oh * ow, depth * s * s), np.nan)
+    conv_gemm.im2col(x, s, p, oh, ow, col)
+    conv_gemm.im2row(x, s, p, oh, ow, rows)
+    assert np.array_equal(rows, col.T)

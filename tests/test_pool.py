@@ -144,3 +144,16 @@ def test_pool_larger_than_its_input_is_one_clear_error():
     layer = MaxPool((1, 4, 4))
     with pytest.raises(ValueError, match=r"expected shape \(1, 4, 4\)"):
         layer.forward_prop(np.zeros((1, 5, 5)))
+
+
+@pytest.mark.parametrize("size, stride", [(2, 2), (3, 2), (2, 1)])
+def test_maxpool_nan_and_ties_match_the_reference(size, stride):
+    # The 2x2 fast path and the general loop keep one rule: the first maximum in row-major order
+    # wins a tie, and a NaN counts as the maximum (the first NaN), as np.argmax (the reference).
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 3, (3, 7, 8)).astype(np.float64)
+    x[0, 0, 1] = x[1, 3, 3] = x[1, 3, 2] = x[2, 6, 7] = np.nan
+    fast, ref = MaxPool(x.shape, size, stride), MaxPool(x.shape, size, stride, backend="scipy")
+    np.testing.assert_array_equal(fast.forward_prop(x), ref.forward_prop(x))
+    g = rng.standard_normal(fast.output_shape)
+    np.testing.assert_array_equal(fast.backward_prop(g, 0.1), ref.backward_prop(g, 0.1))
