@@ -30,7 +30,7 @@ def kernel_call(opt, p, g, state):
         args = (p, g, *buffers, 1, opt.lr, beta1, beta2, opt.eps, opt.weight_decay, opt.decoupled)
         return lambda: k_optim.adam_step(*args)
     if opt.plain:
-        return lambda: k_optim.sgd_step(p, g, opt.lr)
+        return lambda: k_optim.plain_sgd_step(p, g, opt.lr)
     m, d, wd, n = opt.momentum, opt.dampening, opt.weight_decay, opt.nesterov
     return lambda: k_optim.sgd_momentum_step(p, g, buffers[0], opt.lr, m, d, wd, n, False)
 

@@ -118,6 +118,12 @@ class _Writer:
                     sgd = kind.hooks.get(f"{role}_sgd{path}") if self.fused else None
                     fn = sgd or kind.hooks.get(role + path)
                     tag = f"{role}{'_sgd' if sgd else ''}{path}"
+                    plain = kind.hooks.get(role + path)
+                    if sgd is not None and plain is not None:
+                        # An optimizer needs the gradient: the loops call this hook then.
+                        roles["plain " + role + path] = self.name(
+                            plain, f"{kind.name}__{role}{path}"
+                        )
                 if fn is not None:
                     roles[role + path] = self.name(fn, f"{kind.name}__{tag}")
         return roles
@@ -164,21 +170,37 @@ class _Writer:
             if not backward:
                 body += [f"    if {k} is not None:", f"        {mine[role]}({args})"]
                 continue
-            first = mine.get(role.replace("backward", "backward_first"))
+            role_first = role.replace("backward", "backward_first")
+            first = mine.get(role_first)
             if first is not None and kind.has_first:
                 body += [
                     "    if l == 0:",
                     f"        if {k}_first is not None:",
-                    f"            {first}({args})",
+                    *self.call(mine, role_first, args, 12),
                     f"    elif {k}_inner is not None:",
-                    f"        {mine[role]}({args})",
+                    *self.call(mine, role, args, 8),
                 ]
             else:  # a first layer of this kind has nothing to do
                 body += [
                     f"    if l > 0 and {k}_inner is not None:",
-                    f"        {mine[role]}({args})",
+                    *self.call(mine, role, args, 8),
                 ]
         return body
+
+    @staticmethod
+    def call(mine: dict[str, str], role: str, args: str, indent: int) -> list[str]:
+        """The call of a backward hook; where it is a fused SGD fast path, only when there is no
+        optimizer (``opt`` None, a branch Numba removes), else the gradient-only hook."""
+        pad = " " * indent
+        plain = mine.get("plain " + role)
+        if plain is None:
+            return [f"{pad}{mine[role]}({args})"]
+        return [
+            f"{pad}if opt is None:",
+            f"{pad}    {mine[role]}({args})",
+            f"{pad}else:",
+            f"{pad}    {plain}({args})",
+        ]
 
     def loss(self, losses: dict[str, str], args: str, fused_args: str) -> list[str]:
         """``value = <the loss kernel>(args)`` for the loss entry whose code is ``loss``; a fused
@@ -250,6 +272,8 @@ class _Writer:
         self.imports.setdefault(jit_from, []).insert(0, "jit")
         self.imports.setdefault(buffers, []).extend(["copy", "region"])
         self.imports.setdefault(sgd, []).append("sgd_step")
+        optim = ".optim" if self.relative else "fastcnn.kernels.optim"
+        self.imports.setdefault(optim, []).append("optimizer_step")
         for module in sorted(self.imports, key=lambda m: (not m.startswith("."), m)):
             names = ", ".join(sorted(set(self.imports[module])))
             head.append(f"from {module} import {names}")
@@ -306,7 +330,10 @@ _SAMPLE_BODY = """
             L = spec[l]
             op = L.op
 {backward}
-        _step(spec, params, gparams, 1, rate)
+        if opt is None:
+            _step(spec, params, gparams, 1, rate)
+        else:
+            _opt_step(spec, params, gparams, 1, opt, k)
     return xs.shape[0]
 """
 
@@ -322,19 +349,39 @@ def _step(spec, params, gparams, count, rate):
 
 
 {cache}
-def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, {af}):
+def _opt_step(spec, params, gparams, count, opt, index):
+    """Step ``index`` of the chunk by an optimizer, over every parameter (no hook fused a step):
+    ``opt = (code, hyper, lrs, taken, s1, s2)``, the optimizer's code and hyper-parameters
+    (``kernels.optim.optimizer_step``), each step's learning rate, the steps taken before the
+    chunk, and its state buffers laid out as ``params`` (empty when unused)."""
+    code, hyper, lrs, taken, s1, s2 = opt
+    lr = lrs[index]
+    for l in range(spec.size):
+        L = spec[l]
+        if L.step_stop > L.step_start:
+            a, b = L.step_start, L.step_stop
+            optimizer_step(
+                params[a:b], gparams[a:b], count, s1[a:b], s2[a:b], code, hyper, lr, taken + index
+            )
+
+
+{cache}
+def train_sgd(
+    spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, opt, {af}
+):
     """The seed's ``Network.train`` inner loop (per-sample SGD) over samples ``xs``/``ys``.
 
     xs (N, input size), ys (N, output size); ``loss`` indexes :data:`LOSSES`; losses (N,) receives
-    each sample's loss. Returns N, or the index of the first sample whose loss is not finite,
-    before that sample's update.
+    each sample's loss. ``opt`` None: the seed's SGD by ``rate``; else an optimizer (see
+    :func:`_opt_step`; ``rate`` unused) steps after every sample. Returns N, or the index of the
+    first sample whose loss is not finite, before that sample's update.
     """
 {sample}
 
 
 @jit(cache=False)
 def train_sgd_threads(
-    spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, partial, {af}
+    spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, opt, partial, {af}
 ):
     """:func:`train_sgd` with the large dense layers split into ``len(partial)`` blocks run on
     ``numba.get_num_threads()`` threads."""
@@ -343,11 +390,12 @@ def train_sgd_threads(
 
 {cache}
 def train_sgd_batch(
-    spec, params, gparams, acts, grads, scratch, xs, ys, capacity, rate, loss, losses, {af}
+    spec, params, gparams, acts, grads, scratch, xs, ys, capacity, rate, loss, losses, opt, {af}
 ):
     """Mini-batch SGD: each consecutive batch of ``capacity`` samples of ``xs``/``ys`` (the last may
     be shorter) moves ``params`` once by ``rate`` times the mean of its per-sample gradients, taken
-    at the parameters before the batch.
+    at the parameters before the batch (``opt``: an optimizer's step instead, as in
+    :func:`train_sgd`).
 
     The buffers hold ``capacity`` samples (see ``kernels.buffers``); losses (N,) float64 receives
     each sample's loss. Returns N, or the first sample of the first batch holding a non-finite
@@ -380,7 +428,10 @@ def train_sgd_batch(
             L = spec[l]
             op = L.op
 {batch_backward}
-        _step(spec, params, gparams, n, rate)
+        if opt is None:
+            _step(spec, params, gparams, n, rate)
+        else:
+            _opt_step(spec, params, gparams, n, opt, start // capacity)
     return total
 
 

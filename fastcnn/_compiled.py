@@ -100,9 +100,12 @@ class Program:
         num_threads: int = 1,
         padded: bool = False,
         fused: bool = True,
+        optimizer: bool = False,
     ) -> None:
         self.padded = padded
         self.fused = fused
+        # An optimizer steps every parameter itself: the records leave every step to the loop.
+        self.optimizer = optimizer
         self.num_threads = num_threads
         self.dtype: np.dtype | None = None
         self._layers = list(layers)
@@ -162,7 +165,8 @@ class Program:
             for name, value in values.items():
                 record[name] = value
         self.output_size = int(size)
-        self.params = _empty_lines(params, self.dtype)
+        # Zeroed: an optimizer's step reads the row padding too (which then stays 0).
+        self.params = _empty_lines(params, self.dtype, zero=True)
         self.gparams = _empty_lines(params, self.dtype, zero=True)
         self.load()
         self.acts = _empty_lines(offset, self.dtype)
@@ -208,23 +212,45 @@ class Program:
         record["p1"] = offsets[1] if len(offsets) > 1 else params
         record["p_end"] = params
         # The loop's step moves what no fused hook moves; fused parameters come first.
-        kind = registry.KINDS[spec.kind] if spec.kind is not None and self.fused else None
+        stepped = self.fused and not self.optimizer
+        kind = registry.KINDS[spec.kind] if spec.kind is not None and stepped else None
         fused = kind.fused.get("sample" if self.padded else "batch", ()) if kind else ()
         unfused = [o for name, o in zip(spec.params, offsets, strict=True) if name not in fused]
         record["step_start"] = unfused[0] if unfused else params
         record["step_stop"] = params
         return params
 
-    def _views(self) -> Iterator[tuple[NDArray, NDArray]]:
-        """Each parameter array and its place in ``params`` (a view of the same shape)."""
+    def _views(self, buffer: NDArray | None = None) -> Iterator[tuple[NDArray, NDArray]]:
+        """Each parameter array and its place in ``params`` (or in ``buffer``, laid out alike):
+        a view of the same shape."""
+        buffer = self.params if buffer is None else buffer
         for layer, name, start, row in self._places:
             array = getattr(layer, name)
             if row is None:
-                yield array.reshape(-1), self.params[start : start + array.size]
+                yield array.reshape(-1), buffer[start : start + array.size]
             else:
                 rows, columns = array.shape
-                place = self.params[start : start + rows * row].reshape(rows, row)
+                place = buffer[start : start + rows * row].reshape(rows, row)
                 yield array, place[:, :columns]
+
+    def state_buffer(self) -> NDArray:
+        """A zeroed buffer laid out as ``params``, for an optimizer's state."""
+        return _empty_lines(self.params.size, self.dtype, zero=True)
+
+    def scatter(self, flat: NDArray, buffer: NDArray) -> None:
+        """``flat`` (the parameter arrays' values one after another, as an optimizer state keeps
+        them) into ``buffer``, laid out as ``params``."""
+        start = 0
+        for array, place in self._views(buffer):
+            place[...] = flat[start : start + array.size].reshape(place.shape)
+            start += array.size
+
+    def gather(self, buffer: NDArray, flat: NDArray) -> None:
+        """The inverse of :meth:`scatter`."""
+        start = 0
+        for array, place in self._views(buffer):
+            flat[start : start + array.size] = place.reshape(-1)
+            start += array.size
 
     def load(self) -> None:
         """Copy the layers' parameters into the flat buffer (a callback may have replaced or
@@ -246,16 +272,24 @@ class Program:
     def _rate(self, rate: float) -> Any:
         return np.dtype(self.dtype).type(rate)
 
-    def train(self, xs: NDArray, ys: NDArray, rate: float, losses: NDArray) -> int:
+    def train(self, xs: NDArray, ys: NDArray, rate: float, losses: NDArray, opt: Any = None) -> int:
         """Per-sample SGD on ``xs``/``ys`` from the flat buffer; the layers' arrays are updated by
-        :meth:`store` (the caller's job, once per chunk). Returns the samples done."""
+        :meth:`store` (the caller's job, once per chunk). Returns the samples done. ``opt``: an
+        optimizer's step instead of SGD's (the loops' ``(code, hyper, lrs, taken, s1, s2)``; the
+        program must have been made with ``optimizer=True``)."""
+        self._check_opt(opt)
         self._use_scratch(1)
         args = (self.spec, self.params, self.gparams, self.acts, self.grads, self.scratch)
-        tail = (xs, ys, self._rate(rate), self.loss, losses)
+        tail = (xs, ys, self._rate(rate), self.loss, losses, opt)
         if self.partial is None:
             return int(self.loops.train_sgd(*args, *tail, *self.flags))
         with _threads(self.num_threads):
             return int(self.loops.train_sgd_threads(*args, *tail, self.partial, *self.flags))
+
+    def _check_opt(self, opt: Any) -> None:
+        if (opt is not None) != self.optimizer:
+            # The fused hooks' parameters have no step of their own in such a program's records.
+            raise RuntimeError("a Program runs an optimizer exactly when made with optimizer=True")
 
     def _use_scratch(self, capacity: int) -> None:
         """Zeroed scratch for batches of up to ``capacity`` samples, and the records pointed at
@@ -283,7 +317,13 @@ class Program:
         return self._batch[1], self._batch[2]
 
     def train_batch(
-        self, xs: NDArray, ys: NDArray, batch_size: int, rate: float, losses: NDArray
+        self,
+        xs: NDArray,
+        ys: NDArray,
+        batch_size: int,
+        rate: float,
+        losses: NDArray,
+        opt: Any = None,
     ) -> int:
         """Mini-batch SGD over ``xs``/``ys`` in consecutive batches of ``batch_size`` from the flat
         buffer (:meth:`store` is the caller's job); ``losses`` (N,) float64. Returns the samples
@@ -292,6 +332,7 @@ class Program:
         # threads, set by Network.train for the whole call; the compiled loop itself stays on one.
         # Numba's parallel kernels beside OpenBLAS's threads ran ten times slower (both pools
         # spinning on the same two cores).
+        self._check_opt(opt)
         acts, grads = self.batch_buffers(batch_size)
         return int(
             self.loops.train_sgd_batch(
@@ -307,6 +348,7 @@ class Program:
                 self._rate(rate),
                 self.loss,
                 losses,
+                opt,
                 *self.flags,
             )
         )
@@ -380,17 +422,19 @@ def program(
     num_threads: int = 1,
     padded: bool = False,
     fused: bool = True,
+    optimizer: bool = False,
 ) -> Program | None:
     """A :class:`Program` for ``layers``, or None when the compiled path does not apply (a layer
     or a loss pair with no compiled kind, mixed dtypes). ``padded``: dense rows padded to whole
     cache lines, for the per-sample loop only; ``fused=False``, loops without the fused SGD fast
-    paths (every gradient written out, then stepped; for measurements)."""
+    paths (every gradient written out, then stepped; for measurements); ``optimizer=True``, a
+    program whose loops step every parameter with the optimizer passed to each call."""
     from . import losses as _  # noqa: F401  (registers the built-in losses)
 
     entry = registry.loss_of(loss, d_loss)
     if entry is None:
         return None
     try:
-        return Program(layers, entry, num_threads, padded, fused)
+        return Program(layers, entry, num_threads, padded, fused, optimizer)
     except _Unsupported:
         return None

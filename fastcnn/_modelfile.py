@@ -10,7 +10,11 @@ A model file is an ordinary NumPy ``.npz`` (a zip of ``.npy`` members):
   ``{"type": "Linear", "input_size": 3380, "output_size": 100, "dtype": "float64", "backend":
   "numba"}`` or ``{"type": "Activation", "activation": "sigmoid", "backend": "numba"}``;
 * ``layer{i}.{name}``: each parameter array of layer ``i`` (0-based), ``filters``/``biases`` for a
-  Convolution, ``weights``/``biases`` for a Linear layer, stored bit for bit.
+  Convolution, ``weights``/``biases`` for a Linear layer, stored bit for bit;
+* optionally, where training stood (written by ``Network.train``'s checkpoints, read by its
+  ``resume``): ``training.json`` (UTF-8 JSON: the epoch, the optimizer and schedule as
+  ``fastcnn.optim.serialize`` gives them, the optimizer's step, the shuffling generator's state)
+  and ``training.{name}`` arrays (the optimizer's state buffers). Files without them load as ever.
 
 ``load`` trusts nothing in the file: layer types come from an allow-list, every field, member name,
 shape and dtype is checked against the architecture before any parameter data is read, and arrays
@@ -54,6 +58,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 FORMAT = "fastcnn-model"
 VERSION = 1
 ARCHITECTURE = "architecture.json"
+TRAINING = "training.json"
 
 # The only layer types a file may name are the registry's (fastcnn.registry.LAYERS); the JSON
 # fields each one must have (no more, no fewer) are the keys of its get_config(), CONFIG_FIELDS,
@@ -97,7 +102,7 @@ class ModelFileError(ValueError):
 # save
 
 
-def save(layers: Sequence[Layer], path: PathLike) -> None:
+def save(layers: Sequence[Layer], path: PathLike, training: dict | None = None) -> None:
     """Write a network's ``layers`` to ``path`` as a model file (see the module docstring).
 
     The file is written under a temporary name in the same directory and then renamed over
@@ -110,6 +115,9 @@ def save(layers: Sequence[Layer], path: PathLike) -> None:
         A layer that a model file cannot describe (an unregistered type or a subclass, a
         user-defined activation), or a parameter whose shape or dtype no longer matches its layer;
         the message names the layer.
+
+    ``training``: ``{"json": JSON object, "arrays": {name: ndarray}}``, where training stands
+    (see the module docstring), or None.
     """
     specs, arrays = [], {}
     for i, layer in enumerate(layers):
@@ -123,6 +131,11 @@ def save(layers: Sequence[Layer], path: PathLike) -> None:
             arrays[f"layer{i}.{name}"] = value
     doc = {"format": FORMAT, "version": VERSION, "layers": specs}
     arrays[ARCHITECTURE] = np.frombuffer(json.dumps(doc).encode("utf-8"), np.uint8)
+    if training is not None:
+        text = json.dumps(training["json"], allow_nan=False)
+        arrays[TRAINING] = np.frombuffer(text.encode("utf-8"), np.uint8)
+        for name, value in training["arrays"].items():
+            arrays[f"training.{name}"] = np.asarray(value)
     _atomic_write(path, arrays)
 
 
@@ -292,6 +305,39 @@ def load_layers(
         raise ValueError(
             f"max_parameters must be a non-negative integer or None, got {max_parameters!r}."
         )
+    return _read(name, max_parameters, allow_nonfinite, lambda reader: reader.layers())
+
+
+def load_training(path: PathLike) -> dict | None:
+    """Where training stood in model file ``path``: ``{"json": ..., "arrays": {...}}`` as
+    :func:`save` took it, or None for a file without (an older one, or a plain ``save``). The
+    file is checked as :func:`load_layers` checks it."""
+
+    def training(reader: _Reader) -> dict | None:
+        reader.layers()
+        return reader.training()
+
+    return _read(os.fspath(path), MAX_PARAMETERS, False, training)
+
+
+def load_parameters(path: PathLike, layers: Sequence[Layer]) -> None:
+    """Copy the parameters of model file ``path`` into ``layers``, which must have its
+    architecture (same layer types, parameter shapes and dtypes)."""
+    name = os.fspath(path)
+    saved = load_layers(name)
+    mine = [_describe(i, layer) for i, layer in enumerate(layers)]
+    theirs = [_describe(i, layer) for i, layer in enumerate(saved)]
+    if mine != theirs:
+        raise ValueError(
+            f"{name}: the model file's architecture {[_signature(s) for s in theirs]} is not this "
+            f"network's {[_signature(s) for s in mine]}."
+        )
+    for layer, source in zip(layers, saved, strict=True):
+        for array, value in zip(layer.parameters(), source.parameters(), strict=True):
+            array[...] = value
+
+
+def _read(name: str, max_parameters: int | None, allow_nonfinite: bool, what: Any) -> Any:
     # OSError (missing file...) propagates unchanged; a FIFO or device is refused without blocking
     with open_regular(name, ModelFileError, "a model file is a .npz file.") as f:
         head = f.read(4)
@@ -317,7 +363,7 @@ def load_layers(
         with archive:
             reader = _Reader(name, archive)
             reader.max_parameters, reader.allow_nonfinite = max_parameters, allow_nonfinite
-            return reader.layers()
+            return what(reader)
 
 
 def _describe_error(exc: BaseException) -> str:
@@ -370,7 +416,9 @@ class _Reader:
         expected = {ARCHITECTURE}
         for i, layer_shapes in enumerate(shapes):
             expected |= {f"layer{i}.{p}" for p in layer_shapes}
-        missing, unknown = sorted(expected - members), sorted(members - expected)
+        self.extra = {m for m in members if m == TRAINING or m.startswith("training.")}
+        self.count = sum(math.prod(shape) for layer in shapes for shape in layer.values())
+        missing, unknown = sorted(expected - members), sorted(members - expected - self.extra)
         if missing:
             raise self.fail(
                 f"missing member {missing[0]!r}, which the architecture requires "
@@ -382,6 +430,35 @@ class _Reader:
             )
         self.check_budget(specs, shapes)
         return [self.layer(i, spec) for i, spec in enumerate(specs)]
+
+    def training(self) -> dict | None:
+        """The training state's members (None without them); their sizes checked against the
+        architecture's parameter count before they are read."""
+        if TRAINING not in self.extra:
+            if self.extra:
+                raise self.fail(f"member {sorted(self.extra)[0]!r} without {TRAINING!r}.")
+            return None
+        size = self.archive.getinfo(TRAINING + ".npy").file_size
+        if size > 10 * _MAX_ARCHITECTURE_BYTES:
+            raise self.fail(f"{TRAINING} is {size} bytes; a real one is a few kilobytes.")
+        data = self.read(TRAINING, None, np.dtype(np.uint8))
+        try:
+            doc = json.loads(data.tobytes().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise self.fail(f"{TRAINING} is not valid UTF-8 JSON ({exc}).") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("epoch"), int):
+            raise self.fail(f'{TRAINING} lacks an integer "epoch".')
+        state = doc.get("optimizer_state")
+        dtype = np.dtype(state.get("dtype", "float64") if isinstance(state, dict) else "float64")
+        if dtype.name not in ("float64", "float32"):
+            raise self.fail(f"{TRAINING}: optimizer state dtype {dtype.name}.")
+        arrays = {}
+        for member in sorted(self.extra - {TRAINING}):
+            limit = self.count * dtype.itemsize + _MAX_NPY_HEADER
+            if self.archive.getinfo(member + ".npy").file_size > limit:
+                raise self.fail(f"member {member} is larger than the network's parameters.")
+            arrays[member[len("training.") :]] = self.read(member, None, dtype)
+        return {"json": doc, "arrays": arrays}
 
     def check_budget(self, specs: list, shapes: list) -> None:
         """Before any parameter is read: the architecture's parameter count against

@@ -177,7 +177,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--rate",
         type=_positive_float,
-        help="SGD step size (default: the model's; 0.1 for notebook)",
+        help="learning rate (default: the model's, 0.1 for notebook; 0.001 with --optimizer adam "
+        "or adamw; the peak rate of --schedule onecycle)",
     )
     train.add_argument(
         "--batch-size",
@@ -248,6 +249,53 @@ def _parser() -> argparse.ArgumentParser:
         "--quiet",
         action="store_true",
         help="no progress bar or epoch lines; only the final results",
+    )
+    # -- optimizers, schedules, resuming (issue 18) --
+    train.add_argument(
+        "--optimizer",
+        choices=("sgd", "momentum", "adam", "adamw"),
+        default="sgd",
+        help="sgd (default, the notebook's), momentum (SGD with --momentum), adam, adamw: as "
+        "torch.optim's SGD, Adam and AdamW",
+    )
+    train.add_argument(
+        "--momentum",
+        type=_non_negative_float,
+        default=0.9,
+        help="momentum of --optimizer momentum (default: 0.9)",
+    )
+    train.add_argument(
+        "--nesterov", action="store_true", help="Nesterov momentum (--optimizer momentum)"
+    )
+    train.add_argument(
+        "--weight-decay",
+        type=_non_negative_float,
+        default=None,
+        metavar="WD",
+        help="weight decay: L2, added to the gradient (sgd, momentum, adam; default 0), or "
+        "decoupled (adamw; default 0.01)",
+    )
+    train.add_argument(
+        "--schedule",
+        choices=("step", "cosine", "onecycle"),
+        help="learning-rate schedule: step (times --gamma every --step-size epochs), cosine (down "
+        "to 0 over the epochs), onecycle (per step, up to --rate and down; PyTorch's OneCycleLR "
+        "without momentum cycling); default: none",
+    )
+    train.add_argument(
+        "--step-size", type=_positive_int, default=1, help="epochs per step of --schedule step"
+    )
+    train.add_argument(
+        "--gamma",
+        type=_positive_float,
+        default=0.1,
+        help="factor of --schedule step (default: 0.1)",
+    )
+    train.add_argument(
+        "--resume",
+        metavar="MODEL",
+        help="continue the run that saved MODEL (the same options; --epochs is the total); "
+        "bit for bit the run that was never stopped. Writes to MODEL unless --out is given",
     )
     train.set_defaults(run=_train)
 
@@ -361,6 +409,16 @@ def _seed(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -375,11 +433,25 @@ def _positive_float(text: str) -> float:
 # train
 
 
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, as a shell reports a process SIGTERM ended
+
+
+class _Terminated(_Interrupted):
+    """SIGTERM during ``fastcnn train``: handled as Ctrl-C (the last completed epoch kept, the
+    lock and any temporary file removed on the way out), exit status 143."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def _apply_recipe(args: argparse.Namespace) -> None:
     """Fill every training option not given from the model's recipe (``fastcnn.models.RECIPES``)."""
     from .models import RECIPES
 
     recipe = RECIPES[args.model]
+    # Adam's rate is not SGD's: without --rate, adam and adamw take their own default.
+    args.rate_given = args.rate is not None
     for name in ("epochs", "rate", "batch_size", "shuffle", "init", "dtype"):
         if getattr(args, name) is None:
             setattr(args, name, getattr(recipe, name))
@@ -389,13 +461,54 @@ def _apply_recipe(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     _apply_recipe(args)
-    out = args.out or f"fastcnn-{args.dataset}.npz"
-    # Fail now, not after the first epoch's work is done; hold the lock for the whole run.
-    with _OutputLock(out):
-        return _train_into(args, out)
+    out = args.out or args.resume or f"fastcnn-{args.dataset}.npz"
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: SIGTERM keeps its handler
+        previous = None
+    try:
+        # Fail now, not after the first epoch's work is done; hold the lock for the whole run.
+        with _OutputLock(out):
+            return _train_into(args, out)
+    except _Terminated:  # before or after the epochs (during them _train_into says which)
+        _interrupted("terminated")
+        return EXIT_TERMINATED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
-def _announce_compiling(args: argparse.Namespace, network: Any) -> None:
+def _recipe(args: argparse.Namespace, steps_per_epoch: int) -> tuple[Any, Any, float]:
+    """The optimizer, the schedule and the rate the options ask for."""
+    from . import optim
+
+    adam = args.optimizer in ("adam", "adamw")
+    rate = 1e-3 if adam and not getattr(args, "rate_given", True) else args.rate
+    decay = args.weight_decay
+    if args.nesterov and args.optimizer != "momentum":
+        raise CommandError("--nesterov needs --optimizer momentum")
+    optimizer: Any
+    schedule: Any = None
+    if args.optimizer == "sgd":
+        optimizer = optim.SGD(weight_decay=decay or 0.0) if decay else None
+    elif args.optimizer == "momentum":
+        optimizer = optim.SGD(
+            momentum=args.momentum, nesterov=args.nesterov, weight_decay=decay or 0.0
+        )
+    elif args.optimizer == "adam":
+        optimizer = optim.Adam(lr=rate, weight_decay=decay or 0.0)
+    else:
+        optimizer = optim.AdamW(lr=rate, weight_decay=0.01 if decay is None else decay)
+    if args.schedule == "step":
+        schedule = optim.StepLR(args.step_size, args.gamma)
+    elif args.schedule == "cosine":
+        schedule = optim.CosineAnnealingLR(args.epochs)
+    elif args.schedule == "onecycle":
+        schedule = optim.OneCycleLR(rate, epochs=args.epochs, steps_per_epoch=steps_per_epoch)
+    return optimizer, schedule, rate
+
+
+def _announce_compiling(args: argparse.Namespace, network: Any, stepped: bool = False) -> None:
     """One line on stderr before the seconds Numba spends compiling on a cold cache, so a first
     run does not look hung; nothing once the kernels are cached for this machine."""
     if args.backend != "numba":
@@ -411,8 +524,12 @@ def _announce_compiling(args: argparse.Namespace, network: Any) -> None:
         batch = args.batch_size > 1
         program = _compiled.program(network.layers, *LOSSES[args.loss], padded=not batch)
         # The loop compiles once per dtype and set of kinds (its flags): another network's variant
-        # in the cache (say XOR's) would not spare this run its compile.
-        if program is None or _jit.is_cached(program.entry(batch), args.dtype, program.flag_text()):
+        # in the cache (say XOR's) would not spare this run its compile. An optimizer's variant
+        # takes a tuple where the seed's SGD takes None.
+        texts = (args.dtype, program.flag_text()) if program is not None else ()
+        if program is None or _jit.is_cached(
+            program.entry(batch), *texts, *(("Tuple(",) if stepped else ())
+        ):
             return
         message = "compiling kernels for this machine (first run only)…"
     print(message, file=sys.stderr, flush=True)
@@ -424,6 +541,7 @@ def _train_into(args: argparse.Namespace, out: str) -> int:
     from . import io
     from .datasets import one_hot, scale_images
     from .models import LOSSES, MODELS
+    from .network import ResumeError
 
     if args.plot:
         from .plots import require_matplotlib
@@ -445,15 +563,21 @@ def _train_into(args: argparse.Namespace, out: str) -> int:
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     epochs = f"{args.epochs} epoch{'s' if args.epochs > 1 else ''}"
     name = "the notebook's MNIST CNN" if args.model == "notebook" else "LeNet-5"
+    optimizer, schedule, rate = _recipe(args, -(-len(x) // min(args.batch_size, len(x))))
+    recipe = "" if optimizer is None else f", {optimizer!r}"
+    recipe += "" if schedule is None else f", {schedule!r}"
     say(
         f"Training {name} on {len(x)} {args.dataset} images ({epochs}, {args.loss}, rate "
-        f"{args.rate}, batch size {args.batch_size}{', shuffled' if args.shuffle else ''}, init "
+        f"{rate}{recipe}, batch size {args.batch_size}{', shuffled' if args.shuffle else ''}, init "
         f"{args.init}, seed {args.seed}, {args.backend}, {args.dtype}); testing "
         f"on {len(test_images)}."
     )
 
     if not args.quiet:
-        _announce_compiling(args, network)
+        from .network import _Run
+
+        stepped = _Run(optimizer, schedule, rate, args.batch_size, args.shuffle).stepped
+        _announce_compiling(args, network, stepped)
     progress = _Progress(len(x), args.epochs, enabled=not args.quiet)
     kept: dict[str, Any] = {"epoch": 0, "matrix": None, "seconds": 0.0}
     kept["started"] = time.perf_counter()
@@ -475,27 +599,38 @@ def _train_into(args: argparse.Namespace, out: str) -> int:
             y,
             *LOSSES[args.loss],
             args.epochs,
-            args.rate,
+            None if optimizer is not None and optimizer.lr is not None else rate,
             verbose=False,
             progress=progress,
             on_epoch=on_epoch,
             batch_size=args.batch_size,
             shuffle=args.shuffle,
             rng=args.seed,
+            optimizer=optimizer,
+            schedule=schedule,
+            resume=args.resume,
         )
-    except KeyboardInterrupt:
+    except ResumeError as exc:
+        raise CommandError(f"{exc} (--resume)") from None
+    except KeyboardInterrupt as stop:
         progress.close()
+        status = EXIT_TERMINATED if isinstance(stop, _Terminated) else EXIT_INTERRUPTED
+        word = "terminated" if isinstance(stop, _Terminated) else "interrupted"
         during = kept["epoch"] + 1
         if kept["epoch"]:
             _interrupted(
-                f"interrupted during epoch {during}; kept the model of epoch "
-                f"{kept['epoch']} in {out}"
+                f"{word} during epoch {during}; kept the model of epoch {kept['epoch']} in {out}"
             )
+        elif args.resume:
+            _interrupted(f"{word} before the first epoch after {args.resume}'s; it is unchanged")
         else:
-            _interrupted("interrupted during epoch 1; no epoch completed, so no model was saved")
-        return EXIT_INTERRUPTED
+            _interrupted(f"{word} during epoch 1; no epoch completed, so no model was saved")
+        return status
     finally:
         progress.close()
+    if not history:
+        print(f"{args.resume} holds {args.epochs} epochs already; nothing to train")
+        return 0
     print(f"test accuracy: {history.accuracy[-1]:.4f}")
     print(
         f"trained {kept['epoch']} epochs in {kept['seconds']:.1f} s (testing and saving not counted)"

@@ -25,7 +25,7 @@ def save(network: Network, path: PathLike) -> None:
     :func:`fastcnn._modelfile.save` for the guarantees (a temporary file renamed into place)."""
     if not isinstance(network, Network):
         raise TypeError(f"save expects a fastcnn Network, got {type(network).__name__}.")
-    _save_layers(network.layers, path)
+    _save_layers(network.layers, path, training=getattr(network, "_checkpoint", None))
 
 
 def load(

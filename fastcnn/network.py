@@ -12,12 +12,18 @@ from numpy.typing import NDArray
 
 from . import _compiled, _modelfile, registry
 from . import _validation as check
+from . import optim as _optim
 from ._threads import blas_threads
 from ._validation import check_backend, check_size
 from .layers import Layer
 
 # Samples per compiled call: small enough that progress and Ctrl-C come every few tens of ms.
 _CHUNK = 256
+
+
+class ResumeError(ValueError):
+    """``train(resume=PATH)`` cannot continue from that file (no training state in it, or one
+    made with other settings)."""
 
 
 class History(list):
@@ -189,8 +195,9 @@ class Network:
         return float(np.mean(predicted == labels))
 
     def save(self, path: Any) -> None:
-        """Write the network to ``path`` (``.npz``); :func:`fastcnn.load` reads it back exactly."""
-        _modelfile.save(self.layers, path)
+        """Write the network to ``path`` (``.npz``); :func:`fastcnn.load` reads it back exactly.
+        After ``train``, the file also holds where training stood (see ``train``'s ``resume``)."""
+        _modelfile.save(self.layers, path, training=getattr(self, "_checkpoint", None))
 
     def train(
         self,
@@ -199,7 +206,7 @@ class Network:
         loss: Callable[[Any, Any], Any],
         d_loss: Callable[[Any, Any], Any],
         epochs: int,
-        rate: float,
+        rate: float | None,
         *,
         verbose: bool = True,
         validation_data: tuple[Any, Any] | None = None,
@@ -208,6 +215,9 @@ class Network:
         batch_size: int = 1,
         shuffle: bool = False,
         rng: Any = None,
+        optimizer: _optim.Optimizer | None = None,
+        schedule: _optim.Schedule | None = None,
+        resume: Any = None,
     ) -> History:
         """SGD over ``data_x``/``data_y`` for ``epochs`` epochs with step ``rate``: per sample, as
         the seed does, or in mini-batches.
@@ -231,6 +241,23 @@ class Network:
         NumPy's global state (``np.random.seed`` repeats it), else an int seed, a
         ``np.random.RandomState`` or a ``np.random.Generator``.
 
+        ``optimizer`` (a :mod:`fastcnn.optim` optimizer; default None, the seed's SGD by ``rate``,
+        with its fused fast paths) updates the parameters instead, after every sample or batch,
+        on every path. Its learning rate: ``rate`` when the optimizer has none of its own
+        (``SGD()``, whose ``lr`` defaults to None), else the optimizer's (``Adam()`` has 1e-3);
+        ``rate`` may then be None or the same number, and a different number is refused, since
+        either reading could be the wrong one. ``schedule`` (a :mod:`fastcnn.optim` schedule)
+        varies that rate per epoch or per step, as PyTorch's scheduler of the same name does
+        when stepped after each epoch (per step for ``OneCycleLR``).
+
+        After every epoch the network keeps where training stands: the epoch, the optimizer's
+        state, the schedule (a function of the epoch), the shuffling generator's state; ``save``
+        (and ``fastcnn.save``) writes it into the model file. ``resume=PATH`` loads the
+        parameters and that state from such a file and runs the epochs after the saved one up to
+        ``epochs`` (the total, as Keras's ``initial_epoch`` counts): the result is bit for bit
+        the run that never stopped, given the same data, loss, optimizer, schedule, batch size
+        and ``shuffle``/``rng`` (a different one is refused).
+
         Raises
         ------
         TypeError, ValueError
@@ -243,9 +270,9 @@ class Network:
         """
         if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}.")
-        check.check_rate(rate)
+        optimizer, base_lr = _resolve_optimizer(optimizer, schedule, rate)
         batch_size = check_size("batch_size", batch_size)
-        permutation = check.random_permutation(rng) if shuffle else None
+        generator = _generator(rng) if shuffle else None
         self._check_chain()
         data_x = self._check_inputs("data_x", data_x)
         data_y = check.check_targets(data_y, self.output_shape)
@@ -257,21 +284,33 @@ class Network:
             )
         if len(data_x) == 0:
             raise ValueError("train needs at least one sample; data_x is empty.")
+        run = _Run(optimizer, schedule, base_lr, batch_size, shuffle)
+        first_epoch = 0
+        params = [p for layer in self.layers for p in layer.parameters()]
+        if resume is not None:
+            first_epoch = run.resume(resume, self.layers, generator)
+        elif run.optimizer is not None:
+            run.state = run.optimizer.init(params)
         # From here on the inputs are right; the compiled path is a choice, never an error.
         # Per-sample training streams each dense layer's rows once a sample: padded to whole
         # cache lines (see kernels/dense.py). Mini-batches hand the weights to BLAS as they are.
         padded = batch_size == 1
-        program = _compiled.program(self.layers, loss, d_loss, self.num_threads, padded)
+        program = _compiled.program(
+            self.layers, loss, d_loss, self.num_threads, padded, optimizer=run.stepped
+        )
         if program is not None:
             data_x, data_y = program.samples(data_x), program.samples(data_y)
         history = History()
+        steps = -(-len(data_x) // min(batch_size, len(data_x)))
         # BLAS (the batch path's matrix products) on num_threads threads for the whole call.
         with blas_threads(self.num_threads) if batch_size > 1 else contextlib.nullcontext():
-            for e in range(epochs):
-                order = None if permutation is None else permutation(len(data_x))
+            for e in range(first_epoch, epochs):
+                order = None if generator is None else generator.permutation(len(data_x))
+                run.epoch_rates(e, steps)
                 total_loss = self._run_epoch(
-                    program, data_x, data_y, order, batch_size, loss, d_loss, rate, e, progress
+                    program, data_x, data_y, order, batch_size, loss, d_loss, run, e, progress
                 )
+                self._checkpoint = run.checkpoint(e + 1, generator)
                 self._end_epoch(e, total_loss, history, validation_data, verbose, on_epoch)
         return history
 
@@ -284,7 +323,7 @@ class Network:
         batch_size: int,
         loss: Callable,
         d_loss: Callable,
-        rate: float,
+        run: _Run,
         e: int,
         progress: Callable | None,
     ) -> float:
@@ -296,12 +335,12 @@ class Network:
         if order is not None:
             xs, ys = xs[order], ys[order]
         if program is not None:
-            return self._compiled_epoch(
-                program, xs, ys, batch_size, loss, d_loss, rate, e, progress
-            )
+            return self._compiled_epoch(program, xs, ys, batch_size, loss, d_loss, run, e, progress)
+        if run.stepped:
+            return self._optimizer_epoch(xs, ys, batch_size, loss, d_loss, run, e, progress)
         if batch_size == 1:
-            return self._epoch(xs, ys, loss, d_loss, rate, e, progress)
-        return self._batch_epoch(xs, ys, batch_size, loss, d_loss, rate, e, progress)
+            return self._epoch(xs, ys, loss, d_loss, run.rate, e, progress)
+        return self._batch_epoch(xs, ys, batch_size, loss, d_loss, run.rate, e, progress)
 
     def _end_epoch(
         self,
@@ -355,7 +394,7 @@ class Network:
         batch_size: int,
         loss: Callable,
         d_loss: Callable,
-        rate: float,
+        run: _Run,
         e: int,
         progress: Callable | None,
     ) -> float:
@@ -368,17 +407,24 @@ class Network:
         losses = np.empty(n, program.dtype if batch_size == 1 else np.float64)
         chunk = batch_size * max(1, _CHUNK // batch_size)
         program.load()  # on_epoch may have changed the weights since the last epoch
+        rate = run.rate
+        run.enter(program)
         done = 0
         try:
             while done < n:
                 stop = min(n, done + chunk)
                 part = (xs[done:stop], ys[done:stop])
+                opt = run.chunk(done // batch_size)
                 if batch_size == 1:
-                    k = done + program.train(*part, rate, losses[done:stop])
+                    k = done + program.train(*part, rate, losses[done:stop], opt)
+                    run.done(k - done)
                     if k < stop:
                         raise _not_finite(e, k, "not finite")
                 else:
-                    k = done + program.train_batch(*part, batch_size, rate, losses[done:stop])
+                    k = done + program.train_batch(*part, batch_size, rate, losses[done:stop], opt)
+                    run.done(
+                        -(-(k - done) // batch_size) if k == stop else (k - done) // batch_size
+                    )
                     if k < stop:
                         batch = losses[k : min(stop, k + batch_size)]
                         bad = k + int(np.flatnonzero(~np.isfinite(batch))[0])
@@ -392,6 +438,7 @@ class Network:
                     program.load()
         finally:
             program.store()
+            run.leave(program)
         # cumsum adds in order from the first sample, as the seed's `total_loss += loss` does.
         return float(np.cumsum(losses)[-1] / n)
 
@@ -438,6 +485,259 @@ class Network:
             if progress is not None:
                 progress(e + 1, stop, total_loss / stop)
         return total_loss / n
+
+    def _optimizer_epoch(
+        self,
+        data_x: NDArray,
+        data_y: NDArray,
+        batch_size: int,
+        loss: Callable,
+        d_loss: Callable,
+        run: _Run,
+        e: int,
+        progress: Callable | None,
+    ) -> float:
+        """One epoch with an optimizer, every layer called from Python (the compiled paths'
+        oracle): per sample, the forward pass and ``gradient``; the batch's gradients summed,
+        divided by its size, and the optimizer's ``reference_step`` (plain NumPy) on every
+        layer's parameters."""
+        params = [p for layer in self.layers for p in layer.parameters()]
+        total_loss = 0.0
+        n = len(data_x)
+        for index, start in enumerate(range(0, n, batch_size)):
+            stop = min(n, start + batch_size)
+            sums: list[NDArray] = []
+            for k in range(start, stop):
+                predicted = self.predict(data_x[k])
+                sample_loss = loss(predicted, data_y[k])
+                if not np.isfinite(sample_loss):
+                    if batch_size == 1:
+                        raise _not_finite(e, k, sample_loss)
+                    raise _not_finite_batch(e, start, k, sample_loss)
+                total_loss += sample_loss
+                grad = d_loss(predicted, data_y[k])
+                per_layer = []
+                for layer in reversed(self.layers):
+                    grad, layer_grads = layer.gradient(grad)
+                    per_layer.append(list(layer_grads))
+                grads = [g for gs in reversed(per_layer) for g in gs]
+                if k == start:
+                    sums = [np.array(g, copy=True) for g in grads]
+                else:
+                    for t, g in zip(sums, grads, strict=True):
+                        t += g
+            count = stop - start
+            means = sums if count == 1 else [t / t.dtype.type(count) for t in sums]
+            run.optimizer.reference_step(params, means, run.state, run.rates[index])
+            if progress is not None:
+                progress(e + 1, stop, total_loss / stop)
+        return total_loss / n
+
+
+class _Run:
+    """What ``train`` steps with: the optimizer (None: the seed's SGD, fused), its state, the
+    schedule and each step's rate; and the checkpoint after an epoch."""
+
+    def __init__(
+        self,
+        optimizer: _optim.Optimizer | None,
+        schedule: _optim.Schedule | None,
+        base_lr: float,
+        batch_size: int,
+        shuffle: bool,
+    ) -> None:
+        # Any: set together with stepped, which every use checks first.
+        self.optimizer: Any = optimizer
+        self.schedule, self.base_lr = schedule, base_lr
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.state: Any = None  # an OptimizerState whenever there is an optimizer
+        # Plain SGD at one rate per epoch keeps the seed's fused SGD loops; anything else steps
+        # with the optimizer (a per-step schedule needs a rate per step even for plain SGD).
+        plain = optimizer is None or (isinstance(optimizer, _optim.SGD) and optimizer.plain)
+        self.stepped = not (plain and (schedule is None or not schedule.per_step))
+        if self.stepped and optimizer is None:
+            self.optimizer = _optim.SGD()  # the seed's SGD at the schedule's rate of each step
+        self.rate: Any = base_lr
+        self.rates = np.full(1, base_lr)
+        self._opt: tuple | None = None
+        self._buffers: list[NDArray] = []
+
+    def epoch_rates(self, e: int, steps: int) -> None:
+        """The rate of each of epoch ``e``'s ``steps`` steps (``rates``; ``rate`` the first)."""
+        if self.schedule is None:
+            rates = [self.base_lr] * steps
+        elif self.schedule.per_step:
+            rates = [self.schedule.lr_at(self.base_lr, e, s, steps) for s in range(steps)]
+        else:
+            rates = [self.schedule.lr_at(self.base_lr, e)] * steps
+        self.rates = np.array(rates, np.float64)
+        self.rate = rates[0] if rates else self.base_lr
+
+    # the compiled loops' view of the optimizer ---------------------------------------------------
+
+    def enter(self, program: _compiled.Program) -> None:
+        """The state into buffers laid out as the program's parameters."""
+        if not self.stepped:
+            return
+        names = self.optimizer.buffers()
+        if len(self._buffers) != 2 or self._buffers[0].dtype != program.dtype:
+            empty = np.zeros(0, program.dtype)
+            self._buffers = [program.state_buffer() if k < len(names) else empty for k in (0, 1)]
+        for name, buffer in zip(names, self._buffers, strict=False):
+            program.scatter(self.state.buffers[name], buffer)
+        self._code, self._hyper = self.optimizer.program()
+        self._done = 0
+
+    def chunk(self, index: int) -> tuple | None:
+        """The loops' ``opt`` for a chunk starting at step ``index`` of the epoch."""
+        if not self.stepped:
+            return None
+        s1, s2 = self._buffers
+        lrs = self.rates[index:]
+        return (self._code, self._hyper, lrs, self.state.step, s1, s2)
+
+    def done(self, steps: int) -> None:
+        if self.stepped and self.state is not None:
+            self.state.step += steps
+
+    def leave(self, program: _compiled.Program) -> None:
+        if not self.stepped:
+            return
+        for name, buffer in zip(self.optimizer.buffers(), self._buffers, strict=False):
+            program.gather(buffer, self.state.buffers[name])
+
+    # checkpoints ---------------------------------------------------------------------------------
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "optimizer": None if self.optimizer is None else _optim.serialize(self.optimizer),
+            "schedule": None if self.schedule is None else _optim.serialize(self.schedule),
+            "base_lr": float(self.base_lr),
+            "batch_size": self.batch_size,
+            "shuffle": self.shuffle,
+        }
+
+    def checkpoint(self, epoch: int, generator: Any) -> dict[str, Any]:
+        """Where training stands after ``epoch`` epochs: JSON and arrays for the model file."""
+        doc: dict[str, Any] = {"epoch": epoch, **self._describe()}
+        arrays: dict[str, NDArray] = {}
+        if self.optimizer is not None and self.state is not None:
+            saved = self.optimizer.state_dict(self.state)
+            arrays = {f"optimizer.{k}": v for k, v in saved.pop("arrays").items()}
+            doc["optimizer_state"] = saved
+        doc["rng"] = None if generator is None else _encode(_get_state(generator))
+        return {"json": doc, "arrays": arrays}
+
+    def resume(self, path: Any, layers: list[Layer], generator: Any) -> int:
+        """Load the parameters and the training state of model file ``path`` (checked against
+        this run); the number of epochs done."""
+        saved = _modelfile.load_training(path)
+        name = getattr(path, "name", path)
+        if saved is None:
+            raise ResumeError(
+                f"resume={str(name)!r}: the model file holds no training state (written before "
+                f"resumable training, or not by Network.train); it can be evaluated, not resumed."
+            )
+        doc, arrays = saved["json"], saved["arrays"]
+        mine = self._describe()
+        for key, value in mine.items():
+            if doc.get(key) != value:
+                raise ResumeError(
+                    f"resume={str(name)!r}: the checkpoint was trained with {key}="
+                    f"{_readable(doc.get(key))}, this call has {key}={_readable(value)}; "
+                    f"resume with the same."
+                )
+        _modelfile.load_parameters(path, layers)
+        if self.optimizer is not None:
+            state = dict(doc["optimizer_state"])
+            state["arrays"] = {k[len("optimizer.") :]: v for k, v in arrays.items()}
+            params = [p for layer in layers for p in layer.parameters()]
+            self.state = self.optimizer.load_state_dict(state, params)
+        if generator is not None:
+            if doc.get("rng") is None:
+                raise ResumeError(f"resume={str(name)!r}: the checkpoint has no generator state.")
+            _set_state(generator, _decode(doc["rng"]))
+        return int(doc["epoch"])
+
+
+def _readable(value: Any) -> str:
+    """A serialized optimizer or schedule as its repr, anything else as JSON has it."""
+    try:
+        return repr(_optim.deserialize(value))
+    except (ValueError, TypeError):
+        return repr(value)
+
+
+def _resolve_optimizer(
+    optimizer: Any, schedule: Any, rate: Any
+) -> tuple[_optim.Optimizer | None, float]:
+    """The optimizer ``train`` steps with and its base learning rate (see ``train``)."""
+    if optimizer is not None and not isinstance(optimizer, _optim.Optimizer):
+        raise TypeError(
+            f"optimizer must be a fastcnn.optim optimizer (SGD, Adam, AdamW), got {optimizer!r}."
+        )
+    if schedule is not None and not isinstance(schedule, _optim.Schedule):
+        raise TypeError(
+            f"schedule must be a fastcnn.optim schedule (StepLR, CosineAnnealingLR, "
+            f"OneCycleLR), got {schedule!r}."
+        )
+    own = None if optimizer is None else optimizer.lr
+    if own is None:
+        if rate is None and optimizer is not None:
+            raise TypeError(
+                "rate must be a real number, got None (only an optimizer with its own lr "
+                "can do without it)."
+            )
+        return optimizer, check.check_rate(rate)  # as given (np.float32 too), as before
+    if rate is not None and float(check.check_rate(rate)) != own:
+        raise ValueError(
+            f"train got rate={rate} and {optimizer!r}, whose lr={own}: two learning rates; pass "
+            f"rate=None (or {own}) to use the optimizer's, or an optimizer with lr=None."
+        )
+    return optimizer, own
+
+
+def _generator(rng: Any) -> Any:
+    """The generator whose ``permutation`` shuffles (see ``train``'s ``rng``): its state can be
+    saved and restored."""
+    check.random_permutation(rng)  # the checks and their messages
+    if rng is None:
+        return np.random.mtrand._rand  # what np.random.permutation draws from
+    if isinstance(rng, numbers.Integral):
+        return np.random.RandomState(int(rng))
+    return rng
+
+
+def _get_state(generator: Any) -> Any:
+    if isinstance(generator, np.random.Generator):
+        return generator.bit_generator.state
+    return generator.get_state(legacy=False)
+
+
+def _set_state(generator: Any, state: Any) -> None:
+    if isinstance(generator, np.random.Generator):
+        generator.bit_generator.state = state
+    else:
+        generator.set_state(state)
+
+
+def _encode(value: Any) -> Any:
+    """A generator's state as JSON (arrays as ``{"ndarray": [...], "dtype": ...}``)."""
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return {"ndarray": value.tolist(), "dtype": value.dtype.name}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"ndarray", "dtype"}:
+            return np.array(value["ndarray"], dtype=np.dtype(value["dtype"]))
+        return {k: _decode(v) for k, v in value.items()}
+    return value
 
 
 def _check_loss_targets(loss: Callable, d_loss: Callable, data_y: NDArray) -> None:

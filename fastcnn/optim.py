@@ -363,6 +363,11 @@ class Optimizer:
         g = _flat_views(owner, "grads", _arrays(owner, "grads", grads), state, False)
         return rate, p, g, [state.views(name) for name in self.buffers()]
 
+    def program(self) -> tuple[int, NDArray[np.float64]]:
+        """``(code, hyper)``: this optimizer as the compiled loops take it (see
+        :func:`fastcnn.kernels.optim.optimizer_step`)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
     def _kernel_step(self, p, g, buffers, taken, lr):  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -488,9 +493,14 @@ class SGD(Optimizer):
             "weight_decay": self.weight_decay,
         }
 
+    def program(self) -> tuple[int, NDArray[np.float64]]:
+        code = k_optim.PLAIN if self.plain else k_optim.MOMENTUM
+        hyper = [self.momentum, self.dampening, self.weight_decay, float(self.nesterov)]
+        return code, np.array(hyper + [0.0] * 4)
+
     def _kernel_step(self, p, g, buffers, taken, lr):
         if self.plain:
-            k_optim.sgd_step(p, g, lr)
+            k_optim.plain_sgd_step(p, g, lr)
             return
         buf = buffers[0] if buffers else p[:0]  # unread when momentum is 0
         k_optim.sgd_momentum_step(
@@ -587,6 +597,11 @@ class Adam(Optimizer):
         if isinstance(config.get("betas"), list):
             config["betas"] = tuple(config["betas"])
         return cls(**config)
+
+    def program(self) -> tuple[int, NDArray[np.float64]]:
+        beta1, beta2 = self.betas
+        hyper = [0.0, 0.0, self.weight_decay, 0.0, beta1, beta2, self.eps, float(self.decoupled)]
+        return k_optim.ADAM, np.array(hyper)
 
     def _kernel_step(self, p, g, buffers, taken, lr):
         m, v = buffers

@@ -24,8 +24,9 @@ from .buffers import copy, region
 from .conv import backward as conv__backward, backward_batch as conv__backward_batch, backward_first as conv__backward_first, backward_first_batch as conv__backward_first_batch, forward as conv__forward, forward_batch as conv__forward_batch
 from .conv_gemm import backward_batch as conv_padded__backward_batch, backward_first_batch as conv_padded__backward_first_batch, forward_batch as conv_padded__forward_batch
 from .conv_padded import backward as conv_padded__backward, backward_first as conv_padded__backward_first, forward as conv_padded__forward
-from .dense import backward_first_sgd as dense__backward_first_sgd, backward_first_sgd_batch as dense__backward_first_sgd_batch, backward_sgd as dense__backward_sgd, backward_sgd_batch as dense__backward_sgd_batch, forward as dense__forward, forward_batch as dense__forward_batch
+from .dense import backward as dense__backward, backward_batch as dense__backward_batch, backward_first as dense__backward_first, backward_first_batch as dense__backward_first_batch, backward_first_sgd as dense__backward_first_sgd, backward_first_sgd_batch as dense__backward_first_sgd_batch, backward_sgd as dense__backward_sgd, backward_sgd_batch as dense__backward_sgd_batch, forward as dense__forward, forward_batch as dense__forward_batch
 from .losses import mse as loss__mse
+from .optim import optimizer_step
 from .pointwise import leaky_relu as leaky_relu__kernel, leaky_relu_backward as leaky_relu__kernel_backward, relu as relu__kernel, relu_backward as relu__kernel_backward, tanh as tanh__kernel, tanh_backward as tanh__kernel_backward
 from .pool import avg_backward as avgpool__backward, avg_backward_batch as avgpool__backward_batch, avg_forward as avgpool__forward, avg_forward_batch as avgpool__forward_batch, max_backward as maxpool__backward, max_backward_batch as maxpool__backward_batch, max_forward as maxpool__forward, max_forward_batch as maxpool__forward_batch
 from .sgd import sgd_step
@@ -125,12 +126,32 @@ def _step(spec, params, gparams, count, rate):
 
 
 @jit
-def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, conv, conv_first, conv_inner, conv_padded, conv_padded_first, conv_padded_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner, loss_mse, loss_cross_entropy, loss_cross_entropy__softmax, loss_binary_cross_entropy):
+def _opt_step(spec, params, gparams, count, opt, index):
+    """Step ``index`` of the chunk by an optimizer, over every parameter (no hook fused a step):
+    ``opt = (code, hyper, lrs, taken, s1, s2)``, the optimizer's code and hyper-parameters
+    (``kernels.optim.optimizer_step``), each step's learning rate, the steps taken before the
+    chunk, and its state buffers laid out as ``params`` (empty when unused)."""
+    code, hyper, lrs, taken, s1, s2 = opt
+    lr = lrs[index]
+    for l in range(spec.size):
+        L = spec[l]
+        if L.step_stop > L.step_start:
+            a, b = L.step_start, L.step_stop
+            optimizer_step(
+                params[a:b], gparams[a:b], count, s1[a:b], s2[a:b], code, hyper, lr, taken + index
+            )
+
+
+@jit
+def train_sgd(
+    spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, opt, conv, conv_first, conv_inner, conv_padded, conv_padded_first, conv_padded_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner, loss_mse, loss_cross_entropy, loss_cross_entropy__softmax, loss_binary_cross_entropy
+):
     """The seed's ``Network.train`` inner loop (per-sample SGD) over samples ``xs``/``ys``.
 
     xs (N, input size), ys (N, output size); ``loss`` indexes :data:`LOSSES`; losses (N,) receives
-    each sample's loss. Returns N, or the index of the first sample whose loss is not finite,
-    before that sample's update.
+    each sample's loss. ``opt`` None: the seed's SGD by ``rate``; else an optimizer (see
+    :func:`_opt_step`; ``rate`` unused) steps after every sample. Returns N, or the index of the
+    first sample whose loss is not finite, before that sample's update.
     """
     last = spec[spec.size - 1]
     out = acts[last.y : last.y + last.out_size]
@@ -206,9 +227,15 @@ def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, l
             elif op == 2:  # dense
                 if l == 0:
                     if dense_first is not None:
-                        dense__backward_first_sgd(L, params, gparams, acts, grads, scratch, rate, None)
+                        if opt is None:
+                            dense__backward_first_sgd(L, params, gparams, acts, grads, scratch, rate, None)
+                        else:
+                            dense__backward_first(L, params, gparams, acts, grads, scratch, rate, None)
                 elif dense_inner is not None:
-                    dense__backward_sgd(L, params, gparams, acts, grads, scratch, rate, None)
+                    if opt is None:
+                        dense__backward_sgd(L, params, gparams, acts, grads, scratch, rate, None)
+                    else:
+                        dense__backward(L, params, gparams, acts, grads, scratch, rate, None)
             elif op == 3:  # sigmoid
                 if l > 0 and sigmoid_inner is not None:
                     _sigmoid_backward(L, params, gparams, acts, grads, scratch, rate, None)
@@ -230,13 +257,16 @@ def train_sgd(spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, l
             elif op == 9:  # softmax
                 if l > 0 and softmax_inner is not None:
                     softmax__backward(L, params, gparams, acts, grads, scratch, rate, None)
-        _step(spec, params, gparams, 1, rate)
+        if opt is None:
+            _step(spec, params, gparams, 1, rate)
+        else:
+            _opt_step(spec, params, gparams, 1, opt, k)
     return xs.shape[0]
 
 
 @jit(cache=False)
 def train_sgd_threads(
-    spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, partial, conv, conv_first, conv_inner, conv_padded, conv_padded_first, conv_padded_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner, loss_mse, loss_cross_entropy, loss_cross_entropy__softmax, loss_binary_cross_entropy
+    spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, opt, partial, conv, conv_first, conv_inner, conv_padded, conv_padded_first, conv_padded_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner, loss_mse, loss_cross_entropy, loss_cross_entropy__softmax, loss_binary_cross_entropy
 ):
     """:func:`train_sgd` with the large dense layers split into ``len(partial)`` blocks run on
     ``numba.get_num_threads()`` threads."""
@@ -314,9 +344,15 @@ def train_sgd_threads(
             elif op == 2:  # dense
                 if l == 0:
                     if dense_first is not None:
-                        dense__backward_first_sgd(L, params, gparams, acts, grads, scratch, rate, partial)
+                        if opt is None:
+                            dense__backward_first_sgd(L, params, gparams, acts, grads, scratch, rate, partial)
+                        else:
+                            dense__backward_first(L, params, gparams, acts, grads, scratch, rate, partial)
                 elif dense_inner is not None:
-                    dense__backward_sgd(L, params, gparams, acts, grads, scratch, rate, partial)
+                    if opt is None:
+                        dense__backward_sgd(L, params, gparams, acts, grads, scratch, rate, partial)
+                    else:
+                        dense__backward(L, params, gparams, acts, grads, scratch, rate, partial)
             elif op == 3:  # sigmoid
                 if l > 0 and sigmoid_inner is not None:
                     _sigmoid_backward(L, params, gparams, acts, grads, scratch, rate, partial)
@@ -338,17 +374,21 @@ def train_sgd_threads(
             elif op == 9:  # softmax
                 if l > 0 and softmax_inner is not None:
                     softmax__backward(L, params, gparams, acts, grads, scratch, rate, partial)
-        _step(spec, params, gparams, 1, rate)
+        if opt is None:
+            _step(spec, params, gparams, 1, rate)
+        else:
+            _opt_step(spec, params, gparams, 1, opt, k)
     return xs.shape[0]
 
 
 @jit
 def train_sgd_batch(
-    spec, params, gparams, acts, grads, scratch, xs, ys, capacity, rate, loss, losses, conv, conv_first, conv_inner, conv_padded, conv_padded_first, conv_padded_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner, loss_mse, loss_cross_entropy, loss_cross_entropy__softmax, loss_binary_cross_entropy
+    spec, params, gparams, acts, grads, scratch, xs, ys, capacity, rate, loss, losses, opt, conv, conv_first, conv_inner, conv_padded, conv_padded_first, conv_padded_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner, loss_mse, loss_cross_entropy, loss_cross_entropy__softmax, loss_binary_cross_entropy
 ):
     """Mini-batch SGD: each consecutive batch of ``capacity`` samples of ``xs``/``ys`` (the last may
     be shorter) moves ``params`` once by ``rate`` times the mean of its per-sample gradients, taken
-    at the parameters before the batch.
+    at the parameters before the batch (``opt``: an optimizer's step instead, as in
+    :func:`train_sgd`).
 
     The buffers hold ``capacity`` samples (see ``kernels.buffers``); losses (N,) float64 receives
     each sample's loss. Returns N, or the first sample of the first batch holding a non-finite
@@ -434,9 +474,15 @@ def train_sgd_batch(
             elif op == 2:  # dense
                 if l == 0:
                     if dense_first is not None:
-                        dense__backward_first_sgd_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
+                        if opt is None:
+                            dense__backward_first_sgd_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
+                        else:
+                            dense__backward_first_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
                 elif dense_inner is not None:
-                    dense__backward_sgd_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
+                    if opt is None:
+                        dense__backward_sgd_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
+                    else:
+                        dense__backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
             elif op == 3:  # sigmoid
                 if l > 0 and sigmoid_inner is not None:
                     _sigmoid_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
@@ -458,7 +504,10 @@ def train_sgd_batch(
             elif op == 9:  # softmax
                 if l > 0 and softmax_inner is not None:
                     softmax__backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
-        _step(spec, params, gparams, n, rate)
+        if opt is None:
+            _step(spec, params, gparams, n, rate)
+        else:
+            _opt_step(spec, params, gparams, n, opt, start // capacity)
     return total
 
 

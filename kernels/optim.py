@@ -1,7 +1,7 @@
 """Optimizer steps on flat buffers: ``params`` and ``grads`` (and the optimizer's state) are 1-D
 C-contiguous arrays of one float dtype, updated in place in one streaming pass.
 
-:func:`sgd_step` is the notebook's update, ``p - g * lr``. :func:`sgd_momentum_step` and
+:func:`plain_sgd_step` is the notebook's update, ``p - g * lr``. :func:`sgd_momentum_step` and
 :func:`adam_step` are PyTorch 2.x's ``torch.optim.SGD`` and ``Adam``/``AdamW`` (the single-tensor
 path, ``foreach=False``), operation for operation: each ``tensor.add(other, alpha=a)``,
 ``lerp_`` and ``addcmul_`` of torch's CPU kernels is one fused multiply-add (``vec::fmadd``; its
@@ -26,6 +26,7 @@ from numba import types
 from numba.extending import intrinsic, overload
 
 from ._jit import jit
+from .sgd import sgd_step
 
 
 def fma(a, b, c):
@@ -78,7 +79,7 @@ def _fma_overload(a, b, c):  # pragma: no cover  (runs while Numba compiles)
 
 
 @jit
-def sgd_step(params, grads, lr):
+def plain_sgd_step(params, grads, lr):
     """``params -= grads * lr``, rounded as the notebook's ``p - g * lr`` (no fused multiply-add);
     params and grads (n,)."""
     rate = params.dtype.type(lr)
@@ -91,14 +92,30 @@ def sgd_momentum_step(params, grads, buf, lr, momentum, dampening, weight_decay,
     """One step of ``torch.optim.SGD(lr, momentum, dampening, weight_decay, nesterov)``; params,
     grads and the momentum buffer buf (n,) (buf is neither read nor written when momentum is 0,
     and only written on the first step, ``first``, where torch clones the gradient into it)."""
+    sgd_momentum_mean_step(
+        params, grads, 1, buf, lr, momentum, dampening, weight_decay, nesterov, first
+    )
+
+
+@jit
+def sgd_momentum_mean_step(
+    params, grads, count, buf, lr, momentum, dampening, weight_decay, nesterov, first
+):
+    """:func:`sgd_momentum_step` by the mean gradient ``grads / count`` of ``count`` summed ones
+    (each divided as it is read: one pass over memory fewer than dividing first)."""
     kind = params.dtype.type
+    n = kind(count)
+    # Dividing by a power of two (1, 32, 64, ...) is multiplying by its exact reciprocal, and a
+    # product costs a fraction of a quotient.
+    exact = (count & (count - 1)) == 0
+    inverse = kind(1.0) / n
     minus_lr = kind(-lr)
     mu = kind(momentum)
     keep = kind(1.0 - dampening)
     decay = kind(weight_decay)
     for i in range(params.size):
         p = params[i]
-        g = grads[i]
+        g = grads[i] * inverse if exact else grads[i] / n
         if weight_decay != 0:
             g = fma(p, decay, g)  # grad.add(param, alpha=weight_decay)
         if momentum != 0:
@@ -136,7 +153,20 @@ def adam_step(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, de
     gradient) or ``AdamW`` (``decoupled=True``: ``param *= 1 - lr * weight_decay`` first); params,
     grads and the moments m (``exp_avg``) and v (``exp_avg_sq``) (n,); step counts this step (1 for
     the first), as torch's ``state["step"]`` after its increment."""
+    adam_mean_step(params, grads, 1, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled)
+
+
+@jit
+def adam_mean_step(
+    params, grads, count, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled
+):
+    """:func:`adam_step` by the mean gradient ``grads / count`` of ``count`` summed ones."""
     kind = params.dtype.type
+    n = kind(count)
+    # Dividing by a power of two (1, 32, 64, ...) is multiplying by its exact reciprocal, and a
+    # product costs a fraction of a quotient.
+    exact = (count & (count - 1)) == 0
+    inverse = kind(1.0) / n
     step_size, bias_correction2_sqrt = adam_scalars(step, lr, beta1, beta2)
     weight = kind(1.0 - beta1)
     # torch's lerp(start, end, w): start + w * (end - start) for |w| < 0.5, else
@@ -152,7 +182,7 @@ def adam_step(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, de
     shrink = kind(1.0 - lr * weight_decay)
     for i in range(params.size):
         p = params[i]
-        g = grads[i]
+        g = grads[i] * inverse if exact else grads[i] / n
         if weight_decay != 0:
             if decoupled:
                 p = p * shrink  # param.mul_(1 - lr * weight_decay)
@@ -167,3 +197,37 @@ def adam_step(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, de
         # (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
         denom = np.sqrt(s) / scale + epsilon
         params[i] = p + (minus_step_size * a) / denom  # param.addcdiv_(exp_avg, denom, -step_size)
+
+
+# The optimizers by code, as the compiled loops take them (``fastcnn.optim.Optimizer.program``);
+# ``hyper`` holds (momentum, dampening, weight_decay, nesterov, beta1, beta2, eps, decoupled).
+PLAIN, MOMENTUM, ADAM = 0, 1, 2
+
+
+@jit
+def optimizer_step(params, grads, count, s1, s2, code, hyper, lr, taken):
+    """One step of optimizer ``code`` on a flat region by the mean gradient ``grads / count``
+    (grads hold ``count`` samples' summed gradients, divided as the per-layer path divides its
+    sums): ``kernels.sgd.sgd_step`` (the seed's rounding), :func:`sgd_momentum_step` (buffer s1)
+    or :func:`adam_step` (moments s1, s2). ``taken``: the steps taken before this one."""
+    if code == PLAIN:
+        sgd_step(params, grads, count, lr)
+    elif code == MOMENTUM:
+        sgd_momentum_mean_step(
+            params, grads, count, s1, lr, hyper[0], hyper[1], hyper[2], hyper[3] != 0, taken == 0
+        )
+    else:
+        adam_mean_step(
+            params,
+            grads,
+            count,
+            s1,
+            s2,
+            taken + 1,
+            lr,
+            hyper[4],
+            hyper[5],
+            hyper[6],
+            hyper[2],
+            hyper[7] != 0,
+        )
