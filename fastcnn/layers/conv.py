@@ -274,31 +274,33 @@ class Convolution(ComputeLayer):
             scratch=wide_size(height, width, size),
         )
 
+    def _scratch_sizes(self) -> tuple[int, int, int, int, int]:
+        """``kernels.conv_padded.scratch_sizes`` of this layer (its plain Python, not compiled)."""
+        sizes = getattr(k_padded.scratch_sizes, "py_func", k_padded.scratch_sizes)
+        return sizes(*self.input_shape, self.filter_size, self.filter_count, self.padding)
+
     def _compiled_padded(self) -> Compiled:
-        """The "conv_padded" record: the filter gradient's widened rows and the padded input
-        gradient as fixed scratch; each sample's padded input, written in the forward pass and
-        read by the filter gradient, as scratch per sample (none without padding)."""
+        """The "conv_padded" record: the scratch regions of ``scratch_sizes``, each sample's padded
+        input (written in the forward pass, read by the filter gradient) per sample."""
         depth, height, width = self.input_shape
         dims = [0] * 7
         dims[k_padded.DEPTH], dims[k_padded.HEIGHT], dims[k_padded.WIDTH] = depth, height, width
         dims[k_padded.SIZE], dims[k_padded.COUNT] = self.filter_size, self.filter_count
         dims[k_padded.PADDING] = self.padding
         dims[k_padded.PER_FILTER] = int(self.bias == "filter")
-        _, hp, wp = self.padded_shape
-        padded = depth * hp * wp
+        *fixed, per_sample = self._scratch_sizes()
         return Compiled(
             "conv_padded",
             depth * height * width,
             int(np.prod(self.output_shape)),
             dims=tuple(dims),
             params=self._PARAMETERS,
-            # The batch hooks (kernels/conv_gemm.py) use the same scratch from its start.
+            # The batch hooks (kernels/conv_gemm.py) use the same scratch from its start, for
+            # the columns of one sample and their gradient (a batch program runs only them).
             scratch=max(
-                wide_size(hp, wp, self.filter_size) + padded,
-                # kernels/conv_gemm.py's columns and their gradient, one sample's each.
-                2 * depth * self.filter_size**2 * int(np.prod(self.output_shape[1:])),
+                sum(fixed), 2 * depth * self.filter_size**2 * int(np.prod(self.output_shape[1:]))
             ),
-            scratch_per_sample=padded if self.padding else 0,
+            scratch_per_sample=per_sample,
         )
 
     def _padded_input(self) -> NDArray:
@@ -322,7 +324,9 @@ class Convolution(ComputeLayer):
         if self._plain and self.filter_size != 5:
             k_conv.conv_forward(self.input, self.filters, self.biases, out)
         else:
-            k_padded.conv_padded_forward(self._padded_input(), self.filters, self.biases, out)
+            wide5 = np.empty(self._scratch_sizes()[3], self.dtype)
+            xp = self._padded_input()
+            k_padded.conv_padded_forward(xp, self.filters, self.biases, wide5, out)
         return out
 
     def gradient(self, d_output: Any) -> tuple[NDArray, Grads]:
@@ -354,13 +358,19 @@ class Convolution(ComputeLayer):
         return d_input, (d_filters, d_biases)
 
     def _gradient_padded(self, d_output: NDArray) -> tuple[NDArray, Grads]:
+        wide_g, d_xp_size, gp_size, wide5_size, _ = self._scratch_sizes()
         d_input = np.empty(self.input_shape, self.dtype)
-        d_xp = np.empty(self.padded_shape, self.dtype) if self.padding else d_input
-        k_padded.conv_padded_input_gradient(d_output, self.filters, self.padding, d_xp, d_input)
+        d_xp = np.empty(self.padded_shape, self.dtype) if d_xp_size else d_input
+        _, oh, ow = self.output_shape
+        q = 4 - self.padding
+        gp_shape = (self.filter_count, oh + 2 * q, ow + 2 * q) if gp_size else (0, 0, 0)
+        gp, wide5 = np.empty(gp_shape, self.dtype), np.empty(wide5_size, self.dtype)
+        k_padded.conv_padded_input_gradient(
+            d_output, self.filters, self.padding, d_xp, gp, wide5, d_input
+        )
         d_filters = np.zeros(self.filters_shape, self.dtype)
         d_biases = np.zeros(self.biases.shape, self.dtype)
-        _, hp, wp = self.padded_shape
-        wide = np.zeros(wide_size(hp, wp, self.filter_size), self.dtype)
+        wide = np.zeros(wide_g, self.dtype)
         k_padded.conv_padded_gradient_add(self._padded_input(), d_output, d_filters, d_biases, wide)
         return d_input, (d_filters, d_biases)
 
