@@ -21,6 +21,13 @@ the input per filter tap, concatenated, then a ``MatMul`` by the filters; float3
 The notebook's convolution has one bias per output pixel, added by an ``Add`` of a constant of the
 biases' own shape (which broadcasts over the batch, and would broadcast over the pixels as well
 for biases of shape (count, 1, 1)).
+
+``MaxPool`` / ``AvgPool`` become ``MaxPool`` / ``AveragePool`` (``kernel_shape``, ``strides``;
+no padding, floor), except a float64 average pool, which ONNX Runtime's CPU provider lacks: its
+taps as strided ``Slice`` nodes, added row by row and divided once, as fastcnn computes it. The
+activations are ``Sigmoid``, ``Relu``, ``Tanh`` and ``LeakyRelu(alpha=0.01)``; a float64 leaky
+ReLU is ``Where(x > 0, x, x * 0.01)`` instead, because an ONNX float attribute is a float32 and
+``alpha=0.01`` on doubles is 2e-9 relative away from fastcnn's slope.
 """
 
 from __future__ import annotations
@@ -44,9 +51,6 @@ OPSET = 17
 IR_VERSION = 8
 INPUT, OUTPUT = "input", "output"
 INSTALL_HINT = "pip install 'fastcnn[onnx]'"
-
-# fastcnn's registered activation name -> the ONNX operator computing it element-wise.
-ACTIVATION_OPS: dict[str, str] = {"sigmoid": "Sigmoid"}
 
 
 class ExportError(ValueError):
@@ -172,6 +176,33 @@ def _linear(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor:
     return _Tensor(graph.node("Gemm", [x.name, w, b], "linear", transB=1), (weights.shape[0],))
 
 
+def _leaky_relu(graph: _Graph, x: str) -> str:
+    import numpy as np
+
+    from .functions import LEAKY_RELU_SLOPE
+
+    if graph.dtype == np.float32:
+        return graph.node("LeakyRelu", [x], "leaky_relu", alpha=LEAKY_RELU_SLOPE)
+    # An ONNX float attribute is a float32: LeakyRelu(alpha=0.01) on doubles multiplies by
+    # 0.00999999977648, 2e-9 relative away from fastcnn's slope. fastcnn's own formula instead,
+    # x > 0 ? x : x * 0.01, with the slope a float64 constant.
+    zero = graph.constant("leaky_relu_zero", 0.0)
+    slope = graph.constant("leaky_relu_slope", LEAKY_RELU_SLOPE)
+    positive = graph.node("Greater", [x, zero], "leaky_relu_positive")
+    scaled = graph.node("Mul", [x, slope], "leaky_relu_scaled")
+    return graph.node("Where", [positive, x, scaled], "leaky_relu")
+
+
+# fastcnn's registered activation name -> the ONNX operator computing it element-wise, or a
+# function(graph, input name) -> output name writing the nodes that compute it.
+ACTIVATION_OPS: dict[str, str | Callable[[_Graph, str], str]] = {
+    "sigmoid": "Sigmoid",
+    "relu": "Relu",
+    "tanh": "Tanh",
+    "leaky_relu": _leaky_relu,
+}
+
+
 def _activation(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor:
     try:
         config = _check_config(layer, where, ("activation", "backend"))
@@ -185,7 +216,49 @@ def _activation(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor:
             f"{where}: activation {config['activation']!r} has no ONNX operator in "
             f"fastcnn.export.ACTIVATION_OPS (known: {', '.join(ACTIVATION_OPS)})"
         )
-    return _Tensor(graph.node(op, [x.name], op.lower()), x.shape)
+    if isinstance(op, str):
+        return _Tensor(graph.node(op, [x.name], op.lower()), x.shape)
+    return _Tensor(op(graph, x.name), x.shape)
+
+
+def _pool(layer: Layer, where: str, graph: _Graph, x: _Tensor, op: str) -> _Tensor:
+    import numpy as np
+
+    config = _check_config(layer, where, ("input_shape", "size", "stride", "backend"))
+    size, stride = config["size"], config["stride"]
+    x = graph.reshape(x, tuple(layer.input_shape or ()), "pool")
+    output_shape = tuple(layer.output_shape or ())
+    if op == "AveragePool" and graph.dtype == np.float64:
+        # ONNX Runtime's CPU provider has no float64 AveragePool: the window's taps as strided
+        # Slices, summed in fastcnn's order (row by row), then one division, as fastcnn does.
+        _, out_h, out_w = output_shape
+        taps = []
+        for u in range(size):
+            for v in range(size):
+                starts = graph.constant("pool_starts", [u, v], np.int64)
+                ends = [u + (out_h - 1) * stride + 1, v + (out_w - 1) * stride + 1]
+                axes = graph.constant("pool_axes", [2, 3], np.int64)
+                steps = graph.constant("pool_steps", [stride, stride], np.int64)
+                ends_name = graph.constant("pool_ends", ends, np.int64)
+                taps.append(
+                    graph.node("Slice", [x.name, starts, ends_name, axes, steps], "pool_tap")
+                )
+        total = taps[0]
+        for tap in taps[1:]:
+            total = graph.node("Add", [total, tap], "pool_sum")
+        count = graph.constant("pool_count", size * size)
+        return _Tensor(graph.node("Div", [total, count], "avgpool"), output_shape)
+    # Floor (ceil_mode 0), no padding, and no dilation are the operators' defaults.
+    y = graph.node(op, [x.name], op.lower(), kernel_shape=[size, size], strides=[stride, stride])
+    return _Tensor(y, output_shape)
+
+
+def _maxpool(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor:
+    return _pool(layer, where, graph, x, "MaxPool")
+
+
+def _avgpool(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor:
+    return _pool(layer, where, graph, x, "AveragePool")
 
 
 def _reshape(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor:
@@ -202,6 +275,8 @@ CONVERTERS: dict[str, Converter] = {
     "Linear": _linear,
     "Activation": _activation,
     "Reshape": _reshape,
+    "MaxPool": _maxpool,
+    "AvgPool": _avgpool,
 }
 
 
@@ -260,7 +335,8 @@ def to_onnx(network: Network) -> Any:
     if input_shape is None:
         raise ExportError(
             "the network's input shape is unknown (its first layers do not state it); "
-            "export needs a network that starts with a Convolution, Linear or Reshape layer"
+            "export needs a network whose first layer (after any activations) states it, as "
+            "Convolution, Linear, Reshape, MaxPool and AvgPool do"
         )
     for i, layer in enumerate(network.layers):
         kind = type(layer).__name__

@@ -123,11 +123,11 @@ def test_from_torch_keeps_float32():
     ("module", "input_shape", "message"),
     [
         (
-            torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.ReLU()),
+            torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.ELU()),
             (4, 1),
-            r"^module 1 \(ReLU\(\)\): torch module ReLU has no fastcnn equivalent; from_torch "
-            r"knows Conv2d, Linear, Sigmoid, Flatten, Unflatten, Identity and "
-            r"fastcnn.interop.PixelBias$",
+            r"^module 1 \(ELU\(alpha=1.0\)\): torch module ELU has no fastcnn equivalent; "
+            r"from_torch knows Conv2d, Linear, Sigmoid, ReLU, Tanh, LeakyReLU, MaxPool2d, "
+            r"AvgPool2d, Flatten, Unflatten, Identity and fastcnn.interop.PixelBias$",
         ),
         (
             torch.nn.Conv2d(1, 2, 3, stride=2),
@@ -147,7 +147,7 @@ def test_from_torch_keeps_float32():
             r"^module 1 .*: expects 1 input channels, but the value before it has shape \(2, 1\)",
         ),
     ],
-    ids=["relu", "stride", "linear after conv", "conv after linear"],
+    ids=["elu", "stride", "linear after conv", "conv after linear"],
 )
 def test_from_torch_errors_name_the_module(module, input_shape, message):
     with pytest.raises(InteropError, match=message):
@@ -160,7 +160,7 @@ def test_to_torch_errors_name_the_layer():
 
     with pytest.raises(
         InteropError,
-        match=r"^layer 0 \(Linear\(4, 2\)\): no torch equivalent for layer type 'Custom'; fastcnn.interop.TO_TORCH knows Convolution, Linear, Activation, Reshape$",
+        match=r"^layer 0 \(Linear\(4, 2\)\): no torch equivalent for layer type 'Custom'; fastcnn.interop.TO_TORCH knows Convolution, Linear, Activation, Reshape, MaxPool, AvgPool$",
     ):
         to_torch(Network([Custom(4, 2)]))
 
