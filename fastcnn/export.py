@@ -27,13 +27,15 @@ no padding, floor), except a float64 average pool, which ONNX Runtime's CPU prov
 taps as strided ``Slice`` nodes, added row by row and divided once, as fastcnn computes it. The
 activations are ``Sigmoid``, ``Relu``, ``Tanh`` and ``LeakyRelu(alpha=0.01)``; a float64 leaky
 ReLU is ``Where(x > 0, x, x * 0.01)`` instead, because an ONNX float attribute is a float32 and
-``alpha=0.01`` on doubles is 2e-9 relative away from fastcnn's slope.
+``alpha=0.01`` on doubles is 2e-9 relative away from fastcnn's slope. ``Softmax`` (of a column)
+is ONNX ``Softmax`` with ``axis=1`` on the row layout.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -253,6 +255,14 @@ def _pool(layer: Layer, where: str, graph: _Graph, x: _Tensor, op: str) -> _Tens
     return _Tensor(y, output_shape)
 
 
+def _softmax(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor:
+    _check_config(layer, where, ("backend",))
+    # The layer takes a column (n, 1), which travels as a row of the (N, n) matrix: axis 1 is
+    # the class axis (opset 13 and later: softmax along that one axis, not a flattened 2-D view).
+    x = graph.reshape(x, (math.prod(x.shape),), "softmax_input")
+    return _Tensor(graph.node("Softmax", [x.name], "softmax", axis=1), x.shape)
+
+
 def _maxpool(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor:
     return _pool(layer, where, graph, x, "MaxPool")
 
@@ -277,6 +287,7 @@ CONVERTERS: dict[str, Converter] = {
     "Reshape": _reshape,
     "MaxPool": _maxpool,
     "AvgPool": _avgpool,
+    "Softmax": _softmax,
 }
 
 

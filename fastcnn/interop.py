@@ -207,6 +207,13 @@ def _reshape_to_torch(layer: Layer, where: str, shape: Shape) -> tuple[list[Any]
     return _reshaping(shape, want), want
 
 
+def _softmax_to_torch(layer: Layer, where: str, shape: Shape) -> tuple[list[Any], Shape]:
+    nn = _torch().nn
+    _check_config(layer, where, ("backend",))
+    # The layer takes a column (n, 1), carried as (n,): torch's (N, n), whose class axis is 1.
+    return [nn.Softmax(dim=1)], shape
+
+
 # Layer class name -> converter(layer, where, carried input shape) -> (modules, carried output).
 TO_TORCH: dict[str, ToTorch] = {
     "Convolution": _convolution_to_torch,
@@ -215,6 +222,7 @@ TO_TORCH: dict[str, ToTorch] = {
     "Reshape": _reshape_to_torch,
     "MaxPool": _pool_to_torch,
     "AvgPool": _pool_to_torch,
+    "Softmax": _softmax_to_torch,
 }
 
 
@@ -312,6 +320,7 @@ class _Reader:
             nn.LeakyReLU: self.leaky_relu,
             nn.MaxPool2d: self.pool,
             nn.AvgPool2d: self.pool,
+            nn.Softmax: self.softmax,
             nn.Flatten: self.flatten,
             nn.Unflatten: self.unflatten,
             nn.Identity: lambda m: None,
@@ -417,6 +426,21 @@ class _Reader:
                 f"default), but this LeakyReLU has negative_slope={module.negative_slope!r}"
             )
         self.activation(module)
+
+    def softmax(self, module: Any) -> None:
+        from .layers import Softmax
+
+        if len(_carried(self.shape)) != 1:
+            raise InteropError(
+                f"{self.where()}: fastcnn's Softmax takes a column vector, but the value before "
+                f"it has shape {self.shape} (add nn.Flatten())"
+            )
+        if module.dim not in (1, -1):
+            raise InteropError(
+                f"{self.where()}: fastcnn's Softmax is over the features of each sample "
+                f"(dim=1 of (N, n)), but this Softmax has dim={module.dim!r}"
+            )
+        self.layers.append(Softmax())
 
     def pool(self, pool: Any) -> None:
         from .layers import AvgPool, MaxPool

@@ -127,7 +127,7 @@ def test_from_torch_keeps_float32():
             (4, 1),
             r"^module 1 \(ELU\(alpha=1.0\)\): torch module ELU has no fastcnn equivalent; "
             r"from_torch knows Conv2d, Linear, Sigmoid, ReLU, Tanh, LeakyReLU, MaxPool2d, "
-            r"AvgPool2d, Flatten, Unflatten, Identity and fastcnn.interop.PixelBias$",
+            r"AvgPool2d, Softmax, Flatten, Unflatten, Identity and fastcnn.interop.PixelBias$",
         ),
         (
             torch.nn.Conv2d(1, 2, 3, stride=2),
@@ -160,7 +160,7 @@ def test_to_torch_errors_name_the_layer():
 
     with pytest.raises(
         InteropError,
-        match=r"^layer 0 \(Linear\(4, 2\)\): no torch equivalent for layer type 'Custom'; fastcnn.interop.TO_TORCH knows Convolution, Linear, Activation, Reshape, MaxPool, AvgPool$",
+        match=r"^layer 0 \(Linear\(4, 2\)\): no torch equivalent for layer type 'Custom'; fastcnn.interop.TO_TORCH knows Convolution, Linear, Activation, Reshape, MaxPool, AvgPool, Softmax$",
     ):
         to_torch(Network([Custom(4, 2)]))
 

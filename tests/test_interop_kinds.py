@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from fastcnn import Linear, Network, Reshape
 from fastcnn.interop import TO_TORCH, InteropError, from_torch, to_torch
-from fastcnn.layers import AvgPool, MaxPool
+from fastcnn.layers import AvgPool, MaxPool, Softmax
 from fastcnn.registry import ACTIVATIONS, LAYERS
 
 from .zoo import NETWORKS, activation, random_biases
@@ -235,3 +235,54 @@ def test_from_torch_refuses_what_fastcnn_lacks(module, input_shape, message):
     prefix = f"module {index} ({leaf!r}): "
     assert str(info.value).startswith(prefix)
     assert re.search(message, str(info.value)[len(prefix) :]), str(info.value)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_softmax_both_ways(dtype):
+    # Catches a softmax over the batch axis, and dim=-1 (torch's usual spelling) refused.
+    network = Network([Linear(3, 10, dtype=dtype, rng=0), Softmax()])
+    module = to_torch(network)
+    assert isinstance(module[-1], nn.Softmax) and module[-1].dim == 1
+    xs = np.random.default_rng(0).standard_normal((6, 3, 1)).astype(dtype) * 400
+    np.testing.assert_allclose(
+        torch_predict(module, xs[..., 0]),
+        network.predict_batch(xs),
+        rtol=0,
+        atol=TORCH_TOL[np.dtype(dtype)],
+    )
+    assert_same_network(network, from_torch(module, (3, 1)))
+    module[-1] = nn.Softmax(dim=-1)
+    assert_same_network(network, from_torch(module, (3, 1)))
+
+
+@pytest.mark.parametrize(
+    ("module", "input_shape", "message"),
+    [
+        (
+            nn.Sequential(nn.Linear(3, 4), nn.Softmax(dim=0)),
+            (3, 1),
+            r"^module 1 \(Softmax\(dim=0\)\): fastcnn's Softmax is over the features of each sample "
+            r"\(dim=1 of \(N, n\)\), but this Softmax has dim=0$",
+        ),
+        (
+            nn.Sequential(nn.Linear(3, 4), nn.Softmax()),
+            (3, 1),
+            r"^module 1 \(Softmax\(dim=None\)\): .* but this Softmax has dim=None$",
+        ),
+        (
+            nn.Sequential(nn.Conv2d(1, 2, 3), nn.Softmax(dim=1)),
+            (1, 5, 5),
+            r"^module 1 \(Softmax\(dim=1\)\): fastcnn's Softmax takes a column vector, but the "
+            r"value before it has shape \(2, 3, 3\) \(add nn.Flatten\(\)\)$",
+        ),
+        (
+            nn.Sequential(nn.Linear(3, 4), nn.LogSoftmax(dim=1)),
+            (3, 1),
+            r"^module 1 \(LogSoftmax\(dim=1\)\): torch module LogSoftmax has no fastcnn equivalent",
+        ),
+    ],
+    ids=["dim 0", "dim None", "on an image", "log-softmax"],
+)
+def test_from_torch_refuses_other_softmaxes(module, input_shape, message):
+    with pytest.raises(InteropError, match=message):
+        from_torch(module, input_shape)

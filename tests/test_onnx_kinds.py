@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from fastcnn import Linear, Network, Reshape
 from fastcnn.export import ACTIVATION_OPS, CONVERTERS, ExportError, to_onnx
-from fastcnn.layers import AvgPool, MaxPool
+from fastcnn.layers import AvgPool, MaxPool, Softmax
 from fastcnn.registry import ACTIVATIONS, LAYERS
 
 from .zoo import NETWORKS, activation, random_biases
@@ -154,3 +154,22 @@ def test_unknown_pool_option_is_refused(monkeypatch):
         r"know the option\(s\) padding=1;",
     ):
         to_onnx(Network([pool]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("classes", [1, 2, 10])
+def test_softmax_of_large_logits(classes, dtype):
+    # Catches a softmax over the wrong axis (the batch: rows would not sum to 1 per sample), one
+    # without the maximum subtracted (logits of 1000 overflow to NaN), and opset < 13 semantics.
+    network = Network([Linear(3, classes, dtype=dtype, rng=0), Softmax()])
+    xs = np.random.default_rng(0).standard_normal((6, 3, 1)).astype(dtype) * 400
+    model = to_onnx(network)
+    (node,) = [n for n in model.graph.node if n.op_type == "Softmax"]
+    assert (
+        onnx.helper.get_attribute_value(node.attribute[0]) == 1
+        and model.opset_import[0].version >= 13
+    )
+    got = run_ort(model, xs)
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got.sum(axis=1), 1, rtol=0, atol=ORT_TOL[np.dtype(dtype)] * 10)
+    assert_ort_matches(network, xs, f"{classes} classes")

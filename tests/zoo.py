@@ -3,7 +3,7 @@
 import numpy as np
 
 from fastcnn import Activation, Convolution, Linear, Network, Reshape, d_sigmoid, sigmoid
-from fastcnn.layers import AvgPool, MaxPool
+from fastcnn.layers import AvgPool, MaxPool, Softmax
 from fastcnn.models import mnist_cnn
 from fastcnn.registry import ACTIVATIONS
 
@@ -81,10 +81,29 @@ def dense_only(dtype):
     )
 
 
+def softmax_classifier(dtype, rng=0):
+    """A small classifier: a convolution, ReLU, max-pool and Linear layer whose logits (large:
+    the notebook's randn init) a Softmax turns into probabilities; a Softmax in the middle too."""
+    rng = np.random.RandomState(rng)
+    options = dict(dtype=dtype, rng=rng)
+    layers = [
+        Convolution((1, 9, 8), 3, 3, **options),
+        activation("relu"),
+        MaxPool((3, 7, 6), 2),
+        Reshape((3, 3, 3), (27, 1)),
+        Linear(27, 12, **options),
+        Softmax(),
+        Linear(12, 6, **options),
+        Softmax(),
+    ]
+    return Network(layers)
+
+
 NETWORKS = {
     "mnist_cnn notebook init": lambda dtype: mnist_cnn(dtype=dtype, rng=0),
     "mnist_cnn xavier init": lambda dtype: mnist_cnn(dtype=dtype, rng=3, init="xavier"),
     "every layer kind": every_kind,
     "pools and activations": pools_and_activations,
+    "softmax classifier": softmax_classifier,
     "dense only": dense_only,
 }
