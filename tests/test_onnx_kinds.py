@@ -173,3 +173,20 @@ def test_softmax_of_large_logits(classes, dtype):
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got.sum(axis=1), 1, rtol=0, atol=ORT_TOL[np.dtype(dtype)] * 10)
     assert_ort_matches(network, xs, f"{classes} classes")
+
+
+@pytest.mark.parametrize("name", ["pools and activations", "softmax classifier"])
+def test_cli_export_of_a_model_file(name, tmp_path, capsys):
+    # Catches a kind the model file keeps but the command's export path loses (the command
+    # exports what io.load rebuilt, not the network in memory).
+    from fastcnn.cli import main
+
+    network = NETWORKS[name](np.float32)
+    network.save(tmp_path / "m.npz")
+    assert main(["export", str(tmp_path / "m.npz"), str(tmp_path / "m.onnx")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    xs = np.random.default_rng(1).standard_normal((4, *network.input_shape)).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(
+        session.run(None, {"input": xs})[0], network.predict_batch(xs), rtol=0, atol=1e-5
+    )
