@@ -19,8 +19,10 @@ Opset 17, IR version 8 (ONNX Runtime 1.13 and later load it). ONNX Runtime's CPU
 float64 ``Conv`` kernel, so a float64 convolution is written as an ``im2col``: one ``Slice`` of
 the input per filter tap, concatenated, then a ``MatMul`` by the filters; float32 uses ``Conv``.
 The notebook's convolution has one bias per output pixel, added by an ``Add`` of a constant of the
-biases' own shape (which broadcasts over the batch, and would broadcast over the pixels as well
-for biases of shape (count, 1, 1)).
+biases' own shape (which broadcasts over the batch). A convolution with ``bias="filter"`` gives
+``Conv`` its ``B`` input (float32) or adds biases of shape (count, 1, 1), which broadcast over the
+pixels too (float64); ``padding=p`` is ``Conv``'s ``pads=[p, p, p, p]`` (float32) or a ``Pad`` of
+zeros before the im2col (float64).
 
 ``MaxPool`` / ``AvgPool`` become ``MaxPool`` / ``AveragePool`` (``kernel_shape``, ``strides``;
 no padding, floor), except a float64 average pool, which ONNX Runtime's CPU provider lacks: its
@@ -130,7 +132,15 @@ def _check_config(layer: Layer, where: str, known: tuple[str, ...]) -> dict[str,
 def _convolution(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor:
     import numpy as np
 
-    _check_config(layer, where, ("input_shape", "filter_size", "filter_count", "dtype", "backend"))
+    config = _check_config(
+        layer,
+        where,
+        ("input_shape", "filter_size", "filter_count", "padding", "bias", "dtype", "backend"),
+    )
+    # get_config leaves padding and bias out at their defaults (the notebook's layer).
+    padding, bias = int(config.get("padding", 0)), config.get("bias", "pixel")
+    if bias not in ("pixel", "filter"):
+        raise ExportError(f"{where}: no ONNX converter for bias={bias!r}")
     params = layer.named_parameters()
     filters, biases = params["filters"], params["biases"]
     count, depth, size, _ = filters.shape
@@ -138,12 +148,20 @@ def _convolution(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor
     output_shape = tuple(layer.output_shape or ())
     x = graph.reshape(x, input_shape, "conv")
     if graph.dtype == np.float32:
-        weights = graph.constant("conv_filters", filters)
-        y = graph.node("Conv", [x.name, weights], "conv", kernel_shape=[size, size])
+        inputs = [x.name, graph.constant("conv_filters", filters)]
+        if bias == "filter":  # Conv's own B input: one bias per output channel
+            inputs.append(graph.constant("conv_biases", biases.reshape(count)))
+        pads = {"pads": [padding] * 4} if padding else {}
+        y = graph.node("Conv", inputs, "conv", kernel_shape=[size, size], **pads)
+        if bias == "filter":
+            return _Tensor(y, output_shape)
     else:
+        if padding:  # zeros on both sides of the two image axes, as Conv's pads
+            pads = graph.constant("conv_pads", [0, 0, padding, padding] * 2, np.int64)
+            x = _Tensor(graph.node("Pad", [x.name, pads], "conv_pad"), x.shape)
         # im2col from slices: one Slice per filter tap (u, v), concatenated along the channels,
-        # holds at [n, (u * size + v) * depth + c, i, j] the input x[n, c, i + u, j + v]; the
-        # filters reordered alike make the convolution one MatMul. (A Gather by index was 4x
+        # holds at [n, (u * size + v) * depth + c, i, j] the (padded) input x[n, c, i + u, j + v];
+        # the filters reordered alike make the convolution one MatMul. (A Gather by index was 4x
         # slower: ORT copies gathered doubles one at a time.)
         _, out_h, out_w = output_shape
         taps = []
@@ -164,8 +182,10 @@ def _convolution(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor
         )
         product = graph.node("MatMul", [weights, columns], "conv_matmul")  # (N, count, P)
         y = graph.reshape(_Tensor(product, (count, out_h * out_w)), output_shape, "conv").name
-    bias = graph.constant("conv_biases", biases)
-    return _Tensor(graph.node("Add", [y, bias], "conv_add_biases"), output_shape)
+    # Biases of shape (count, h, w) (the notebook's, one per pixel) or (count, 1, 1) (per filter,
+    # in float64) broadcast over the batch and, for the latter, over the pixels.
+    bias_name = graph.constant("conv_biases", biases)
+    return _Tensor(graph.node("Add", [y, bias_name], "conv_add_biases"), output_shape)
 
 
 def _linear(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor:

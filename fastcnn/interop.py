@@ -139,17 +139,31 @@ def _reshaping(have: Shape, want: Shape) -> list[Any]:
 
 def _convolution_to_torch(layer: Layer, where: str, shape: Shape) -> tuple[list[Any], Shape]:
     nn = _torch().nn
-    _check_config(layer, where, ("input_shape", "filter_size", "filter_count", "dtype", "backend"))
+    config = _check_config(
+        layer,
+        where,
+        ("input_shape", "filter_size", "filter_count", "padding", "bias", "dtype", "backend"),
+    )
+    # get_config leaves padding and bias out at their defaults (the notebook's layer).
+    padding, bias = int(config.get("padding", 0)), config.get("bias", "pixel")
+    if bias not in ("pixel", "filter"):
+        raise InteropError(f"{where}: no torch equivalent for bias={bias!r}")
     params = layer.named_parameters()
     filters, biases = params["filters"], params["biases"]
     count, depth, size, _ = filters.shape
     input_shape = tuple(layer.input_shape or ())
+    output_shape = tuple(layer.output_shape or ())
     modules = [] if shape == input_shape else _reshaping(shape, input_shape)
-    conv = nn.Conv2d(depth, count, size, bias=False, dtype=_torch_dtype(filters))
+    conv = nn.Conv2d(
+        depth, count, size, padding=padding, bias=bias == "filter", dtype=_torch_dtype(filters)
+    )
     _set(conv.weight, filters)
-    bias = _pixel_bias_class()(biases.shape, dtype=_torch_dtype(biases))
-    _set(bias.bias, biases)
-    return [*modules, conv, bias], tuple(layer.output_shape or ())
+    if bias == "filter":
+        _set(conv.bias, biases.reshape(count))
+        return [*modules, conv], output_shape
+    pixel = _pixel_bias_class()(biases.shape, dtype=_torch_dtype(biases))
+    _set(pixel.bias, biases)
+    return [*modules, conv, pixel], output_shape
 
 
 def _linear_to_torch(layer: Layer, where: str, shape: Shape) -> tuple[list[Any], Shape]:
@@ -350,12 +364,14 @@ class _Reader:
 
         where = self.where()
         size = conv.kernel_size
+        padding = _conv_padding(conv.padding, size)
         faults = [
             f"{name}={value!r}"
             for name, value, ok in (
                 ("kernel_size", size, size[0] == size[1]),
                 ("stride", conv.stride, tuple(conv.stride) == (1, 1)),
-                ("padding", conv.padding, conv.padding in ((0, 0), "valid")),
+                ("padding", conv.padding, padding is not None),
+                ("padding_mode", conv.padding_mode, conv.padding_mode == "zeros" or not padding),
                 ("dilation", conv.dilation, tuple(conv.dilation) == (1, 1)),
                 ("groups", conv.groups, conv.groups == 1),
             )
@@ -363,8 +379,9 @@ class _Reader:
         ]
         if faults:
             raise InteropError(
-                f"{where}: fastcnn's Convolution has square filters, stride 1, no padding, "
-                f"dilation 1 and groups 1, but this Conv2d has {', '.join(faults)}"
+                f"{where}: fastcnn's Convolution has square filters, stride 1, the same zero "
+                f"padding on every side, dilation 1 and groups 1, but this Conv2d has "
+                f"{', '.join(faults)}"
             )
         if len(self.shape) != 3 or self.shape[0] != conv.in_channels:
             raise InteropError(
@@ -372,22 +389,35 @@ class _Reader:
                 f"has shape {self.shape} (add nn.Unflatten(1, (channels, height, width)))"
             )
         filters = _numpy(conv.weight, where)
+        # A PixelBias after it: the notebook's per-pixel biases (plus the Conv2d's own, if any);
+        # otherwise torch's per-filter biases (zeros for bias=False).
+        pixel = self.next_is(_pixel_bias_class())
         # xavier with a fixed seed: the values are overwritten, and the global NumPy state untouched
-        layer = Convolution(
-            self.shape, size[0], conv.out_channels, dtype=filters.dtype, rng=0, init="xavier"
-        )
+        try:
+            layer = Convolution(
+                self.shape,
+                size[0],
+                conv.out_channels,
+                padding=padding or 0,
+                bias="pixel" if pixel else "filter",
+                dtype=filters.dtype,
+                rng=0,
+                init="xavier",
+            )
+        except ValueError as exc:
+            raise InteropError(f"{where}: {exc}") from None
         biases = layer.biases * 0
         if conv.bias is not None:
             biases = biases + _numpy(conv.bias, where).reshape(-1, 1, 1)
-        if self.next_is(_pixel_bias_class()):
+        if pixel:
             self.i += 1
-            pixel = _numpy(self.modules[self.i].bias, self.where())
-            if pixel.shape != layer.output_shape:
+            extra = _numpy(self.modules[self.i].bias, self.where())
+            if extra.shape != layer.output_shape:
                 raise InteropError(
-                    f"{self.where()}: biases of shape {pixel.shape}, but the Conv2d before it "
+                    f"{self.where()}: biases of shape {extra.shape}, but the Conv2d before it "
                     f"outputs {layer.output_shape}"
                 )
-            biases = pixel if conv.bias is None else biases + pixel
+            biases = extra if conv.bias is None else biases + extra
         layer.filters[...] = filters
         layer.biases[...] = biases
         self.add(layer)
@@ -524,6 +554,17 @@ class _Reader:
     def add(self, layer: Layer) -> None:
         self.layers.append(layer)
         self.shape = tuple(layer.output_shape or ())
+
+
+def _conv_padding(padding: Any, kernel_size: tuple[int, ...]) -> int | None:
+    """A Conv2d's padding as fastcnn's one int, or None when fastcnn has no equivalent
+    (different padding on the two axes, or "same" for an even kernel, which torch pads unevenly)."""
+    if padding == "valid":
+        return 0
+    if padding == "same":
+        return (kernel_size[0] - 1) // 2 if kernel_size[0] % 2 == 1 else None
+    rows, columns = padding
+    return int(rows) if rows == columns else None
 
 
 def _pair(value: Any) -> tuple[int, int]:

@@ -85,7 +85,7 @@ def test_mnist_module_layout():
 
 
 def test_from_torch_reads_a_torch_built_network():
-    # A Conv2d with torch's per-filter bias: each filter's bias goes to all its pixels.
+    # A Conv2d with torch's per-filter bias: a Convolution with bias="filter".
     torch.manual_seed(0)
     module = torch.nn.Sequential(
         torch.nn.Conv2d(1, 3, 3),
@@ -102,9 +102,8 @@ def test_from_torch_reads_a_torch_built_network():
         "Linear",
         "Activation",
     ]
-    np.testing.assert_array_equal(
-        network.layers[0].biases[:, 2, 3], module[0].bias.detach().numpy()
-    )
+    assert network.layers[0].bias == "filter"
+    np.testing.assert_array_equal(network.layers[0].biases.ravel(), module[0].bias.detach().numpy())
     xs = np.random.default_rng(0).random((4, 1, 8, 8))
     np.testing.assert_allclose(network.predict_batch(xs), torch_predict(module, xs), atol=1e-12)
 
@@ -133,7 +132,8 @@ def test_from_torch_keeps_float32():
             torch.nn.Conv2d(1, 2, 3, stride=2),
             (1, 8, 8),
             r"^module 0 \(Conv2d\(.*\)\): fastcnn's Convolution has square filters, stride 1, "
-            r"no padding, dilation 1 and groups 1, but this Conv2d has stride=\(2, 2\)$",
+            r"the same zero padding on every side, dilation 1 and groups 1, but this Conv2d has "
+            r"stride=\(2, 2\)$",
         ),
         (
             torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Linear(6, 2)),

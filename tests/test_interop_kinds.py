@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastcnn import Linear, Network, Reshape
+from fastcnn import Convolution, Linear, Network, Reshape
 from fastcnn.interop import TO_TORCH, InteropError, from_torch, to_torch
 from fastcnn.layers import AvgPool, MaxPool, Softmax
 from fastcnn.registry import ACTIVATIONS, LAYERS
@@ -286,3 +286,99 @@ def test_softmax_both_ways(dtype):
 def test_from_torch_refuses_other_softmaxes(module, input_shape, message):
     with pytest.raises(InteropError, match=message):
         from_torch(module, input_shape)
+
+
+@st.composite
+def convolutions(draw):
+    size = draw(st.integers(1, 5))
+    padding = draw(st.integers(0, 3))
+    depth = draw(st.integers(1, 3))
+    count = draw(st.integers(1, 4))
+    low = max(1, size - 2 * padding)
+    height = draw(st.integers(low, low + 6))
+    width = draw(st.integers(low, low + 6))
+    bias = draw(st.sampled_from(["pixel", "filter"]))
+    return (depth, height, width), size, count, padding, bias
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@given(case=convolutions(), seed=st.integers(0, 2**16))
+def test_padded_and_per_filter_convolutions_both_ways(dtype, case, seed):
+    # Catches padding dropped or doubled, a per-filter bias turned into a PixelBias (or back
+    # into per-pixel biases: the round trip would change the layer's config), and biases on the
+    # wrong axis.
+    shape, size, count, padding, bias = case
+    rng = np.random.RandomState(seed)
+    conv = Convolution(
+        shape, size, count, padding=padding, bias=bias, dtype=dtype, rng=rng, init="xavier"
+    )
+    flat = int(np.prod(conv.output_shape))
+    layers = [
+        conv,
+        activation("relu"),
+        Reshape(conv.output_shape, (flat, 1)),
+        Linear(flat, 3, dtype=dtype, rng=rng),
+    ]
+    random_biases(layers, rng)
+    network = Network(layers)
+    module = to_torch(network)
+    assert (module[0].bias is not None) == (bias == "filter")
+    assert module[0].padding == (padding, padding)
+    xs = np.random.default_rng(seed).standard_normal((3, *shape)).astype(dtype)
+    want = network.predict_batch(xs)
+    np.testing.assert_allclose(
+        torch_predict(module, xs), want, rtol=0, atol=TORCH_TOL[np.dtype(dtype)]
+    )
+    back = from_torch(module, shape)
+    assert_same_network(network, back, repr(network))
+    np.testing.assert_array_equal(back.predict_batch(xs), want)
+
+
+def test_from_torch_reads_torch_padding_and_biases():
+    # torch's spellings of padding ("same", "valid", an int, a pair) and its bias=False.
+    torch.manual_seed(0)
+    cases = [
+        (nn.Conv2d(2, 3, 5, padding="same"), (2, "filter")),
+        (nn.Conv2d(2, 3, 3, padding="valid"), (0, "filter")),
+        (nn.Conv2d(2, 3, 3, padding=1, bias=False), (1, "filter")),
+        (nn.Conv2d(2, 3, 3, padding=(2, 2), padding_mode="zeros"), (2, "filter")),
+        (nn.Conv2d(2, 3, 3, padding=0, padding_mode="reflect"), (0, "filter")),
+    ]
+    for conv, (padding, bias) in cases:
+        conv = conv.double()
+        network = from_torch(conv, (2, 7, 6))
+        (layer,) = network.layers
+        assert (layer.padding, layer.bias, layer.biases.shape) == (padding, bias, (3, 1, 1))
+        want = 0 if conv.bias is None else conv.bias.detach().numpy()
+        np.testing.assert_array_equal(layer.biases.ravel(), want * np.ones(3))
+        xs = np.random.default_rng(0).standard_normal((4, 2, 7, 6))
+        np.testing.assert_allclose(
+            network.predict_batch(xs), torch_predict(conv, xs), rtol=0, atol=1e-12
+        )
+
+
+CONV_LACKS = (
+    r"fastcnn's Convolution has square filters, stride 1, the same zero padding on every "
+    r"side, dilation 1 and groups 1, but this Conv2d has "
+)
+
+
+@pytest.mark.parametrize(
+    ("conv", "message"),
+    [
+        (nn.Conv2d(1, 2, 3, padding=(1, 2)), CONV_LACKS + r"padding=\(1, 2\)$"),
+        (nn.Conv2d(1, 2, 4, padding="same"), CONV_LACKS + r"padding='same'$"),
+        (
+            nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect"),
+            CONV_LACKS + r"padding_mode='reflect'$",
+        ),
+        (
+            nn.Conv2d(1, 2, 7),
+            r"Convolution\(\(1, 5, 5\), 7, 2, bias=.filter.\): filter_size=7 is larger",
+        ),
+    ],
+    ids=["uneven padding", "same on an even kernel", "reflect", "too large"],
+)
+def test_from_torch_refuses_other_convolutions(conv, message):
+    with pytest.raises(InteropError, match=r"^module 0 \(Conv2d\(.*\)\): " + message):
+        from_torch(conv, (1, 5, 5))

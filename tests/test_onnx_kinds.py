@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastcnn import Linear, Network, Reshape
+from fastcnn import Convolution, Linear, Network, Reshape
 from fastcnn.export import ACTIVATION_OPS, CONVERTERS, ExportError, to_onnx
 from fastcnn.layers import AvgPool, MaxPool, Softmax
 from fastcnn.registry import ACTIVATIONS, LAYERS
@@ -190,3 +190,52 @@ def test_cli_export_of_a_model_file(name, tmp_path, capsys):
     np.testing.assert_allclose(
         session.run(None, {"input": xs})[0], network.predict_batch(xs), rtol=0, atol=1e-5
     )
+
+
+@st.composite
+def convolutions(draw):
+    """A convolution of any filter size, padding and bias kind on any image it fits."""
+    size = draw(st.integers(1, 5))
+    padding = draw(st.integers(0, 3))
+    depth = draw(st.integers(1, 3))
+    count = draw(st.integers(1, 4))
+    low = max(1, size - 2 * padding)
+    height = draw(st.integers(low, low + 6))
+    width = draw(st.integers(low, low + 6))
+    bias = draw(st.sampled_from(["pixel", "filter"]))
+    return (depth, height, width), size, count, padding, bias
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@given(case=convolutions(), seed=st.integers(0, 2**16))
+def test_padded_and_per_filter_convolutions(dtype, case, seed):
+    # Catches padding on one side only or on the channel axis, pads in the wrong order, a
+    # per-filter bias on the wrong axis or dropped (the biases are random, not zero), and the
+    # float64 im2col's taps read from the unpadded input.
+    shape, size, count, padding, bias = case
+    rng = np.random.RandomState(seed)
+    conv = Convolution(
+        shape, size, count, padding=padding, bias=bias, dtype=dtype, rng=rng, init="xavier"
+    )
+    flat = int(np.prod(conv.output_shape))
+    layers = [conv, Reshape(conv.output_shape, (flat, 1)), Linear(flat, 3, dtype=dtype, rng=rng)]
+    random_biases(layers, rng)
+    network = Network(layers)
+    xs = np.random.default_rng(seed).standard_normal((3, *shape)).astype(dtype)
+    assert_ort_matches(network, xs, repr(network))
+
+
+def test_convolution_operators_written():
+    # The issue's graph: Conv with pads and its B input for per-filter biases (float32), a
+    # bias-free Conv and an Add for the notebook's per-pixel ones.
+    def conv_nodes(**options):
+        network = Network([Convolution((1, 6, 6), 3, 2, dtype=np.float32, rng=0, **options)])
+        nodes = to_onnx(network).graph.node
+        return [n for n in nodes if n.op_type == "Conv"], {n.op_type for n in nodes}
+
+    (conv,), ops = conv_nodes(padding=2, bias="filter")
+    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in conv.attribute}
+    assert attributes["pads"] == [2, 2, 2, 2] and len(conv.input) == 3 and "Add" not in ops
+    (conv,), ops = conv_nodes()
+    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in conv.attribute}
+    assert "pads" not in attributes and len(conv.input) == 2 and "Add" in ops

@@ -4,7 +4,7 @@ import numpy as np
 
 from fastcnn import Activation, Convolution, Linear, Network, Reshape, d_sigmoid, sigmoid
 from fastcnn.layers import AvgPool, MaxPool, Softmax
-from fastcnn.models import mnist_cnn
+from fastcnn.models import lenet, mnist_cnn
 from fastcnn.registry import ACTIVATIONS
 
 
@@ -99,11 +99,20 @@ def softmax_classifier(dtype, rng=0):
     return Network(layers)
 
 
+def lenet_random_biases(dtype):
+    """LeNet-5 with random biases (its he init makes them zero, which would hide a lost bias)."""
+    network = lenet(dtype=dtype, rng=5)
+    random_biases(network.layers, np.random.RandomState(6))
+    return network
+
+
 NETWORKS = {
     "mnist_cnn notebook init": lambda dtype: mnist_cnn(dtype=dtype, rng=0),
     "mnist_cnn xavier init": lambda dtype: mnist_cnn(dtype=dtype, rng=3, init="xavier"),
     "every layer kind": every_kind,
     "pools and activations": pools_and_activations,
     "softmax classifier": softmax_classifier,
+    "lenet": lambda dtype: lenet(dtype=dtype, rng=0),
+    "lenet random biases": lenet_random_biases,
     "dense only": dense_only,
 }
