@@ -317,7 +317,7 @@ def test_padded_and_per_filter_convolutions_both_ways(dtype, case, seed):
         conv,
         activation("relu"),
         Reshape(conv.output_shape, (flat, 1)),
-        Linear(flat, 3, dtype=dtype, rng=rng),
+        Linear(flat, 3, dtype=dtype, rng=rng, init="xavier"),
     ]
     random_biases(layers, rng)
     network = Network(layers)

@@ -218,7 +218,11 @@ def test_padded_and_per_filter_convolutions(dtype, case, seed):
         shape, size, count, padding=padding, bias=bias, dtype=dtype, rng=rng, init="xavier"
     )
     flat = int(np.prod(conv.output_shape))
-    layers = [conv, Reshape(conv.output_shape, (flat, 1)), Linear(flat, 3, dtype=dtype, rng=rng)]
+    layers = [
+        conv,
+        Reshape(conv.output_shape, (flat, 1)),
+        Linear(flat, 3, dtype=dtype, rng=rng, init="xavier"),
+    ]
     random_biases(layers, rng)
     network = Network(layers)
     xs = np.random.default_rng(seed).standard_normal((3, *shape)).astype(dtype)
