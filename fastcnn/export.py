@@ -158,7 +158,8 @@ def _convolution(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor
     else:
         if padding:  # zeros on both sides of the two image axes, as Conv's pads
             widths = graph.constant("conv_pads", [0, 0, padding, padding] * 2, np.int64)
-            x = _Tensor(graph.node("Pad", [x.name, widths], "conv_pad"), x.shape)
+            padded = (depth, x.shape[1] + 2 * padding, x.shape[2] + 2 * padding)
+            x = _Tensor(graph.node("Pad", [x.name, widths], "conv_pad"), padded)
         # im2col from slices: one Slice per filter tap (u, v), concatenated along the channels,
         # holds at [n, (u * size + v) * depth + c, i, j] the (padded) input x[n, c, i + u, j + v];
         # the filters reordered alike make the convolution one MatMul. (A Gather by index was 4x
