@@ -1,12 +1,14 @@
-"""ONNX Runtime on the exported notebook network against ``Network.predict_batch``, same run.
+"""ONNX Runtime on exported presets against ``Network.predict_batch``, same run, interleaved.
 
-For float32 and float64: the notebook's MNIST CNN (xavier init, seed 0), 1000 random images,
-``predict_batch`` and ORT's CPUExecutionProvider (``InferenceSession.run``) alternated, each
-timed ``--repeats`` times after a warm-up; medians, and their ratio. Both on ``--threads``
-threads (``Network.num_threads``, ORT's intra-op threads; default 1: on a shared machine two
-threads measure the neighbours). Needs ``fastcnn[onnx]``.
+For each preset (``--models``, default the notebook's MNIST CNN and LeNet-5; xavier/he init,
+seed 0) and float32/float64: ``--images`` random images (default 10,000), ``predict_batch`` and
+ORT's CPUExecutionProvider (``InferenceSession.run``, the whole batch in one call) timed in
+alternation, ``--repeats`` rounds after a warm-up of each, the order swapped every round so a
+neighbour's load or the machine's drift falls on both; medians, and their ratio. Both on
+``--threads`` threads (``Network.num_threads``, ORT's intra-op threads; default 1: on a shared
+machine two threads measure the neighbours). Needs ``fastcnn[onnx]``.
 
-    python -m bench.onnx_speed [--repeats 15] [--batch 1000] [--threads 1]
+    python -m bench.onnx_speed [--models notebook,lenet] [--repeats 7] [--images 10000]
 """
 
 import argparse
@@ -18,50 +20,70 @@ from pathlib import Path
 import numpy as np
 
 import fastcnn
-from fastcnn.models import mnist_cnn
+from fastcnn.models import MODELS
 
 
-def _median_seconds(fn, repeats):
-    fn()  # warm-up: compiles, allocates, plans
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _seconds(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved_medians(a, b, repeats):
+    """Median seconds of ``a()`` and of ``b()`` over ``repeats`` rounds, each round running both,
+    in swapped order every other round, after one warm-up call of each (compiles, plans)."""
+    a(), b()
+    times_a, times_b = [], []
+    for r in range(repeats):
+        if r % 2:
+            times_b.append(_seconds(b))
+            times_a.append(_seconds(a))
+        else:
+            times_a.append(_seconds(a))
+            times_b.append(_seconds(b))
+    return statistics.median(times_a), statistics.median(times_b)
 
 
 def main():
     import onnxruntime as ort
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--models", default="notebook,lenet")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    print(f"onnxruntime {ort.__version__}, batch {args.batch}, medians of {args.repeats}")
-    print("dtype    threads  predict_batch ms  ORT ms  ORT / predict_batch  max |diff|")
+    print(
+        f"onnxruntime {ort.__version__}, {args.images} images, {args.threads} thread(s), "
+        f"medians of {args.repeats} interleaved rounds"
+    )
+    print("model     dtype    predict_batch s  ORT s   ORT / predict_batch  max |diff|")
+    init = {"notebook": "xavier", "lenet": "he"}
     with tempfile.TemporaryDirectory() as where:
-        for dtype in (np.float32, np.float64):
-            for threads in (args.threads,):
-                network = mnist_cnn(rng=0, init="xavier", dtype=dtype, num_threads=threads)
-                path = Path(where) / f"{np.dtype(dtype).name}.onnx"
+        for name in args.models.split(","):
+            for dtype in (np.float32, np.float64):
+                network = MODELS[name](
+                    rng=0, init=init.get(name, "xavier"), dtype=dtype, num_threads=args.threads
+                )
+                path = Path(where) / f"{name}-{np.dtype(dtype).name}.onnx"
                 fastcnn.export_onnx(network, path)
                 options = ort.SessionOptions()
-                options.intra_op_num_threads = threads
+                options.intra_op_num_threads = args.threads
                 options.inter_op_num_threads = 1
                 session = ort.InferenceSession(
                     str(path), options, providers=["CPUExecutionProvider"]
                 )
-                xs = np.random.default_rng(0).random((args.batch, 1, 28, 28)).astype(dtype)
-                ours = _median_seconds(lambda n=network, x=xs: n.predict_batch(x), args.repeats)
-                theirs = _median_seconds(
-                    lambda s=session, x=xs: s.run(None, {"input": x}), args.repeats
+                xs = np.random.default_rng(0).random((args.images, 1, 28, 28)).astype(dtype)
+                ours, theirs = interleaved_medians(
+                    lambda n=network, x=xs: n.predict_batch(x),
+                    lambda s=session, x=xs: s.run(None, {"input": x}),
+                    args.repeats,
                 )
                 diff = np.abs(session.run(None, {"input": xs})[0] - network.predict_batch(xs))
                 print(
-                    f"{np.dtype(dtype).name:8} {threads:7}  {ours * 1e3:16.1f}  "
-                    f"{theirs * 1e3:6.1f}  {theirs / ours:19.2f}  {diff.max():.1e}"
+                    f"{name:9} {np.dtype(dtype).name:8} {ours:15.3f}  {theirs:6.3f}  "
+                    f"{theirs / ours:19.2f}  {diff.max():.1e}",
+                    flush=True,
                 )
 
 

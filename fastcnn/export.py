@@ -19,14 +19,25 @@ Opset 17, IR version 8 (ONNX Runtime 1.13 and later load it). ONNX Runtime's CPU
 float64 ``Conv`` kernel, so a float64 convolution is written as an ``im2col``: one ``Slice`` of
 the input per filter tap, concatenated, then a ``MatMul`` by the filters; float32 uses ``Conv``.
 The notebook's convolution has one bias per output pixel, added by an ``Add`` of a constant of the
-biases' own shape (which broadcasts over the batch, and would broadcast over the pixels as well
-for biases of shape (count, 1, 1)).
+biases' own shape (which broadcasts over the batch). A convolution with ``bias="filter"`` gives
+``Conv`` its ``B`` input (float32) or adds biases of shape (count, 1, 1), which broadcast over the
+pixels too (float64); ``padding=p`` is ``Conv``'s ``pads=[p, p, p, p]`` (float32) or a ``Pad`` of
+zeros before the im2col (float64).
+
+``MaxPool`` / ``AvgPool`` become ``MaxPool`` / ``AveragePool`` (``kernel_shape``, ``strides``;
+no padding, floor), except a float64 average pool, which ONNX Runtime's CPU provider lacks: its
+taps as strided ``Slice`` nodes, added row by row and divided once, as fastcnn computes it. The
+activations are ``Sigmoid``, ``Relu``, ``Tanh`` and ``LeakyRelu(alpha=0.01)``; a float64 leaky
+ReLU is ``Where(x > 0, x, x * 0.01)`` instead, because an ONNX float attribute is a float32 and
+``alpha=0.01`` on doubles is 2e-9 relative away from fastcnn's slope. ``Softmax`` (of a column)
+is ONNX ``Softmax`` with ``axis=1`` on the row layout.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -44,9 +55,6 @@ OPSET = 17
 IR_VERSION = 8
 INPUT, OUTPUT = "input", "output"
 INSTALL_HINT = "pip install 'fastcnn[onnx]'"
-
-# fastcnn's registered activation name -> the ONNX operator computing it element-wise.
-ACTIVATION_OPS: dict[str, str] = {"sigmoid": "Sigmoid"}
 
 
 class ExportError(ValueError):
@@ -124,7 +132,15 @@ def _check_config(layer: Layer, where: str, known: tuple[str, ...]) -> dict[str,
 def _convolution(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor:
     import numpy as np
 
-    _check_config(layer, where, ("input_shape", "filter_size", "filter_count", "dtype", "backend"))
+    config = _check_config(
+        layer,
+        where,
+        ("input_shape", "filter_size", "filter_count", "padding", "bias", "dtype", "backend"),
+    )
+    # get_config leaves padding and bias out at their defaults (the notebook's layer).
+    padding, bias = int(config.get("padding", 0)), config.get("bias", "pixel")
+    if bias not in ("pixel", "filter"):
+        raise ExportError(f"{where}: no ONNX converter for bias={bias!r}")
     params = layer.named_parameters()
     filters, biases = params["filters"], params["biases"]
     count, depth, size, _ = filters.shape
@@ -132,12 +148,21 @@ def _convolution(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor
     output_shape = tuple(layer.output_shape or ())
     x = graph.reshape(x, input_shape, "conv")
     if graph.dtype == np.float32:
-        weights = graph.constant("conv_filters", filters)
-        y = graph.node("Conv", [x.name, weights], "conv", kernel_shape=[size, size])
+        inputs = [x.name, graph.constant("conv_filters", filters)]
+        if bias == "filter":  # Conv's own B input: one bias per output channel
+            inputs.append(graph.constant("conv_biases", biases.reshape(count)))
+        pads = {"pads": [padding] * 4} if padding else {}
+        y = graph.node("Conv", inputs, "conv", kernel_shape=[size, size], **pads)
+        if bias == "filter":
+            return _Tensor(y, output_shape)
     else:
+        if padding:  # zeros on both sides of the two image axes, as Conv's pads
+            widths = graph.constant("conv_pads", [0, 0, padding, padding] * 2, np.int64)
+            padded = (depth, x.shape[1] + 2 * padding, x.shape[2] + 2 * padding)
+            x = _Tensor(graph.node("Pad", [x.name, widths], "conv_pad"), padded)
         # im2col from slices: one Slice per filter tap (u, v), concatenated along the channels,
-        # holds at [n, (u * size + v) * depth + c, i, j] the input x[n, c, i + u, j + v]; the
-        # filters reordered alike make the convolution one MatMul. (A Gather by index was 4x
+        # holds at [n, (u * size + v) * depth + c, i, j] the (padded) input x[n, c, i + u, j + v];
+        # the filters reordered alike make the convolution one MatMul. (A Gather by index was 4x
         # slower: ORT copies gathered doubles one at a time.)
         _, out_h, out_w = output_shape
         taps = []
@@ -158,8 +183,10 @@ def _convolution(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor
         )
         product = graph.node("MatMul", [weights, columns], "conv_matmul")  # (N, count, P)
         y = graph.reshape(_Tensor(product, (count, out_h * out_w)), output_shape, "conv").name
-    bias = graph.constant("conv_biases", biases)
-    return _Tensor(graph.node("Add", [y, bias], "conv_add_biases"), output_shape)
+    # Biases of shape (count, h, w) (the notebook's, one per pixel) or (count, 1, 1) (per filter,
+    # in float64) broadcast over the batch and, for the latter, over the pixels.
+    bias_name = graph.constant("conv_biases", biases)
+    return _Tensor(graph.node("Add", [y, bias_name], "conv_add_biases"), output_shape)
 
 
 def _linear(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor:
@@ -170,6 +197,33 @@ def _linear(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor:
     w = graph.constant("linear_weights", weights)
     b = graph.constant("linear_biases", biases.reshape(-1))
     return _Tensor(graph.node("Gemm", [x.name, w, b], "linear", transB=1), (weights.shape[0],))
+
+
+def _leaky_relu(graph: _Graph, x: str) -> str:
+    import numpy as np
+
+    from .functions import LEAKY_RELU_SLOPE
+
+    if graph.dtype == np.float32:
+        return graph.node("LeakyRelu", [x], "leaky_relu", alpha=LEAKY_RELU_SLOPE)
+    # An ONNX float attribute is a float32: LeakyRelu(alpha=0.01) on doubles multiplies by
+    # 0.00999999977648, 2e-9 relative away from fastcnn's slope. fastcnn's own formula instead,
+    # x > 0 ? x : x * 0.01, with the slope a float64 constant.
+    zero = graph.constant("leaky_relu_zero", 0.0)
+    slope = graph.constant("leaky_relu_slope", LEAKY_RELU_SLOPE)
+    positive = graph.node("Greater", [x, zero], "leaky_relu_positive")
+    scaled = graph.node("Mul", [x, slope], "leaky_relu_scaled")
+    return graph.node("Where", [positive, x, scaled], "leaky_relu")
+
+
+# fastcnn's registered activation name -> the ONNX operator computing it element-wise, or a
+# function(graph, input name) -> output name writing the nodes that compute it.
+ACTIVATION_OPS: dict[str, str | Callable[[_Graph, str], str]] = {
+    "sigmoid": "Sigmoid",
+    "relu": "Relu",
+    "tanh": "Tanh",
+    "leaky_relu": _leaky_relu,
+}
 
 
 def _activation(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor:
@@ -185,7 +239,57 @@ def _activation(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor:
             f"{where}: activation {config['activation']!r} has no ONNX operator in "
             f"fastcnn.export.ACTIVATION_OPS (known: {', '.join(ACTIVATION_OPS)})"
         )
-    return _Tensor(graph.node(op, [x.name], op.lower()), x.shape)
+    if isinstance(op, str):
+        return _Tensor(graph.node(op, [x.name], op.lower()), x.shape)
+    return _Tensor(op(graph, x.name), x.shape)
+
+
+def _pool(layer: Layer, where: str, graph: _Graph, x: _Tensor, op: str) -> _Tensor:
+    import numpy as np
+
+    config = _check_config(layer, where, ("input_shape", "size", "stride", "backend"))
+    size, stride = config["size"], config["stride"]
+    x = graph.reshape(x, tuple(layer.input_shape or ()), "pool")
+    output_shape = tuple(layer.output_shape or ())
+    if op == "AveragePool" and graph.dtype == np.float64:
+        # ONNX Runtime's CPU provider has no float64 AveragePool: the window's taps as strided
+        # Slices, summed in fastcnn's order (row by row), then one division, as fastcnn does.
+        _, out_h, out_w = output_shape
+        taps = []
+        for u in range(size):
+            for v in range(size):
+                starts = graph.constant("pool_starts", [u, v], np.int64)
+                ends = [u + (out_h - 1) * stride + 1, v + (out_w - 1) * stride + 1]
+                axes = graph.constant("pool_axes", [2, 3], np.int64)
+                steps = graph.constant("pool_steps", [stride, stride], np.int64)
+                ends_name = graph.constant("pool_ends", ends, np.int64)
+                taps.append(
+                    graph.node("Slice", [x.name, starts, ends_name, axes, steps], "pool_tap")
+                )
+        total = taps[0]
+        for tap in taps[1:]:
+            total = graph.node("Add", [total, tap], "pool_sum")
+        count = graph.constant("pool_count", size * size)
+        return _Tensor(graph.node("Div", [total, count], "avgpool"), output_shape)
+    # Floor (ceil_mode 0), no padding, and no dilation are the operators' defaults.
+    y = graph.node(op, [x.name], op.lower(), kernel_shape=[size, size], strides=[stride, stride])
+    return _Tensor(y, output_shape)
+
+
+def _softmax(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor:
+    _check_config(layer, where, ("backend",))
+    # The layer takes a column (n, 1), which travels as a row of the (N, n) matrix: axis 1 is
+    # the class axis (opset 13 and later: softmax along that one axis, not a flattened 2-D view).
+    x = graph.reshape(x, (math.prod(x.shape),), "softmax_input")
+    return _Tensor(graph.node("Softmax", [x.name], "softmax", axis=1), x.shape)
+
+
+def _maxpool(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor:
+    return _pool(layer, where, graph, x, "MaxPool")
+
+
+def _avgpool(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor:
+    return _pool(layer, where, graph, x, "AveragePool")
 
 
 def _reshape(layer: Layer, where: str, graph: _Graph, x: _Tensor) -> _Tensor:
@@ -202,6 +306,9 @@ CONVERTERS: dict[str, Converter] = {
     "Linear": _linear,
     "Activation": _activation,
     "Reshape": _reshape,
+    "MaxPool": _maxpool,
+    "AvgPool": _avgpool,
+    "Softmax": _softmax,
 }
 
 
@@ -260,7 +367,8 @@ def to_onnx(network: Network) -> Any:
     if input_shape is None:
         raise ExportError(
             "the network's input shape is unknown (its first layers do not state it); "
-            "export needs a network that starts with a Convolution, Linear or Reshape layer"
+            "export needs a network whose first layer (after any activations) states it, as "
+            "Convolution, Linear, Reshape, MaxPool and AvgPool do"
         )
     for i, layer in enumerate(network.layers):
         kind = type(layer).__name__

@@ -1,6 +1,11 @@
 """fastcnn <-> PyTorch: ``to_torch(network)`` and ``from_torch(module, input_shape)``.
 
-For the layers both have: ``Convolution``, ``Linear``, ``Activation(sigmoid)`` and ``Reshape``.
+For the layers both have: ``Convolution``, ``Linear``, ``Reshape``, ``MaxPool`` / ``AvgPool``
+(``nn.MaxPool2d`` / ``nn.AvgPool2d``: square windows, no padding, floor) and the activations
+sigmoid, relu, tanh and leaky_relu (``nn.Sigmoid``, ``nn.ReLU``, ``nn.Tanh``,
+``nn.LeakyReLU(0.01)``). ``from_torch`` refuses a torch option fastcnn lacks (``ceil_mode``,
+``padding``, ``dilation``, ``return_indices``, ``divisor_override``, another leaky slope),
+naming the module.
 The notebook's convolution has one bias per output pixel, which ``torch.nn.Conv2d`` lacks; it
 becomes ``Conv2d(bias=False)`` followed by :class:`PixelBias`, a small module of fastcnn's own
 (``x + bias``, bias of shape (count, height, width)), and ``from_torch`` folds the pair back into
@@ -24,6 +29,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from .functions import LEAKY_RELU_SLOPE
 
 if TYPE_CHECKING:
     from .layers import Layer
@@ -132,17 +139,31 @@ def _reshaping(have: Shape, want: Shape) -> list[Any]:
 
 def _convolution_to_torch(layer: Layer, where: str, shape: Shape) -> tuple[list[Any], Shape]:
     nn = _torch().nn
-    _check_config(layer, where, ("input_shape", "filter_size", "filter_count", "dtype", "backend"))
+    config = _check_config(
+        layer,
+        where,
+        ("input_shape", "filter_size", "filter_count", "padding", "bias", "dtype", "backend"),
+    )
+    # get_config leaves padding and bias out at their defaults (the notebook's layer).
+    padding, bias = int(config.get("padding", 0)), config.get("bias", "pixel")
+    if bias not in ("pixel", "filter"):
+        raise InteropError(f"{where}: no torch equivalent for bias={bias!r}")
     params = layer.named_parameters()
     filters, biases = params["filters"], params["biases"]
     count, depth, size, _ = filters.shape
     input_shape = tuple(layer.input_shape or ())
+    output_shape = tuple(layer.output_shape or ())
     modules = [] if shape == input_shape else _reshaping(shape, input_shape)
-    conv = nn.Conv2d(depth, count, size, bias=False, dtype=_torch_dtype(filters))
+    conv = nn.Conv2d(
+        depth, count, size, padding=padding, bias=bias == "filter", dtype=_torch_dtype(filters)
+    )
     _set(conv.weight, filters)
-    bias = _pixel_bias_class()(biases.shape, dtype=_torch_dtype(biases))
-    _set(bias.bias, biases)
-    return [*modules, conv, bias], tuple(layer.output_shape or ())
+    if bias == "filter":
+        _set(conv.bias, biases.reshape(count))
+        return [*modules, conv], output_shape
+    pixel = _pixel_bias_class()(biases.shape, dtype=_torch_dtype(biases))
+    _set(pixel.bias, biases)
+    return [*modules, conv, pixel], output_shape
 
 
 def _linear_to_torch(layer: Layer, where: str, shape: Shape) -> tuple[list[Any], Shape]:
@@ -166,14 +187,32 @@ def _activation_to_torch(layer: Layer, where: str, shape: Shape) -> tuple[list[A
         raise
     except ValueError as exc:  # a user-defined function pair
         raise InteropError(f"{where}: {exc}") from None
-    modules = {"sigmoid": nn.Sigmoid}
-    module = modules.get(config["activation"])
+    module = _ACTIVATION_MODULES.get(config["activation"])
     if module is None:
         raise InteropError(
             f"{where}: activation {config['activation']!r} has no torch module in to_torch "
-            f"(known: {', '.join(modules)})"
+            f"(known: {', '.join(_ACTIVATION_MODULES)})"
         )
-    return [module()], shape
+    return [module(nn)], shape
+
+
+# fastcnn's registered activation name -> the torch module computing it (given torch.nn).
+_ACTIVATION_MODULES: dict[str, Callable[[Any], Any]] = {
+    "sigmoid": lambda nn: nn.Sigmoid(),
+    "relu": lambda nn: nn.ReLU(),
+    "tanh": lambda nn: nn.Tanh(),
+    "leaky_relu": lambda nn: nn.LeakyReLU(LEAKY_RELU_SLOPE),
+}
+
+
+def _pool_to_torch(layer: Layer, where: str, shape: Shape) -> tuple[list[Any], Shape]:
+    nn = _torch().nn
+    config = _check_config(layer, where, ("input_shape", "size", "stride", "backend"))
+    input_shape = tuple(layer.input_shape or ())
+    modules = [] if shape == input_shape else _reshaping(shape, input_shape)
+    cls = {"MaxPool": nn.MaxPool2d, "AvgPool": nn.AvgPool2d}[type(layer).__name__]
+    pool = cls(config["size"], stride=config["stride"])  # floor, no padding: torch's defaults
+    return [*modules, pool], tuple(layer.output_shape or ())
 
 
 def _reshape_to_torch(layer: Layer, where: str, shape: Shape) -> tuple[list[Any], Shape]:
@@ -182,12 +221,22 @@ def _reshape_to_torch(layer: Layer, where: str, shape: Shape) -> tuple[list[Any]
     return _reshaping(shape, want), want
 
 
+def _softmax_to_torch(layer: Layer, where: str, shape: Shape) -> tuple[list[Any], Shape]:
+    nn = _torch().nn
+    _check_config(layer, where, ("backend",))
+    # The layer takes a column (n, 1), carried as (n,): torch's (N, n), whose class axis is 1.
+    return [nn.Softmax(dim=1)], shape
+
+
 # Layer class name -> converter(layer, where, carried input shape) -> (modules, carried output).
 TO_TORCH: dict[str, ToTorch] = {
     "Convolution": _convolution_to_torch,
     "Linear": _linear_to_torch,
     "Activation": _activation_to_torch,
     "Reshape": _reshape_to_torch,
+    "MaxPool": _pool_to_torch,
+    "AvgPool": _pool_to_torch,
+    "Softmax": _softmax_to_torch,
 }
 
 
@@ -279,7 +328,13 @@ class _Reader:
         readers = {
             nn.Conv2d: self.conv2d,
             nn.Linear: self.linear,
-            nn.Sigmoid: self.sigmoid,
+            nn.Sigmoid: self.activation,
+            nn.ReLU: self.activation,
+            nn.Tanh: self.activation,
+            nn.LeakyReLU: self.leaky_relu,
+            nn.MaxPool2d: self.pool,
+            nn.AvgPool2d: self.pool,
+            nn.Softmax: self.softmax,
             nn.Flatten: self.flatten,
             nn.Unflatten: self.unflatten,
             nn.Identity: lambda m: None,
@@ -309,12 +364,14 @@ class _Reader:
 
         where = self.where()
         size = conv.kernel_size
+        padding = _conv_padding(conv.padding, size)
         faults = [
             f"{name}={value!r}"
             for name, value, ok in (
                 ("kernel_size", size, size[0] == size[1]),
                 ("stride", conv.stride, tuple(conv.stride) == (1, 1)),
-                ("padding", conv.padding, conv.padding in ((0, 0), "valid")),
+                ("padding", conv.padding, padding is not None),
+                ("padding_mode", conv.padding_mode, conv.padding_mode == "zeros" or not padding),
                 ("dilation", conv.dilation, tuple(conv.dilation) == (1, 1)),
                 ("groups", conv.groups, conv.groups == 1),
             )
@@ -322,8 +379,9 @@ class _Reader:
         ]
         if faults:
             raise InteropError(
-                f"{where}: fastcnn's Convolution has square filters, stride 1, no padding, "
-                f"dilation 1 and groups 1, but this Conv2d has {', '.join(faults)}"
+                f"{where}: fastcnn's Convolution has square filters, stride 1, the same zero "
+                f"padding on every side, dilation 1 and groups 1, but this Conv2d has "
+                f"{', '.join(faults)}"
             )
         if len(self.shape) != 3 or self.shape[0] != conv.in_channels:
             raise InteropError(
@@ -331,22 +389,35 @@ class _Reader:
                 f"has shape {self.shape} (add nn.Unflatten(1, (channels, height, width)))"
             )
         filters = _numpy(conv.weight, where)
+        # A PixelBias after it: the notebook's per-pixel biases (plus the Conv2d's own, if any);
+        # otherwise torch's per-filter biases (zeros for bias=False).
+        pixel = self.next_is(_pixel_bias_class())
         # xavier with a fixed seed: the values are overwritten, and the global NumPy state untouched
-        layer = Convolution(
-            self.shape, size[0], conv.out_channels, dtype=filters.dtype, rng=0, init="xavier"
-        )
+        try:
+            layer = Convolution(
+                self.shape,
+                size[0],
+                conv.out_channels,
+                padding=padding or 0,
+                bias="pixel" if pixel else "filter",
+                dtype=filters.dtype,
+                rng=0,
+                init="xavier",
+            )
+        except ValueError as exc:
+            raise InteropError(f"{where}: {exc}") from None
         biases = layer.biases * 0
         if conv.bias is not None:
             biases = biases + _numpy(conv.bias, where).reshape(-1, 1, 1)
-        if self.next_is(_pixel_bias_class()):
+        if pixel:
             self.i += 1
-            pixel = _numpy(self.modules[self.i].bias, self.where())
-            if pixel.shape != layer.output_shape:
+            extra = _numpy(self.modules[self.i].bias, self.where())
+            if extra.shape != layer.output_shape:
                 raise InteropError(
-                    f"{self.where()}: biases of shape {pixel.shape}, but the Conv2d before it "
+                    f"{self.where()}: biases of shape {extra.shape}, but the Conv2d before it "
                     f"outputs {layer.output_shape}"
                 )
-            biases = pixel if conv.bias is None else biases + pixel
+            biases = extra if conv.bias is None else biases + extra
         layer.filters[...] = filters
         layer.biases[...] = biases
         self.add(layer)
@@ -368,11 +439,83 @@ class _Reader:
         layer.biases[...] = 0 if linear.bias is None else _numpy(linear.bias, where)[:, None]
         self.add(layer)
 
-    def sigmoid(self, module: Any) -> None:
-        from .functions import d_sigmoid, sigmoid
+    def activation(self, module: Any) -> None:
+        from . import functions
         from .layers import Activation
 
-        self.layers.append(Activation(sigmoid, d_sigmoid))
+        name = {"Sigmoid": "sigmoid", "ReLU": "relu", "Tanh": "tanh", "LeakyReLU": "leaky_relu"}
+        function = name[type(module).__name__]
+        self.layers.append(
+            Activation(getattr(functions, function), getattr(functions, f"d_{function}"))
+        )
+
+    def leaky_relu(self, module: Any) -> None:
+        if module.negative_slope != LEAKY_RELU_SLOPE:
+            raise InteropError(
+                f"{self.where()}: fastcnn's leaky_relu has slope {LEAKY_RELU_SLOPE} (PyTorch's "
+                f"default), but this LeakyReLU has negative_slope={module.negative_slope!r}"
+            )
+        self.activation(module)
+
+    def softmax(self, module: Any) -> None:
+        from .layers import Softmax
+
+        if len(_carried(self.shape)) != 1:
+            raise InteropError(
+                f"{self.where()}: fastcnn's Softmax takes a column vector, but the value before "
+                f"it has shape {self.shape} (add nn.Flatten())"
+            )
+        if module.dim not in (1, -1):
+            raise InteropError(
+                f"{self.where()}: fastcnn's Softmax is over the features of each sample "
+                f"(dim=1 of (N, n)), but this Softmax has dim={module.dim!r}"
+            )
+        self.layers.append(Softmax())
+
+    def pool(self, pool: Any) -> None:
+        from .layers import AvgPool, MaxPool
+
+        where = self.where()
+        torch_name = type(pool).__name__
+        size, stride = _pair(pool.kernel_size), _pair(pool.stride)
+        checks = [
+            ("kernel_size", pool.kernel_size, size[0] == size[1]),
+            ("stride", pool.stride, stride[0] == stride[1]),
+            ("padding", pool.padding, _pair(pool.padding) == (0, 0)),
+            ("ceil_mode", pool.ceil_mode, not pool.ceil_mode),
+        ]
+        if torch_name == "MaxPool2d":
+            cls: type = MaxPool
+            checks += [
+                ("dilation", pool.dilation, _pair(pool.dilation) == (1, 1)),
+                ("return_indices", pool.return_indices, not pool.return_indices),
+            ]
+            lacks = "square windows and strides, no padding, floor sizes (ceil_mode=False), "
+            lacks += "dilation 1 and no indices"
+        else:
+            # count_include_pad only matters with padding, which is refused.
+            cls = AvgPool
+            checks.append(
+                ("divisor_override", pool.divisor_override, pool.divisor_override is None)
+            )
+            lacks = "square windows and strides, no padding, floor sizes (ceil_mode=False) "
+            lacks += "and the window's size as divisor (divisor_override=None)"
+        faults = [f"{name}={value!r}" for name, value, ok in checks if not ok]
+        if faults:
+            raise InteropError(
+                f"{where}: fastcnn's {cls.__name__} has {lacks}, but this {torch_name} has "
+                f"{', '.join(faults)}"
+            )
+        if len(self.shape) != 3:
+            raise InteropError(
+                f"{where}: pools images (channels, height, width), but the value before it "
+                f"has shape {self.shape} (add nn.Unflatten(1, (channels, height, width)))"
+            )
+        try:
+            layer = cls(self.shape, size[0], stride[0])
+        except ValueError as exc:
+            raise InteropError(f"{where}: {exc}") from None
+        self.add(layer)
 
     def flatten(self, flatten: Any) -> None:
         if (flatten.start_dim, flatten.end_dim) != (1, -1):
@@ -413,6 +556,24 @@ class _Reader:
         self.shape = tuple(layer.output_shape or ())
 
 
+def _conv_padding(padding: Any, kernel_size: tuple[int, ...]) -> int | None:
+    """A Conv2d's padding as fastcnn's one int, or None when fastcnn has no equivalent
+    (different padding on the two axes, or "same" for an even kernel, which torch pads unevenly)."""
+    if padding == "valid":
+        return 0
+    if padding == "same":
+        return (kernel_size[0] - 1) // 2 if kernel_size[0] % 2 == 1 else None
+    rows, columns = padding
+    return int(rows) if rows == columns else None
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    """A torch size argument (an int or a pair) as a pair."""
+    if isinstance(value, (tuple, list)):
+        return (int(value[0]), int(value[-1])) if len(value) in (1, 2) else (0, -1)
+    return int(value), int(value)
+
+
 def from_torch(module: Any, input_shape: Shape) -> Network:
     """A fastcnn :class:`~fastcnn.Network` computing what ``module`` computes.
 
@@ -420,8 +581,9 @@ def from_torch(module: Any, input_shape: Shape) -> Network:
     ----------
     module : torch.nn.Sequential (possibly nested) or one module
         Of ``Conv2d`` (square, stride 1, no padding; optionally followed by
-        :class:`PixelBias`), ``Linear``, ``Sigmoid``, ``Flatten()``, ``Unflatten(1, shape)``,
-        ``Identity``.
+        :class:`PixelBias`), ``Linear``, ``Sigmoid``, ``ReLU``, ``Tanh``, ``LeakyReLU(0.01)``,
+        ``MaxPool2d`` / ``AvgPool2d`` (square, no padding, floor), ``Flatten()``,
+        ``Unflatten(1, shape)``, ``Identity``.
     input_shape : tuple
         One sample's shape in fastcnn's terms, e.g. (1, 28, 28), or (n, 1) for a dense network.
 

@@ -85,7 +85,7 @@ def test_mnist_module_layout():
 
 
 def test_from_torch_reads_a_torch_built_network():
-    # A Conv2d with torch's per-filter bias: each filter's bias goes to all its pixels.
+    # A Conv2d with torch's per-filter bias: a Convolution with bias="filter".
     torch.manual_seed(0)
     module = torch.nn.Sequential(
         torch.nn.Conv2d(1, 3, 3),
@@ -102,9 +102,8 @@ def test_from_torch_reads_a_torch_built_network():
         "Linear",
         "Activation",
     ]
-    np.testing.assert_array_equal(
-        network.layers[0].biases[:, 2, 3], module[0].bias.detach().numpy()
-    )
+    assert network.layers[0].bias == "filter"
+    np.testing.assert_array_equal(network.layers[0].biases.ravel(), module[0].bias.detach().numpy())
     xs = np.random.default_rng(0).random((4, 1, 8, 8))
     np.testing.assert_allclose(network.predict_batch(xs), torch_predict(module, xs), atol=1e-12)
 
@@ -123,17 +122,18 @@ def test_from_torch_keeps_float32():
     ("module", "input_shape", "message"),
     [
         (
-            torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.ReLU()),
+            torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.ELU()),
             (4, 1),
-            r"^module 1 \(ReLU\(\)\): torch module ReLU has no fastcnn equivalent; from_torch "
-            r"knows Conv2d, Linear, Sigmoid, Flatten, Unflatten, Identity and "
-            r"fastcnn.interop.PixelBias$",
+            r"^module 1 \(ELU\(alpha=1.0\)\): torch module ELU has no fastcnn equivalent; "
+            r"from_torch knows Conv2d, Linear, Sigmoid, ReLU, Tanh, LeakyReLU, MaxPool2d, "
+            r"AvgPool2d, Softmax, Flatten, Unflatten, Identity and fastcnn.interop.PixelBias$",
         ),
         (
             torch.nn.Conv2d(1, 2, 3, stride=2),
             (1, 8, 8),
             r"^module 0 \(Conv2d\(.*\)\): fastcnn's Convolution has square filters, stride 1, "
-            r"no padding, dilation 1 and groups 1, but this Conv2d has stride=\(2, 2\)$",
+            r"the same zero padding on every side, dilation 1 and groups 1, but this Conv2d has "
+            r"stride=\(2, 2\)$",
         ),
         (
             torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Linear(6, 2)),
@@ -147,7 +147,7 @@ def test_from_torch_keeps_float32():
             r"^module 1 .*: expects 1 input channels, but the value before it has shape \(2, 1\)",
         ),
     ],
-    ids=["relu", "stride", "linear after conv", "conv after linear"],
+    ids=["elu", "stride", "linear after conv", "conv after linear"],
 )
 def test_from_torch_errors_name_the_module(module, input_shape, message):
     with pytest.raises(InteropError, match=message):
@@ -160,7 +160,7 @@ def test_to_torch_errors_name_the_layer():
 
     with pytest.raises(
         InteropError,
-        match=r"^layer 0 \(Linear\(4, 2\)\): no torch equivalent for layer type 'Custom'; fastcnn.interop.TO_TORCH knows Convolution, Linear, Activation, Reshape$",
+        match=r"^layer 0 \(Linear\(4, 2\)\): no torch equivalent for layer type 'Custom'; fastcnn.interop.TO_TORCH knows Convolution, Linear, Activation, Reshape, MaxPool, AvgPool, Softmax$",
     ):
         to_torch(Network([Custom(4, 2)]))
 

@@ -275,3 +275,27 @@ def test_cli_serve_busy_port_is_one_line(model_path, network, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"fastcnn: error: cannot listen on 127.0.0.1 port {port}: ")
     assert err.count("\n") == 1
+
+
+def test_lenet_model_is_served(drawings, tmp_path, capsys):
+    # Catches a page that assumes the notebook's network: LeNet's first convolution is padded
+    # (maps of 28x28, not 26x26), has per-filter biases and is followed by ReLU and max-pooling,
+    # and its scores are a Softmax's probabilities.
+    from fastcnn.models import lenet
+
+    network = lenet(rng=0)
+    network.layers[0].biases[...] = np.random.default_rng(0).standard_normal((6, 1, 1))
+    path = tmp_path / "lenet.npz"
+    network.save(path)
+    expected = fastcnn_predict(path, drawings[:3], capsys)
+    with running_server(network) as server:
+        for png, want in zip(drawings[:3], expected, strict=True):
+            status, answer = post(server.url, png.read_bytes())
+            assert status == 200, answer
+            assert answer["digit"] == want["digit"], png.name
+            assert answer["confidences"] == want["confidences"], png.name
+            assert sum(answer["confidences"]) == pytest.approx(1)
+            maps = np.asarray(answer["maps"])
+            assert maps.shape == (6, 28, 28)
+            conv = network.layers[0].forward_prop(load_digit(png))
+            np.testing.assert_array_equal(maps, np.round(conv, 4))
