@@ -1,6 +1,7 @@
-"""The padded convolution's mini-batch kernels (kernels/conv_gemm.py): the columns of im2col times
-the filters are the reference convolution, and col2im is im2col's transpose (adjoint test), over
-hypothesis-drawn depths, sizes, filter sizes and paddings."""
+"""The padded convolution's mini-batch kernels (kernels/conv_gemm.py): the filters times the wide
+columns are the reference convolution at the output columns, and fold_columns is wide_columns'
+transpose (adjoint test), over hypothesis-drawn depths, sizes, filter sizes and paddings. (The
+hooks themselves are trained against the reference path in tests/test_conv_padded.py.)"""
 
 import numpy as np
 from hypothesis import given
@@ -24,45 +25,41 @@ def cases(draw):
     return (depth, height, width), size, padding, count
 
 
+def geometry(shape, s, p):
+    _depth, height, width = shape
+    hp, wp = height + 2 * p, width + 2 * p
+    oh, ow = hp - s + 1, wp - s + 1
+    return hp, wp, oh, ow, (oh - 1) * wp + ow
+
+
 @given(case=cases(), seed=seeds)
-def test_im2col_times_filters_is_the_convolution(case, seed):
-    # Catches a column at the wrong offset, padding read from outside the row or left unzeroed
-    # (the column buffer is filled with garbage first), and a tap order other than (j, u, v).
-    (depth, height, width), s, p, count = case
+def test_wide_columns_times_filters_is_the_convolution(case, seed):
+    # Catches a run at the wrong offset or of the wrong length, and a tap order other than
+    # (j, u, v) (the column buffer is NaN first: a value not written shows).
+    shape, s, p, count = case
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((depth, height, width))
-    filters = rng.standard_normal((count, depth, s, s))
-    oh, ow = height + 2 * p - s + 1, width + 2 * p - s + 1
-    col = np.full((depth * s * s, oh * ow), np.nan)
-    conv_gemm.im2col(x, s, p, oh, ow, col)
-    out = (filters.reshape(count, -1) @ col).reshape(count, oh, ow)
+    x = rng.standard_normal(shape)
+    filters = rng.standard_normal((count, shape[0], s, s))
+    _hp, wp, oh, ow, length = geometry(shape, s, p)
+    col = np.full((shape[0] * s * s, length), np.nan)
+    conv_gemm.wide_columns(reference.pad(x, p), s, length, col)
+    wide = filters.reshape(count, -1) @ col
+    out = np.stack([[wide[i, a * wp : a * wp + ow] for a in range(oh)] for i in range(count)])
     expected = reference.conv_forward_padded(x, filters, np.zeros((count, 1, 1)), p)
     np.testing.assert_allclose(out, expected, **F64)
 
 
 @given(case=cases(), seed=seeds)
-def test_col2im_is_the_transpose_of_im2col(case, seed):
-    # <col2im(c), x> == <c, im2col(x)> for random c and x: col2im adds every entry onto the value
-    # im2col read it from, and drops the padding's. Catches an overwrite where entries add up.
-    (depth, height, width), s, p, _ = case
+def test_fold_columns_is_the_transpose_of_wide_columns(case, seed):
+    # <fold(c), xp> == <c, wide_columns(xp)> for random c and xp: every entry lands on the value
+    # its column read, added (an overwrite where entries overlap would fail).
+    shape, s, p, _ = case
     rng = np.random.default_rng(seed)
-    oh, ow = height + 2 * p - s + 1, width + 2 * p - s + 1
-    x = rng.standard_normal((depth, height, width))
-    c = rng.standard_normal((depth * s * s, oh * ow))
+    hp, wp, _, _, length = geometry(shape, s, p)
+    xp = rng.standard_normal((shape[0], hp, wp))
+    c = rng.standard_normal((shape[0] * s * s, length))
     col = np.empty_like(c)
-    conv_gemm.im2col(x, s, p, oh, ow, col)
-    d_x = np.full_like(x, np.nan)
-    conv_gemm.col2im(c, s, p, oh, ow, d_x)
-    np.testing.assert_allclose(np.sum(d_x * x), np.sum(c * col), rtol=1e-12, atol=1e-12)
-
-
-@given(case=cases(), seed=seeds)
-def test_im2row_is_im2col_transposed(case, seed):
-    (depth, height, width), s, p, _ = case
-    x = np.random.default_rng(seed).standard_normal((depth, height, width))
-    oh, ow = height + 2 * p - s + 1, width + 2 * p - s + 1
-    col = np.empty((depth * s * s, oh * ow))
-    rows = np.full((oh * ow, depth * s * s), np.nan)
-    conv_gemm.im2col(x, s, p, oh, ow, col)
-    conv_gemm.im2row(x, s, p, oh, ow, rows)
-    assert np.array_equal(rows, col.T)
+    conv_gemm.wide_columns(xp, s, length, col)
+    d_xp = np.full_like(xp, np.nan)
+    conv_gemm.fold_columns(c, s, length, d_xp)
+    np.testing.assert_allclose(np.sum(d_xp * xp), np.sum(c * col), rtol=1e-12, atol=1e-12)

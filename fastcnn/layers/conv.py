@@ -295,13 +295,20 @@ class Convolution(ComputeLayer):
             int(np.prod(self.output_shape)),
             dims=tuple(dims),
             params=self._PARAMETERS,
-            # The batch hooks (kernels/conv_gemm.py) use the same scratch from its start, for
-            # the columns of one sample and their gradient (a batch program runs only them).
-            scratch=max(
-                sum(fixed), 2 * depth * self.filter_size**2 * int(np.prod(self.output_shape[1:]))
-            ),
+            # The batch hooks (kernels/conv_gemm.py) use the same scratch from its start (a batch
+            # program runs only them): see _gemm_scratch.
+            scratch=max(sum(fixed), self._gemm_scratch()),
             scratch_per_sample=per_sample,
         )
+
+    def _gemm_scratch(self) -> int:
+        """Values of ``kernels.conv_gemm._buffers``: the padded input and its gradient, the wide
+        columns and theirs, the widened output gradient, a filter gradient transposed."""
+        depth, hp, wp = self.padded_shape
+        count, oh, ow = self.output_shape
+        length = (oh - 1) * wp + ow
+        k = depth * self.filter_size**2
+        return 2 * depth * hp * wp + (2 * k + count) * length + k * count
 
     def _padded_input(self) -> NDArray:
         """``self.input`` padded by ``self.padding`` (the input itself without padding)."""
