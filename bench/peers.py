@@ -8,7 +8,8 @@ Everything is measured as samples per second over one pass of consecutive batche
 ``n`` real MNIST training images, every contender once per round, rounds interleaved, medians
 reported: the machine may be shared, and interleaving spreads its load over all contenders alike.
 
-``python -m bench.peers [--samples N] [--rounds R] [--quick]`` prints the table. Needs the ``peers``
+``python -m bench.peers [--samples N] [--rounds R] [--quick]`` prints the table; ``--lenet``
+prints LeNet-5's instead (``bench/lenet.py``). Needs the ``peers``
 extra (``pip install torch==2.13.0`` on a CPU-only machine, then ``pip install -e '.[peers]'``);
 without torch, the PyTorch column is left empty.
 """
@@ -391,7 +392,14 @@ def main(argv=None):
         help="also time evaluate on N test images against the notebook's per-sample loop",
     )
     parser.add_argument("--quick", action="store_true", help="256 samples, 1 round")
+    parser.add_argument(
+        "--lenet", action="store_true", help="LeNet-5 against PyTorch instead (bench.lenet)"
+    )
     args = parser.parse_args(argv)
+    if args.lenet:
+        from . import lenet
+
+        return lenet.main(["--rounds", str(args.rounds)] + (["--quick"] if args.quick else []))
     samples, rounds = (256, 1) if args.quick else (args.samples, args.rounds)
     medians, per_round = measure(
         samples, rounds, batch_sizes=args.batch_sizes, thread_counts=args.threads
