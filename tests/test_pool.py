@@ -151,8 +151,8 @@ def test_maxpool_nan_and_ties_match_the_reference(size, stride):
     # The 2x2 fast path and the general loop keep one rule: the first maximum in row-major order
     # wins a tie, and a NaN counts as the maximum (the first NaN), as np.argmax (the reference).
     rng = np.random.default_rng(7)
-    x = rng.integers(0, 3, (3, 7, 8)).astype(np.float64)
-    x[0, 0, 1] = x[1, 3, 3] = x[1, 3, 2] = x[2, 6, 7] = np.nan
+    x = rng.integers(0, 3, (3, 7, 9)).astype(np.float64)  # odd: a row and a column in no window
+    x[0, 0, 1] = x[1, 3, 3] = x[1, 3, 2] = x[2, 6, 7] = x[2, 5, 8] = np.nan
     fast, ref = MaxPool(x.shape, size, stride), MaxPool(x.shape, size, stride, backend="scipy")
     np.testing.assert_array_equal(fast.forward_prop(x), ref.forward_prop(x))
     g = rng.standard_normal(fast.output_shape)
