@@ -183,7 +183,11 @@ def test_shuffle_repeatable_and_new_order_each_epoch():
 
 
 @pytest.mark.parametrize(
-    "path", [("numba", mse), ("scipy", mse), ("numba", per_layer_mse)], ids=str
+    "path",
+    [("numba", mse), ("scipy", mse), ("numba", per_layer_mse)],
+    # Names, not reprs: a function's repr holds its address, which differs between pytest-xdist's
+    # workers, and they must collect the same test ids.
+    ids=["compiled", "scipy", "per-layer"],
 )
 @pytest.mark.parametrize(
     ("batch_size", "error", "message"),
@@ -224,7 +228,11 @@ def test_batch_larger_than_data_is_one_batch(loss):
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize(
-    "path", [("numba", mse), ("scipy", mse), ("numba", per_layer_mse)], ids=str
+    "path",
+    [("numba", mse), ("scipy", mse), ("numba", per_layer_mse)],
+    # Names, not reprs: a function's repr holds its address, which differs between pytest-xdist's
+    # workers, and they must collect the same test ids.
+    ids=["compiled", "scipy", "per-layer"],
 )
 def test_nan_loss_inside_batch_stops_before_its_update(path):
     # Catches a batch applied although one of its losses is nan (the weights would all be nan),
