@@ -145,6 +145,22 @@ def conv_shapes(draw, max_depth=3, max_side=20, max_count=4, max_hidden=20):
     return Shape(depth, height, width, size, count, hidden)
 
 
+@st.composite
+def padded_convolutions(draw):
+    """``(depth, height, width), size, count, padding, bias``: a convolution of any filter size,
+    padding and bias kind on any image it fits (bounded below by the filter less the padding, so
+    nothing is filtered out)."""
+    size = draw(st.integers(1, 5))
+    padding = draw(st.integers(0, 3))
+    depth = draw(st.integers(1, 3))
+    count = draw(st.integers(1, 4))
+    low = max(1, size - 2 * padding)
+    height = draw(st.integers(low, low + 6))
+    width = draw(st.integers(low, low + 6))
+    bias = draw(st.sampled_from(["pixel", "filter"]))
+    return (depth, height, width), size, count, padding, bias
+
+
 seeds = st.integers(0, 2**32 - 1)
 
 # --------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from fastcnn.interop import TO_TORCH, InteropError, from_torch, to_torch
 from fastcnn.layers import AvgPool, MaxPool, Softmax
 from fastcnn.registry import ACTIVATIONS, LAYERS
 
+from .support import padded_convolutions
 from .zoo import NETWORKS, activation, random_biases
 
 torch = pytest.importorskip("torch")
@@ -288,21 +289,8 @@ def test_from_torch_refuses_other_softmaxes(module, input_shape, message):
         from_torch(module, input_shape)
 
 
-@st.composite
-def convolutions(draw):
-    size = draw(st.integers(1, 5))
-    padding = draw(st.integers(0, 3))
-    depth = draw(st.integers(1, 3))
-    count = draw(st.integers(1, 4))
-    low = max(1, size - 2 * padding)
-    height = draw(st.integers(low, low + 6))
-    width = draw(st.integers(low, low + 6))
-    bias = draw(st.sampled_from(["pixel", "filter"]))
-    return (depth, height, width), size, count, padding, bias
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@given(case=convolutions(), seed=st.integers(0, 2**16))
+@given(case=padded_convolutions(), seed=st.integers(0, 2**16))
 def test_padded_and_per_filter_convolutions_both_ways(dtype, case, seed):
     # Catches padding dropped or doubled, a per-filter bias turned into a PixelBias (or back
     # into per-pixel biases: the round trip would change the layer's config), and biases on the

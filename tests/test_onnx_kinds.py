@@ -13,6 +13,7 @@ from fastcnn.export import ACTIVATION_OPS, CONVERTERS, ExportError, to_onnx
 from fastcnn.layers import AvgPool, MaxPool, Softmax
 from fastcnn.registry import ACTIVATIONS, LAYERS
 
+from .support import padded_convolutions
 from .zoo import NETWORKS, activation, random_biases
 
 onnx = pytest.importorskip("onnx")
@@ -192,22 +193,8 @@ def test_cli_export_of_a_model_file(name, tmp_path, capsys):
     )
 
 
-@st.composite
-def convolutions(draw):
-    """A convolution of any filter size, padding and bias kind on any image it fits."""
-    size = draw(st.integers(1, 5))
-    padding = draw(st.integers(0, 3))
-    depth = draw(st.integers(1, 3))
-    count = draw(st.integers(1, 4))
-    low = max(1, size - 2 * padding)
-    height = draw(st.integers(low, low + 6))
-    width = draw(st.integers(low, low + 6))
-    bias = draw(st.sampled_from(["pixel", "filter"]))
-    return (depth, height, width), size, count, padding, bias
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@given(case=convolutions(), seed=st.integers(0, 2**16))
+@given(case=padded_convolutions(), seed=st.integers(0, 2**16))
 def test_padded_and_per_filter_convolutions(dtype, case, seed):
     # Catches padding on one side only or on the channel axis, pads in the wrong order, a
     # per-filter bias on the wrong axis or dropped (the biases are random, not zero), and the
