@@ -25,7 +25,7 @@ import numpy as np
 from fastcnn import cross_entropy, d_cross_entropy
 from fastcnn.models import lenet
 
-from .peers import mnist
+from .peers import mnist, vector_units
 
 try:
     import torch
@@ -215,6 +215,7 @@ def main(argv=None):
     print(
         f"LeNet-5, samples/s (medians of {rounds} interleaved rounds, 1 thread); PyTorch {version}"
     )
+    print(vector_units())
     for key, values in sorted(per_round.items(), key=str):
         print(
             f"  {key[0]:10} {key[1]:8} {('B=' + str(key[2])) if key[2] != 'eval' else 'evaluate':9}"

@@ -42,6 +42,29 @@ except ImportError:  # the optional `peers` extra
     torch = None
 
 
+def vector_units():
+    """One line naming the vector code each side runs: a ratio against PyTorch depends on it. On
+    an AVX-512 machine PyTorch's MKL and oneDNN use AVX-512, while OpenBLAS (fastcnn's GEMMs) runs
+    whatever ``OPENBLAS_CORETYPE`` picks (seen here: Haswell, AVX2, half the width; the batch and
+    prediction rows' GEMMs took twice as long as with OpenBLAS's own choice)."""
+    from threadpoolctl import threadpool_info
+
+    blas = sorted(
+        {
+            f"{i['internal_api']} {i.get('version')} ({i.get('architecture')} kernels)"
+            for i in threadpool_info()
+            if i.get("user_api") == "blas"
+        }
+    )
+    pinned = os.environ.get("OPENBLAS_CORETYPE")
+    text = f"BLAS: {', '.join(blas) or 'unknown'}"
+    if pinned:
+        text += f", OPENBLAS_CORETYPE={pinned}"
+    if torch is not None:
+        text += f"; PyTorch CPU capability: {torch.backends.cpu.get_cpu_capability()}"
+    return text
+
+
 def mnist(n, dtype):
     """The first ``n`` MNIST training images (n, 1, 28, 28) and one-hot labels (n, 10) in ``dtype``,
     from ``$FASTCNN_TEST_MNIST`` or ``../shared/data/mnist`` (never downloaded)."""
@@ -408,6 +431,7 @@ def main(argv=None):
     print(f"samples/s, median of {rounds} interleaved rounds over {samples} MNIST images")
     print(f"({min(samples, SINGLES)} at B = 1);")
     print(f"PyTorch {version}, NumPy {np.__version__}")
+    print(vector_units())
     names = [n for n in CONTENDERS if any(k[0] == n for k in medians)]
     header = f"{'dtype':8} {'B':>4} {'thr':>3} " + " ".join(f"{n:>18}" for n in names)
     print(header + "  fastcnn/PyTorch  spread(fastcnn)")
