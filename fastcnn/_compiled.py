@@ -173,7 +173,7 @@ class Program:
         self.grads = _empty_lines(offset, self.dtype)
         self._scratch_capacity: int | None = None
         self._use_scratch(1)
-        self.flags = flags(self.loops, self.spec, entry)
+        self.flags = flags(self.loops, self.spec, entry, fused=entry != loss.name)
         # The parallel dense kernels' per-block input gradients (none on one thread).
         widest = int(self.spec["in_size"].max())
         self.partial = np.empty((num_threads, widest), self.dtype) if num_threads > 1 else None
@@ -376,20 +376,25 @@ class Program:
         return ", ".join("none" if f is None else "bool" for f in flags) + ")"
 
 
-def flags(loops: ModuleType, spec: NDArray, loss: str) -> tuple[bool | None, ...]:
+def flags(
+    loops: ModuleType, spec: NDArray, loss: str, fused: bool = False
+) -> tuple[bool | None, ...]:
     """The generated loops' compile-time flags for a program: for each kind of ``loops.KINDS``,
     True or None for "has one", "has one as its first layer" (when the kind has work to do there)
     and "has one after the first"; then, for each loss, whether it is ``loss``. Numba removes
     the branches of a None flag before it compiles anything in them, so a network compiles only
-    the kinds it has; its length never changes its flags."""
+    the kinds it has; its length never changes its flags. ``fused``: ``loss`` is fused with the
+    last layer and the backward pass starts at the layer before, so that layer's backward
+    branches are left out (a LeNet's Softmax: a cold start compiled its never-run gradient)."""
     ops = [int(op) for op in spec["op"]]
+    backward = ops[:-1] if fused else ops
     out: list[bool | None] = []
     for op, name in enumerate(loops.KINDS):
         kind = registry.KINDS[name]
         out.append(True if op in ops else None)
         if kind.has_first:
-            out.append(True if ops[0] == op else None)
-        out.append(True if op in ops[1:] else None)
+            out.append(True if backward[:1] == [op] else None)
+        out.append(True if op in backward[1:] else None)
     out += [True if name == loss else None for name in loops.LOSSES]
     return tuple(out)
 

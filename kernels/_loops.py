@@ -22,8 +22,8 @@ from ._jit import jit
 from .activation import sigmoid as sigmoid__kernel, sigmoid_backward as sigmoid__kernel_backward
 from .buffers import copy, region
 from .conv import backward as conv__backward, backward_batch as conv__backward_batch, backward_first as conv__backward_first, backward_first_batch as conv__backward_first_batch, forward as conv__forward, forward_batch as conv__forward_batch
-from .conv_gemm import backward_batch as conv_padded__backward_batch, backward_first_batch as conv_padded__backward_first_batch, forward_batch as conv_padded__forward_batch
-from .conv_padded import backward as conv_padded__backward, backward_first as conv_padded__backward_first, forward as conv_padded__forward
+from .conv_gemm import backward_batch as conv_padded5__backward_batch, backward_batch as conv_padded__backward_batch, backward_first_batch as conv_padded5__backward_first_batch, backward_first_batch as conv_padded__backward_first_batch, forward_batch as conv_padded5__forward_batch, forward_batch as conv_padded__forward_batch
+from .conv_padded import backward as conv_padded__backward, backward5 as conv_padded5__backward, backward_first as conv_padded5__backward_first, backward_first as conv_padded__backward_first, forward as conv_padded__forward, forward5 as conv_padded5__forward
 from .dense import backward as dense__backward, backward_batch as dense__backward_batch, backward_first as dense__backward_first, backward_first_batch as dense__backward_first_batch, backward_first_sgd as dense__backward_first_sgd, backward_first_sgd_batch as dense__backward_first_sgd_batch, backward_sgd as dense__backward_sgd, backward_sgd_batch as dense__backward_sgd_batch, forward as dense__forward, forward_batch as dense__forward_batch
 from .losses import mse as loss__mse
 from .optim import optimizer_step
@@ -32,7 +32,7 @@ from .pool import avg_backward as avgpool__backward, avg_backward_batch as avgpo
 from .sgd import sgd_step
 from .softmax import backward as softmax__backward, backward_batch as softmax__backward_batch, binary_cross_entropy as loss__binary_cross_entropy, cross_entropy as loss__cross_entropy, forward as softmax__forward, forward_batch as softmax__forward_batch, softmax_cross_entropy as loss__cross_entropy__softmax
 
-KINDS = ('conv', 'conv_padded', 'dense', 'sigmoid', 'relu', 'tanh', 'leaky_relu', 'maxpool', 'avgpool', 'softmax')
+KINDS = ('conv', 'conv_padded', 'conv_padded5', 'dense', 'sigmoid', 'relu', 'tanh', 'leaky_relu', 'maxpool', 'avgpool', 'softmax')
 LOSSES = ('mse', 'cross_entropy', 'cross_entropy__softmax', 'binary_cross_entropy')
 
 
@@ -144,7 +144,7 @@ def _opt_step(spec, params, gparams, count, opt, index):
 
 @jit
 def train_sgd(
-    spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, opt, conv, conv_first, conv_inner, conv_padded, conv_padded_first, conv_padded_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner, loss_mse, loss_cross_entropy, loss_cross_entropy__softmax, loss_binary_cross_entropy
+    spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, opt, conv, conv_first, conv_inner, conv_padded, conv_padded_first, conv_padded_inner, conv_padded5, conv_padded5_first, conv_padded5_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner, loss_mse, loss_cross_entropy, loss_cross_entropy__softmax, loss_binary_cross_entropy
 ):
     """The seed's ``Network.train`` inner loop (per-sample SGD) over samples ``xs``/``ys``.
 
@@ -171,28 +171,31 @@ def train_sgd(
             elif op == 1:  # conv_padded
                 if conv_padded is not None:
                     conv_padded__forward(L, params, acts, scratch, None)
-            elif op == 2:  # dense
+            elif op == 2:  # conv_padded5
+                if conv_padded5 is not None:
+                    conv_padded5__forward(L, params, acts, scratch, None)
+            elif op == 3:  # dense
                 if dense is not None:
                     dense__forward(L, params, acts, scratch, None)
-            elif op == 3:  # sigmoid
+            elif op == 4:  # sigmoid
                 if sigmoid is not None:
                     _sigmoid_forward(L, params, acts, scratch, None)
-            elif op == 4:  # relu
+            elif op == 5:  # relu
                 if relu is not None:
                     _relu_forward(L, params, acts, scratch, None)
-            elif op == 5:  # tanh
+            elif op == 6:  # tanh
                 if tanh is not None:
                     _tanh_forward(L, params, acts, scratch, None)
-            elif op == 6:  # leaky_relu
+            elif op == 7:  # leaky_relu
                 if leaky_relu is not None:
                     _leaky_relu_forward(L, params, acts, scratch, None)
-            elif op == 7:  # maxpool
+            elif op == 8:  # maxpool
                 if maxpool is not None:
                     maxpool__forward(L, params, acts, scratch, None)
-            elif op == 8:  # avgpool
+            elif op == 9:  # avgpool
                 if avgpool is not None:
                     avgpool__forward(L, params, acts, scratch, None)
-            elif op == 9:  # softmax
+            elif op == 10:  # softmax
                 if softmax is not None:
                     softmax__forward(L, params, acts, scratch, None)
         value = np.nan
@@ -224,7 +227,13 @@ def train_sgd(
                         conv_padded__backward_first(L, params, gparams, acts, grads, scratch, rate, None)
                 elif conv_padded_inner is not None:
                     conv_padded__backward(L, params, gparams, acts, grads, scratch, rate, None)
-            elif op == 2:  # dense
+            elif op == 2:  # conv_padded5
+                if l == 0:
+                    if conv_padded5_first is not None:
+                        conv_padded5__backward_first(L, params, gparams, acts, grads, scratch, rate, None)
+                elif conv_padded5_inner is not None:
+                    conv_padded5__backward(L, params, gparams, acts, grads, scratch, rate, None)
+            elif op == 3:  # dense
                 if l == 0:
                     if dense_first is not None:
                         if opt is None:
@@ -236,25 +245,25 @@ def train_sgd(
                         dense__backward_sgd(L, params, gparams, acts, grads, scratch, rate, None)
                     else:
                         dense__backward(L, params, gparams, acts, grads, scratch, rate, None)
-            elif op == 3:  # sigmoid
+            elif op == 4:  # sigmoid
                 if l > 0 and sigmoid_inner is not None:
                     _sigmoid_backward(L, params, gparams, acts, grads, scratch, rate, None)
-            elif op == 4:  # relu
+            elif op == 5:  # relu
                 if l > 0 and relu_inner is not None:
                     _relu_backward(L, params, gparams, acts, grads, scratch, rate, None)
-            elif op == 5:  # tanh
+            elif op == 6:  # tanh
                 if l > 0 and tanh_inner is not None:
                     _tanh_backward(L, params, gparams, acts, grads, scratch, rate, None)
-            elif op == 6:  # leaky_relu
+            elif op == 7:  # leaky_relu
                 if l > 0 and leaky_relu_inner is not None:
                     _leaky_relu_backward(L, params, gparams, acts, grads, scratch, rate, None)
-            elif op == 7:  # maxpool
+            elif op == 8:  # maxpool
                 if l > 0 and maxpool_inner is not None:
                     maxpool__backward(L, params, gparams, acts, grads, scratch, rate, None)
-            elif op == 8:  # avgpool
+            elif op == 9:  # avgpool
                 if l > 0 and avgpool_inner is not None:
                     avgpool__backward(L, params, gparams, acts, grads, scratch, rate, None)
-            elif op == 9:  # softmax
+            elif op == 10:  # softmax
                 if l > 0 and softmax_inner is not None:
                     softmax__backward(L, params, gparams, acts, grads, scratch, rate, None)
         if opt is None:
@@ -266,7 +275,7 @@ def train_sgd(
 
 @jit(cache=False)
 def train_sgd_threads(
-    spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, opt, partial, conv, conv_first, conv_inner, conv_padded, conv_padded_first, conv_padded_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner, loss_mse, loss_cross_entropy, loss_cross_entropy__softmax, loss_binary_cross_entropy
+    spec, params, gparams, acts, grads, scratch, xs, ys, rate, loss, losses, opt, partial, conv, conv_first, conv_inner, conv_padded, conv_padded_first, conv_padded_inner, conv_padded5, conv_padded5_first, conv_padded5_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner, loss_mse, loss_cross_entropy, loss_cross_entropy__softmax, loss_binary_cross_entropy
 ):
     """:func:`train_sgd` with the large dense layers split into ``len(partial)`` blocks run on
     ``numba.get_num_threads()`` threads."""
@@ -288,28 +297,31 @@ def train_sgd_threads(
             elif op == 1:  # conv_padded
                 if conv_padded is not None:
                     conv_padded__forward(L, params, acts, scratch, partial)
-            elif op == 2:  # dense
+            elif op == 2:  # conv_padded5
+                if conv_padded5 is not None:
+                    conv_padded5__forward(L, params, acts, scratch, partial)
+            elif op == 3:  # dense
                 if dense is not None:
                     dense__forward(L, params, acts, scratch, partial)
-            elif op == 3:  # sigmoid
+            elif op == 4:  # sigmoid
                 if sigmoid is not None:
                     _sigmoid_forward(L, params, acts, scratch, partial)
-            elif op == 4:  # relu
+            elif op == 5:  # relu
                 if relu is not None:
                     _relu_forward(L, params, acts, scratch, partial)
-            elif op == 5:  # tanh
+            elif op == 6:  # tanh
                 if tanh is not None:
                     _tanh_forward(L, params, acts, scratch, partial)
-            elif op == 6:  # leaky_relu
+            elif op == 7:  # leaky_relu
                 if leaky_relu is not None:
                     _leaky_relu_forward(L, params, acts, scratch, partial)
-            elif op == 7:  # maxpool
+            elif op == 8:  # maxpool
                 if maxpool is not None:
                     maxpool__forward(L, params, acts, scratch, partial)
-            elif op == 8:  # avgpool
+            elif op == 9:  # avgpool
                 if avgpool is not None:
                     avgpool__forward(L, params, acts, scratch, partial)
-            elif op == 9:  # softmax
+            elif op == 10:  # softmax
                 if softmax is not None:
                     softmax__forward(L, params, acts, scratch, partial)
         value = np.nan
@@ -341,7 +353,13 @@ def train_sgd_threads(
                         conv_padded__backward_first(L, params, gparams, acts, grads, scratch, rate, partial)
                 elif conv_padded_inner is not None:
                     conv_padded__backward(L, params, gparams, acts, grads, scratch, rate, partial)
-            elif op == 2:  # dense
+            elif op == 2:  # conv_padded5
+                if l == 0:
+                    if conv_padded5_first is not None:
+                        conv_padded5__backward_first(L, params, gparams, acts, grads, scratch, rate, partial)
+                elif conv_padded5_inner is not None:
+                    conv_padded5__backward(L, params, gparams, acts, grads, scratch, rate, partial)
+            elif op == 3:  # dense
                 if l == 0:
                     if dense_first is not None:
                         if opt is None:
@@ -353,25 +371,25 @@ def train_sgd_threads(
                         dense__backward_sgd(L, params, gparams, acts, grads, scratch, rate, partial)
                     else:
                         dense__backward(L, params, gparams, acts, grads, scratch, rate, partial)
-            elif op == 3:  # sigmoid
+            elif op == 4:  # sigmoid
                 if l > 0 and sigmoid_inner is not None:
                     _sigmoid_backward(L, params, gparams, acts, grads, scratch, rate, partial)
-            elif op == 4:  # relu
+            elif op == 5:  # relu
                 if l > 0 and relu_inner is not None:
                     _relu_backward(L, params, gparams, acts, grads, scratch, rate, partial)
-            elif op == 5:  # tanh
+            elif op == 6:  # tanh
                 if l > 0 and tanh_inner is not None:
                     _tanh_backward(L, params, gparams, acts, grads, scratch, rate, partial)
-            elif op == 6:  # leaky_relu
+            elif op == 7:  # leaky_relu
                 if l > 0 and leaky_relu_inner is not None:
                     _leaky_relu_backward(L, params, gparams, acts, grads, scratch, rate, partial)
-            elif op == 7:  # maxpool
+            elif op == 8:  # maxpool
                 if l > 0 and maxpool_inner is not None:
                     maxpool__backward(L, params, gparams, acts, grads, scratch, rate, partial)
-            elif op == 8:  # avgpool
+            elif op == 9:  # avgpool
                 if l > 0 and avgpool_inner is not None:
                     avgpool__backward(L, params, gparams, acts, grads, scratch, rate, partial)
-            elif op == 9:  # softmax
+            elif op == 10:  # softmax
                 if l > 0 and softmax_inner is not None:
                     softmax__backward(L, params, gparams, acts, grads, scratch, rate, partial)
         if opt is None:
@@ -383,7 +401,7 @@ def train_sgd_threads(
 
 @jit
 def train_sgd_batch(
-    spec, params, gparams, acts, grads, scratch, xs, ys, capacity, rate, loss, losses, opt, conv, conv_first, conv_inner, conv_padded, conv_padded_first, conv_padded_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner, loss_mse, loss_cross_entropy, loss_cross_entropy__softmax, loss_binary_cross_entropy
+    spec, params, gparams, acts, grads, scratch, xs, ys, capacity, rate, loss, losses, opt, conv, conv_first, conv_inner, conv_padded, conv_padded_first, conv_padded_inner, conv_padded5, conv_padded5_first, conv_padded5_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner, loss_mse, loss_cross_entropy, loss_cross_entropy__softmax, loss_binary_cross_entropy
 ):
     """Mini-batch SGD: each consecutive batch of ``capacity`` samples of ``xs``/``ys`` (the last may
     be shorter) moves ``params`` once by ``rate`` times the mean of its per-sample gradients, taken
@@ -411,28 +429,31 @@ def train_sgd_batch(
             elif op == 1:  # conv_padded
                 if conv_padded is not None:
                     conv_padded__forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 2:  # dense
+            elif op == 2:  # conv_padded5
+                if conv_padded5 is not None:
+                    conv_padded5__forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 3:  # dense
                 if dense is not None:
                     dense__forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 3:  # sigmoid
+            elif op == 4:  # sigmoid
                 if sigmoid is not None:
                     _sigmoid_forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 4:  # relu
+            elif op == 5:  # relu
                 if relu is not None:
                     _relu_forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 5:  # tanh
+            elif op == 6:  # tanh
                 if tanh is not None:
                     _tanh_forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 6:  # leaky_relu
+            elif op == 7:  # leaky_relu
                 if leaky_relu is not None:
                     _leaky_relu_forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 7:  # maxpool
+            elif op == 8:  # maxpool
                 if maxpool is not None:
                     maxpool__forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 8:  # avgpool
+            elif op == 9:  # avgpool
                 if avgpool is not None:
                     avgpool__forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 9:  # softmax
+            elif op == 10:  # softmax
                 if softmax is not None:
                     softmax__forward_batch(L, params, acts, scratch, capacity, n)
         out = region(acts, last.y, last.out_size, capacity, n)
@@ -471,7 +492,13 @@ def train_sgd_batch(
                         conv_padded__backward_first_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
                 elif conv_padded_inner is not None:
                     conv_padded__backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
-            elif op == 2:  # dense
+            elif op == 2:  # conv_padded5
+                if l == 0:
+                    if conv_padded5_first is not None:
+                        conv_padded5__backward_first_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
+                elif conv_padded5_inner is not None:
+                    conv_padded5__backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
+            elif op == 3:  # dense
                 if l == 0:
                     if dense_first is not None:
                         if opt is None:
@@ -483,25 +510,25 @@ def train_sgd_batch(
                         dense__backward_sgd_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
                     else:
                         dense__backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
-            elif op == 3:  # sigmoid
+            elif op == 4:  # sigmoid
                 if l > 0 and sigmoid_inner is not None:
                     _sigmoid_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
-            elif op == 4:  # relu
+            elif op == 5:  # relu
                 if l > 0 and relu_inner is not None:
                     _relu_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
-            elif op == 5:  # tanh
+            elif op == 6:  # tanh
                 if l > 0 and tanh_inner is not None:
                     _tanh_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
-            elif op == 6:  # leaky_relu
+            elif op == 7:  # leaky_relu
                 if l > 0 and leaky_relu_inner is not None:
                     _leaky_relu_backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
-            elif op == 7:  # maxpool
+            elif op == 8:  # maxpool
                 if l > 0 and maxpool_inner is not None:
                     maxpool__backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
-            elif op == 8:  # avgpool
+            elif op == 9:  # avgpool
                 if l > 0 and avgpool_inner is not None:
                     avgpool__backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
-            elif op == 9:  # softmax
+            elif op == 10:  # softmax
                 if l > 0 and softmax_inner is not None:
                     softmax__backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)
         if opt is None:
@@ -512,7 +539,7 @@ def train_sgd_batch(
 
 
 @jit
-def predict_batch(spec, params, acts, scratch, xs, capacity, out, conv, conv_first, conv_inner, conv_padded, conv_padded_first, conv_padded_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner):
+def predict_batch(spec, params, acts, scratch, xs, capacity, out, conv, conv_first, conv_inner, conv_padded, conv_padded_first, conv_padded_inner, conv_padded5, conv_padded5_first, conv_padded5_inner, dense, dense_first, dense_inner, sigmoid, sigmoid_inner, relu, relu_inner, tanh, tanh_inner, leaky_relu, leaky_relu_inner, maxpool, maxpool_inner, avgpool, avgpool_inner, softmax, softmax_inner):
     """``out[k] = network(xs[k])`` for every sample, ``capacity`` samples per forward pass (one
     GEMM per dense layer); the buffers as for :func:`train_sgd_batch`."""
     last = spec[spec.size - 1]
@@ -532,28 +559,31 @@ def predict_batch(spec, params, acts, scratch, xs, capacity, out, conv, conv_fir
             elif op == 1:  # conv_padded
                 if conv_padded is not None:
                     conv_padded__forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 2:  # dense
+            elif op == 2:  # conv_padded5
+                if conv_padded5 is not None:
+                    conv_padded5__forward_batch(L, params, acts, scratch, capacity, n)
+            elif op == 3:  # dense
                 if dense is not None:
                     dense__forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 3:  # sigmoid
+            elif op == 4:  # sigmoid
                 if sigmoid is not None:
                     _sigmoid_forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 4:  # relu
+            elif op == 5:  # relu
                 if relu is not None:
                     _relu_forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 5:  # tanh
+            elif op == 6:  # tanh
                 if tanh is not None:
                     _tanh_forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 6:  # leaky_relu
+            elif op == 7:  # leaky_relu
                 if leaky_relu is not None:
                     _leaky_relu_forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 7:  # maxpool
+            elif op == 8:  # maxpool
                 if maxpool is not None:
                     maxpool__forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 8:  # avgpool
+            elif op == 9:  # avgpool
                 if avgpool is not None:
                     avgpool__forward_batch(L, params, acts, scratch, capacity, n)
-            elif op == 9:  # softmax
+            elif op == 10:  # softmax
                 if softmax is not None:
                     softmax__forward_batch(L, params, acts, scratch, capacity, n)
         y = region(acts, last.y, last.out_size, capacity, n)

@@ -1,5 +1,6 @@
 """The padded convolution with per-pixel or per-filter biases (``Convolution(..., padding=p,
-bias=...)``, issue 17): its kernels and its hooks in the compiled loops (kind ``"conv_padded"``).
+bias=...)``, issue 17): its kernels and its hooks in the compiled loops (kind ``"conv_padded"``,
+and ``"conv_padded5"`` for 5 x 5 filters with padding up to 4).
 
 The layer pads its input once (``correlate5.pad2d``) and everything below works on the padded
 input ``xp`` (depth, H + 2p, W + 2p): the forward pass is the notebook's valid correlation of
@@ -26,7 +27,7 @@ from .correlate5 import correlate5_accumulate, crop2d, pad2d
 DEPTH, HEIGHT, WIDTH, SIZE, COUNT, PADDING, PER_FILTER = range(7)
 
 
-@jit
+@jit(inline=True)
 def _fill_biases(biases, i, out):
     """``out = biases[i]``, or ``biases[i, 0, 0]`` everywhere for per-filter biases (count, 1, 1);
     a (1, 1) output reads the same value either way."""
@@ -56,14 +57,16 @@ def scratch_sizes(depth, height, width, size, count, padding):
     xp = padded if padding > 0 else 0
     # Any 5 x 5 forward pass runs correlate5_accumulate over the padded input's flat rows.
     wide5 = (oh - 1) * wp + ow if size == 5 else 0
-    if not _fast5(size, padding):
+    # _fast5's test written out: Python calls this function's py_func, and a call of the
+    # dispatcher from there would compile it (a cold start's fraction of a second).
+    if not (size == 5 and padding <= 4):
         return wide_g, xp, 0, wide5, xp
     q = 4 - padding  # the output gradient padded by q: its valid correlation is d_input itself
     gh, gw = oh + 2 * q, ow + 2 * q
     return wide_g, 0, count * gh * gw, max(wide5, (height - 1) * gw + width), xp
 
 
-@jit
+@jit(inline=True)
 def _fast5(size, padding):
     """Whether the 5 x 5 kernels of ``correlate5.py`` serve a layer (padding beyond 4 would crop
     into the full convolution's interior: the generic path)."""
@@ -79,18 +82,35 @@ def conv_padded_forward(xp, filters, biases, wide5, out):
     :func:`scratch_sizes`' ``wide5`` values for 5 x 5 filters (``correlate5.correlate5_accumulate``;
     unread otherwise).
     """
+    _forward(xp, filters, biases, wide5, out)
+
+
+@jit(inline=True)
+def _forward(xp, filters, biases, wide5, out):
+    if filters.shape[2] == 5:
+        _forward5(xp, filters, biases, wide5, out)
+        return
     count, depth, s = filters.shape[0], filters.shape[1], filters.shape[2]
     for i in range(count):
         o = out[i]
         _fill_biases(biases, i, o)
-        if s == 5:
-            correlate5_accumulate(xp, filters[i], False, wide5, o)
-            continue
         for j in range(depth):
             if s == 3:
                 _correlate3_rows(xp[j], filters[i, j], o, o)
             else:
                 _correlate2d_valid_add(xp[j], filters[i, j], o)
+
+
+@jit(inline=True)
+def _forward5(xp, filters, biases, wide5, out):
+    """:func:`conv_padded_forward` for 5 x 5 filters."""
+    for i in range(filters.shape[0]):
+        o = out[i]
+        _fill_biases(biases, i, o)
+        # One compiled signature for this call and the input gradient's: a run-time flag (Numba
+        # types a bare False as a literal of its own) and a strided slice of the filters, as
+        # there; a literal and a contiguous filters[i] compiled the kernel a second time.
+        correlate5_accumulate(xp, filters[i, ::1], bool(False), wide5, o)  # noqa: UP018
 
 
 @jit
@@ -104,23 +124,39 @@ def conv_padded_input_gradient(d_output, filters, p, d_xp, gp, wide5, d_input):
     cropped full convolution (``correlate5.correlate5_accumulate`` over the filters ``i``, in
     order), and wide5 as for :func:`conv_padded_forward`.
     """
+    _input_gradient(d_output, filters, p, d_xp, gp, wide5, d_input)
+
+
+@jit(inline=True)
+def _input_gradient(d_output, filters, p, d_xp, gp, wide5, d_input):
     count, depth, s = filters.shape[0], filters.shape[1], filters.shape[2]
-    fast = _fast5(s, p)
-    target = d_input if fast else d_xp
-    flat = target.reshape(-1)
-    zero = flat.dtype.type(0)
-    for a in range(flat.size):
-        flat[a] = zero
-    if fast:
-        pad2d(d_output, 4 - p, gp)
-        for j in range(depth):
-            correlate5_accumulate(gp, filters[:, j], True, wide5, d_input[j])
+    if _fast5(s, p):
+        _input_gradient5(d_output, filters, p, gp, wide5, d_input)
         return
+    _zero(d_xp)
     for i in range(count):
         for j in range(depth):
             _convolve2d_full_add(d_output[i], filters[i, j], d_xp[j])
     if p > 0:
         crop2d(d_xp, p, d_input)
+
+
+@jit(inline=True)
+def _input_gradient5(d_output, filters, p, gp, wide5, d_input):
+    """:func:`conv_padded_input_gradient` for 5 x 5 filters and ``p <= 4`` (:func:`_fast5`)."""
+    _zero(d_input)
+    pad2d(d_output, 4 - p, gp)
+    for j in range(filters.shape[1]):
+        correlate5_accumulate(gp, filters[:, j], bool(True), wide5, d_input[j])  # noqa: UP018
+
+
+@jit(inline=True)
+def _zero(a):
+    """``a[...] = 0``."""
+    flat = a.reshape(-1)
+    zero = flat.dtype.type(0)
+    for i in range(flat.size):
+        flat[i] = zero
 
 
 @jit
@@ -131,6 +167,11 @@ def conv_padded_gradient_add(xp, d_output, d_filters, d_biases, wide):
     xp (depth, Hp, Wp) the padded input, wide zeroed scratch of ``(oh - 1) * Wp + ow`` values
     (see ``conv._widen``); a batch's samples are added one after the other.
     """
+    _gradient_add(xp, d_output, d_filters, d_biases, wide)
+
+
+@jit(inline=True)
+def _gradient_add(xp, d_output, d_filters, d_biases, wide):
     count, depth = d_filters.shape[0], d_filters.shape[1]
     width = xp.shape[2]
     per_filter = d_biases.shape[1] * d_biases.shape[2] == 1
@@ -168,7 +209,7 @@ def _shapes(L):
     return (d, hp, wp), (c, d, s, s), os_, bs, p
 
 
-@jit
+@jit(inline=True)
 def _sizes(L):
     d, h, w, s, c = L.dims[DEPTH], L.dims[HEIGHT], L.dims[WIDTH], L.dims[SIZE], L.dims[COUNT]
     return scratch_sizes(d, h, w, s, c, L.dims[PADDING])
@@ -209,14 +250,28 @@ def _padded(L, scratch, x, b):
     return scratch[first + b * size : first + (b + 1) * size].reshape(xps)
 
 
-@jit
-def _forward_one(L, params, scratch, x, y, b):
+@jit(inline=True)
+def _forward_input(L, params, scratch, x, b):
+    """The record's filters, biases and sample ``b``'s padded input (padded here), and its
+    output's shape."""
     _, _, os_, _, p = _shapes(L)
     filters, biases = _parameters(L, params)
     xp = _padded(L, scratch, x, b)
     if p > 0:
         pad2d(x, p, xp)
-    conv_padded_forward(xp, filters, biases, _scratch(L, scratch)[3], y.reshape(os_))
+    return xp, filters, biases, os_
+
+
+@jit
+def _forward_one(L, params, scratch, x, y, b):
+    xp, filters, biases, os_ = _forward_input(L, params, scratch, x, b)
+    _forward(xp, filters, biases, _scratch(L, scratch)[3], y.reshape(os_))
+
+
+@jit
+def _forward5_one(L, params, scratch, x, y, b):
+    xp, filters, biases, os_ = _forward_input(L, params, scratch, x, b)
+    _forward5(xp, filters, biases, _scratch(L, scratch)[3], y.reshape(os_))
 
 
 @jit
@@ -224,7 +279,7 @@ def _gradient_one(L, gparams, scratch, x, g, b):
     _, _, os_, _, _ = _shapes(L)
     d_filters, d_biases = _parameters(L, gparams)
     wide = _scratch(L, scratch)[0]
-    conv_padded_gradient_add(_padded(L, scratch, x, b), g.reshape(os_), d_filters, d_biases, wide)
+    _gradient_add(_padded(L, scratch, x, b), g.reshape(os_), d_filters, d_biases, wide)
 
 
 @jit
@@ -236,7 +291,18 @@ def _input_gradient_one(L, params, scratch, g, d_x):
     q = 4 - p
     gps = (os_[0], os_[1] + 2 * q, os_[2] + 2 * q) if gp.size > 0 else (0, 0, 0)
     target = d_xp.reshape(xps) if d_xp.size > 0 else d_x
-    conv_padded_input_gradient(g.reshape(os_), filters, p, target, gp.reshape(gps), wide5, d_x)
+    _input_gradient(g.reshape(os_), filters, p, target, gp.reshape(gps), wide5, d_x)
+
+
+@jit
+def _input_gradient5_one(L, params, scratch, g, d_x):
+    _, _, os_, _, p = _shapes(L)
+    filters, _ = _parameters(L, params)
+    _, _, gp, wide5, _ = _scratch(L, scratch)
+    d_x = d_x.reshape((L.dims[DEPTH], L.dims[HEIGHT], L.dims[WIDTH]))
+    q = 4 - p
+    gp = gp.reshape((os_[0], os_[1] + 2 * q, os_[2] + 2 * q))
+    _input_gradient5(g.reshape(os_), filters, p, gp, wide5, d_x)
 
 
 @jit(inline=True)
@@ -257,6 +323,24 @@ def backward_first(L, params, gparams, acts, grads, scratch, rate, partial):
 def backward(L, params, gparams, acts, grads, scratch, rate, partial):
     g = grads[L.y : L.y + L.out_size]
     _input_gradient_one(L, params, scratch, g, grads[L.x : L.x + L.in_size])
+    backward_first(L, params, gparams, acts, grads, scratch, rate, partial)
+
+
+# Kind "conv_padded5": 5 x 5 filters, padding at most 4 (_fast5), LeNet's. The same arithmetic
+# as the hooks above take for such a layer, without the branches of the other sizes, which a
+# network of only such layers then never compiles.
+
+
+@jit(inline=True)
+def forward5(L, params, acts, scratch, partial):
+    x = acts[L.x : L.x + L.in_size].reshape((L.dims[DEPTH], L.dims[HEIGHT], L.dims[WIDTH]))
+    _forward5_one(L, params, scratch, x, acts[L.y : L.y + L.out_size], 0)
+
+
+@jit(inline=True)
+def backward5(L, params, gparams, acts, grads, scratch, rate, partial):
+    g = grads[L.y : L.y + L.out_size]
+    _input_gradient5_one(L, params, scratch, g, grads[L.x : L.x + L.in_size])
     backward_first(L, params, gparams, acts, grads, scratch, rate, partial)
 
 

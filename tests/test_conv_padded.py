@@ -168,7 +168,8 @@ def test_defaults_are_the_notebooks_convolution():
     assert layer._compiled().kind == "conv"
     assert Convolution((1, 28, 28), 3, 5, padding=1)._compiled().kind == "conv_padded"
     assert Convolution((1, 28, 28), 3, 5, bias="filter")._compiled().kind == "conv_padded"
-    assert Convolution((1, 28, 28), 5, 5)._compiled().kind == "conv_padded"
+    assert Convolution((1, 28, 28), 5, 5)._compiled().kind == "conv_padded5"
+    assert Convolution((1, 28, 28), 5, 5, padding=5)._compiled().kind == "conv_padded"
 
 
 @pytest.mark.parametrize("init", ["notebook", "xavier", "he"])

@@ -2,8 +2,8 @@
 reference maths (the seed's ``signal.correlate2d``/``convolve2d`` loops, in
 :mod:`fastcnn.reference`), and its two kinds on the compiled loops: the notebook's ``"conv"``
 (hooks in ``kernels/conv.py``) and ``"conv_padded"`` for zero padding, per-filter biases and 5 x 5
-filters (hooks in ``kernels/conv_padded.py``), so the notebook's network compiles exactly what it
-did before either existed.
+filters (hooks in ``kernels/conv_padded.py``; ``"conv_padded5"`` for 5 x 5 filters padded by at
+most 4), so the notebook's network compiles exactly what it did before either existed.
 """
 
 from __future__ import annotations
@@ -289,8 +289,11 @@ class Convolution(ComputeLayer):
         dims[k_padded.PADDING] = self.padding
         dims[k_padded.PER_FILTER] = int(self.bias == "filter")
         *fixed, per_sample = self._scratch_sizes()
+        fast5 = getattr(k_padded._fast5, "py_func", k_padded._fast5)
         return Compiled(
-            "conv_padded",
+            # 5 x 5 filters have hooks of their own, so that a network of only those (LeNet)
+            # compiles no other size's branches (seconds of a cold start).
+            "conv_padded5" if fast5(self.filter_size, self.padding) else "conv_padded",
             depth * height * width,
             int(np.prod(self.output_shape)),
             dims=tuple(dims),
@@ -406,6 +409,15 @@ registry.register_kind(
     backward=k_padded.backward,
     backward_first=k_padded.backward_first,
     # Mini-batches as matrix products (im2col and BLAS gemm).
+    forward_batch=k_gemm.forward_batch,
+    backward_batch=k_gemm.backward_batch,
+    backward_first_batch=k_gemm.backward_first_batch,
+)
+registry.register_kind(
+    "conv_padded5",
+    forward=k_padded.forward5,
+    backward=k_padded.backward5,
+    backward_first=k_padded.backward_first,
     forward_batch=k_gemm.forward_batch,
     backward_batch=k_gemm.backward_batch,
     backward_first_batch=k_gemm.backward_first_batch,
