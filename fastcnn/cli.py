@@ -251,21 +251,25 @@ def _parser() -> argparse.ArgumentParser:
         help="no progress bar or epoch lines; only the final results",
     )
     # -- optimizers, schedules, resuming (issue 18) --
+    # Their defaults are the model's recipe (fastcnn.models.RECIPES), filled in by _apply_recipe;
+    # None here means "not given".
     train.add_argument(
         "--optimizer",
         choices=("sgd", "momentum", "adam", "adamw"),
-        default="sgd",
-        help="sgd (default, the notebook's), momentum (SGD with --momentum), adam, adamw: as "
-        "torch.optim's SGD, Adam and AdamW",
+        help="sgd (the notebook's), momentum (SGD with --momentum), adam, adamw: as "
+        "torch.optim's SGD, Adam and AdamW (default: the model's, with its momentum, weight "
+        "decay and schedule: sgd for notebook, momentum for lenet). Naming one drops the "
+        "model's optimizer settings and schedule: --optimizer sgd is plain SGD at --rate",
     )
     train.add_argument(
         "--momentum",
         type=_non_negative_float,
-        default=0.9,
-        help="momentum of --optimizer momentum (default: 0.9)",
+        help="momentum of --optimizer momentum (default: the model's, else 0.9)",
     )
     train.add_argument(
-        "--nesterov", action="store_true", help="Nesterov momentum (--optimizer momentum)"
+        "--nesterov",
+        action=argparse.BooleanOptionalAction,
+        help="Nesterov momentum (--optimizer momentum; default: the model's, else off)",
     )
     train.add_argument(
         "--weight-decay",
@@ -273,23 +277,25 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="WD",
         help="weight decay: L2, added to the gradient (sgd, momentum, adam; default 0), or "
-        "decoupled (adamw; default 0.01)",
+        "decoupled (adamw; default 0.01); default: the model's",
     )
     train.add_argument(
         "--schedule",
-        choices=("step", "cosine", "onecycle"),
+        choices=("none", "step", "cosine", "onecycle"),
         help="learning-rate schedule: step (times --gamma every --step-size epochs), cosine (down "
         "to 0 over the epochs), onecycle (per step, up to --rate and down; PyTorch's OneCycleLR "
-        "without momentum cycling); default: none",
+        "without momentum cycling), none (a constant rate); default: the model's (none for "
+        "notebook, onecycle for lenet)",
     )
     train.add_argument(
-        "--step-size", type=_positive_int, default=1, help="epochs per step of --schedule step"
+        "--step-size",
+        type=_positive_int,
+        help="epochs per step of --schedule step (default: the model's, else 1)",
     )
     train.add_argument(
         "--gamma",
         type=_positive_float,
-        default=0.1,
-        help="factor of --schedule step (default: 0.1)",
+        help="factor of --schedule step (default: the model's, else 0.1)",
     )
     train.add_argument(
         "--resume",
@@ -445,18 +451,37 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise _Terminated
 
 
+# The command line's own defaults of the optimizer options, for an --optimizer given without them.
+_OPTIMIZER_DEFAULTS = dict(momentum=0.9, nesterov=False, schedule="none", step_size=1, gamma=0.1)
+
+
 def _apply_recipe(args: argparse.Namespace) -> None:
-    """Fill every training option not given from the model's recipe (``fastcnn.models.RECIPES``)."""
+    """Fill every training option not given from the model's recipe (``fastcnn.models.RECIPES``).
+
+    The recipe's optimizer settings (momentum, Nesterov, weight decay) and schedule belong to its
+    optimizer: they apply only when ``--optimizer`` is not given, so ``--optimizer sgd`` is plain
+    SGD whatever the model's recipe is. Each option given wins either way."""
     from .models import RECIPES
 
     recipe = RECIPES[args.model]
-    # Adam's rate is not SGD's: without --rate, adam and adamw take their own default.
-    args.rate_given = args.rate is not None
+    optimizer_given = args.optimizer is not None
+    # Adam's rate is not SGD's: an --optimizer adam or adamw given without --rate takes Adam's
+    # default (1e-3), not the recipe's rate, which is meant for the recipe's optimizer.
+    args.rate_given = args.rate is not None or not optimizer_given
     for name in ("epochs", "rate", "batch_size", "shuffle", "init", "dtype"):
         if getattr(args, name) is None:
             setattr(args, name, getattr(recipe, name))
     if args.loss is None:
         args.loss = recipe.loss_name
+    if not optimizer_given:
+        args.optimizer = recipe.optimizer
+        if args.weight_decay is None:
+            args.weight_decay = recipe.weight_decay
+    for name, default in _OPTIMIZER_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default if optimizer_given else getattr(recipe, name))
+    if args.schedule == "none":
+        args.schedule = None
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -142,6 +142,16 @@ def test_train_model_lenet_learns(tmp_path, mnist_dir, capsys):
     assert accuracy > 0.85, stdout
     loaded = fastcnn.load(out)
     assert isinstance(loaded.layers[-1], Softmax)
+    # Network.train itself recorded the recipe's optimizer and schedule in the checkpoint
+    import json
+
+    with np.load(out, allow_pickle=False) as f:
+        doc = json.loads(f["training.json"].tobytes())
+    recipe = RECIPES["lenet"]
+    assert doc["optimizer"]["class_name"] == "SGD"
+    assert doc["optimizer"]["config"]["momentum"] == recipe.momentum
+    assert doc["optimizer"]["config"]["nesterov"] == recipe.nesterov
+    assert doc["schedule"]["class_name"] == "OneCycleLR"
     assert cli.main(["evaluate", str(out), "--data", str(mnist_dir), "--limit", "1000"]) == 0
     assert f"{accuracy:.4f}" in capsys.readouterr().out
 
@@ -162,3 +172,97 @@ def test_train_options_override_the_recipe(monkeypatch, tmp_path):
     assert cli.main(["train"]) == 0  # the notebook's recipe, as before
     assert (seen["loss"], seen["epochs"], seen["rate"], seen["batch_size"]) == ("mse", 5, 0.1, 1)
     assert (seen["shuffle"], seen["init"], seen["dtype"]) == (False, "notebook", "float64")
+
+
+class _Stopped(Exception):
+    """Raised by the stand-in for Network.train once it has recorded its call."""
+
+
+def _train_call(monkeypatch, tmp_path, *options):
+    """The arguments ``fastcnn train OPTIONS`` hands to Network.train, on 40 synthetic images."""
+    from fastcnn import cli
+    from fastcnn.network import Network
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (50, 28, 28), dtype=np.uint8)
+    labels = np.arange(50) % 10
+    data = (images[:40], labels[:40]), (images[40:], labels[40:])
+    monkeypatch.setattr(cli, "_load_data", lambda args: data)
+    seen = {}
+
+    def train(self, x, y, loss, d_loss, epochs, rate, **kwargs):
+        seen.update(kwargs, epochs=epochs, rate=rate, samples=len(x))
+        raise _Stopped
+
+    monkeypatch.setattr(Network, "train", train)
+    with pytest.raises(_Stopped):
+        cli.main(["train", "--quiet", "--out", str(tmp_path / "m.npz"), *options])
+    return seen
+
+
+def test_the_lenet_recipes_optimizer_and_schedule_reach_network_train(monkeypatch, tmp_path):
+    # Catches a recipe whose optimizer or schedule the command line drops (fastcnn train --model
+    # lenet would then run plain SGD at a constant rate, the fused path, with no error).
+    from fastcnn import optim
+
+    recipe = RECIPES["lenet"]
+    assert recipe.optimizer != "sgd" or recipe.schedule is not None  # else this test proves little
+    seen = _train_call(monkeypatch, tmp_path, "--model", "lenet")
+    steps = -(-seen["samples"] // recipe.batch_size)
+    assert recipe.optimizer == "momentum"  # the chosen default; the expected objects below
+    assert seen["optimizer"] == optim.SGD(
+        momentum=recipe.momentum,
+        nesterov=recipe.nesterov,
+        weight_decay=recipe.weight_decay or 0.0,
+    )
+    assert seen["rate"] == recipe.rate  # SGD has no lr of its own: train's rate is its rate
+    assert seen["schedule"] == optim.OneCycleLR(
+        recipe.rate, epochs=recipe.epochs, steps_per_epoch=steps
+    )
+    assert (seen["epochs"], seen["batch_size"], seen["shuffle"]) == (
+        recipe.epochs,
+        recipe.batch_size,
+        recipe.shuffle,
+    )
+
+
+def test_options_given_override_the_recipes_optimizer(monkeypatch, tmp_path):
+    from fastcnn import optim
+
+    recipe = RECIPES["lenet"]
+    # --optimizer sgd is plain SGD: none of the recipe's momentum, decay or schedule.
+    seen = _train_call(monkeypatch, tmp_path, "--model", "lenet", "--optimizer", "sgd")
+    assert (seen["optimizer"], seen["schedule"], seen["rate"]) == (None, None, recipe.rate)
+    # one knob given keeps the rest of the recipe
+    seen = _train_call(monkeypatch, tmp_path, "--model", "lenet", "--schedule", "none")
+    assert seen["schedule"] is None and seen["optimizer"].momentum == recipe.momentum
+    seen = _train_call(monkeypatch, tmp_path, "--model", "lenet", "--no-nesterov")
+    assert seen["optimizer"].nesterov is False and seen["schedule"] is not None
+    seen = _train_call(monkeypatch, tmp_path, "--model", "lenet", "--momentum", "0.5")
+    assert seen["optimizer"].momentum == 0.5
+    seen = _train_call(monkeypatch, tmp_path, "--model", "lenet", "--weight-decay", "0")
+    assert seen["optimizer"].weight_decay == 0.0
+    seen = _train_call(monkeypatch, tmp_path, "--model", "lenet", "--schedule", "cosine")
+    assert seen["schedule"] == optim.CosineAnnealingLR(recipe.epochs)
+    # an explicit Adam without --rate takes Adam's 1e-3, not the recipe's SGD rate
+    seen = _train_call(monkeypatch, tmp_path, "--model", "lenet", "--optimizer", "adam")
+    assert seen["optimizer"] == optim.Adam(lr=1e-3) and seen["schedule"] is None
+    # the notebook's recipe is the seed's plain SGD: the fused path, no optimizer object
+    seen = _train_call(monkeypatch, tmp_path)
+    assert (seen["optimizer"], seen["schedule"], seen["rate"], seen["epochs"]) == (
+        None,
+        None,
+        0.1,
+        5,
+    )
+
+
+def test_a_recipe_refuses_an_unknown_optimizer_or_schedule():
+    from fastcnn.models import Recipe
+
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        Recipe(cross_entropy, d_cross_entropy, epochs=1, rate=0.1, optimizer="nadam")
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        Recipe(cross_entropy, d_cross_entropy, epochs=1, rate=0.1, schedule="linear")
+    with pytest.raises(ValueError, match="nesterov needs"):
+        Recipe(cross_entropy, d_cross_entropy, epochs=1, rate=0.1, nesterov=True)
