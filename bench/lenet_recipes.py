@@ -168,6 +168,48 @@ RECIPES = {
 }
 
 
+def _nesterov(lr, batch, epochs):
+    """SGD, momentum 0.9, Nesterov, weight decay 5e-4, OneCycleLR(lr)."""
+    return dict(
+        opt="sgd",
+        lr=lr,
+        momentum=0.9,
+        nesterov=True,
+        wd=5e-4,
+        batch=batch,
+        epochs=epochs,
+        schedule="onecycle",
+    )
+
+
+# Short schedules (this round): the fastest to 98.0 % at the last epoch, over seeds 0, 1, 2.
+RECIPES.update(
+    {
+        "mom-nest-wd-oc-b16-4": _nesterov(0.02, 16, 4),
+        "mom-nest-wd-oc-b16-5": _nesterov(0.02, 16, 5),
+        "mom-nest-wd-oc-b16-6": _nesterov(0.02, 16, 6),
+        "mom-nest-wd-oc-b32-4": _nesterov(0.05, 32, 4),
+        "mom-nest-wd-oc-b32-5": _nesterov(0.05, 32, 5),
+        "mom-nest-wd-oc-b64-4": _nesterov(0.1, 64, 4),
+        "mom-nest-wd-oc-b64-5": _nesterov(0.1, 64, 5),
+        "mom-nest-wd-oc-b64-6": _nesterov(0.1, 64, 6),
+        "mom-nest-wd-oc-b64-8": _nesterov(0.1, 64, 8),
+        "mom-nest-wd-oc-b128-lr2-5": _nesterov(0.2, 128, 5),
+        "mom-nest-wd-oc-b128-lr15-6": _nesterov(0.15, 128, 6),
+        # The most accurate (98.60-98.63 % at the last epoch over seeds 0, 1, 2).
+        "adamw-b32-wd1-30": dict(
+            opt="adamw", lr=3e-3, wd=0.1, batch=32, epochs=30, schedule="onecycle"
+        ),
+        "adamw-b32-wd2-30": dict(
+            opt="adamw", lr=3e-3, wd=0.2, batch=32, epochs=30, schedule="onecycle"
+        ),
+        "adamw-b32-wd1-20": dict(
+            opt="adamw", lr=3e-3, wd=0.1, batch=32, epochs=20, schedule="onecycle"
+        ),
+    }
+)
+
+
 def from_preset(preset):
     """A :class:`fastcnn.models.Recipe` (what ``fastcnn train --model lenet`` runs) as a recipe
     of this module."""

@@ -121,7 +121,14 @@ def torch_run(recipe, data, dtype, threads, target, max_epochs):
 # recipes of fastcnn's that were fastest for PyTorch (README, "Optimizers and schedules").
 LENET_FASTCNN = ("preset", "adamw-b32-wd1-30")
 LENET_PER_SAMPLE = "sgd-b1-cos"
-LENET_TORCH_CANDIDATES = ("mom-nest-wd-oc-b64-6", "mom-nest-wd-oc-b64-8", "mom-nest-wd-oc-b64-10")
+LENET_TORCH_CANDIDATES = (
+    "mom-nest-wd-oc-b16-4",
+    "mom-nest-wd-oc-b32-4",
+    "mom-nest-wd-oc-b32-5",
+    "mom-nest-wd-oc-b64-4",
+    "mom-nest-wd-oc-b64-5",
+    "mom-nest-wd-oc-b128-lr2-5",
+)
 
 
 def lenet_main(args):

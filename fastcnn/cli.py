@@ -147,7 +147,8 @@ def _parser() -> argparse.ArgumentParser:
         "mini-batches with --batch-size), or LeNet-5 (--model lenet) on the cross-entropy; "
         "print each epoch's mean loss and test accuracy, and save the model after "
         "every epoch (Ctrl-C keeps the last completed epoch's model). Each model has a default "
-        "recipe (epochs, rate, batch size, shuffling, init, loss); an option given overrides it.",
+        "recipe (epochs, rate, batch size, shuffling, init, loss, optimizer, schedule); an option "
+        "given overrides it.",
     )
     _data_options(train, "training samples")
     train.add_argument(
@@ -156,7 +157,9 @@ def _parser() -> argparse.ArgumentParser:
         default="notebook",
         help="notebook (default): the seed's CNN, 5 epochs of per-sample SGD at rate 0.1 on the "
         "MSE; lenet: LeNet-5 (two 5x5 convolutions with ReLU and max-pooling, three dense layers, "
-        "softmax), its recipe the README's",
+        "softmax), 5 epochs of SGD with Nesterov momentum 0.9, weight decay 5e-4 and a onecycle "
+        "schedule peaking at rate 0.02, batch size 16, shuffled, on the cross-entropy (about "
+        "98.2%% test accuracy from 10,000 MNIST images)",
     )
     train.add_argument(
         "--loss",
