@@ -182,21 +182,36 @@ def _nesterov(lr, batch, epochs):
     )
 
 
-# Short schedules (this round): the fastest to 98.0 % at the last epoch, over seeds 0, 1, 2.
+# Short schedules: the fastest to 98.0 % at the last epoch over seeds (README).
 RECIPES.update(
     {
+        "mom-nest-wd-oc-b8-3": _nesterov(0.01, 8, 3),
+        "mom-nest-wd-oc-b8-4": _nesterov(0.01, 8, 4),
+        "mom-nest-wd-oc-b16-lr03-4": _nesterov(0.03, 16, 4),
         "mom-nest-wd-oc-b16-4": _nesterov(0.02, 16, 4),
         "mom-nest-wd-oc-b16-5": _nesterov(0.02, 16, 5),
         "mom-nest-wd-oc-b16-6": _nesterov(0.02, 16, 6),
         "mom-nest-wd-oc-b32-4": _nesterov(0.05, 32, 4),
         "mom-nest-wd-oc-b32-5": _nesterov(0.05, 32, 5),
         "mom-nest-wd-oc-b64-4": _nesterov(0.1, 64, 4),
+        "mom-nest-wd-oc-b64-lr08-4": _nesterov(0.08, 64, 4),
+        "mom-nest-wd-oc-b128-lr15-4": _nesterov(0.15, 128, 4),
         "mom-nest-wd-oc-b64-5": _nesterov(0.1, 64, 5),
         "mom-nest-wd-oc-b64-6": _nesterov(0.1, 64, 6),
         "mom-nest-wd-oc-b64-8": _nesterov(0.1, 64, 8),
         "mom-nest-wd-oc-b128-lr2-5": _nesterov(0.2, 128, 5),
         "mom-nest-wd-oc-b128-lr15-6": _nesterov(0.15, 128, 6),
-        # The most accurate (98.60-98.63 % at the last epoch over seeds 0, 1, 2).
+        # AdamW at B=32: lr 5e-3 is the first reliably at 98.5 % (15 epochs: 98.58-98.62 % over
+        # seeds 0-2), wd 0.2 and 30 epochs the most accurate (98.72-98.77 %).
+        "adamw-b32-lr5e3-wd1-15": dict(
+            opt="adamw", lr=5e-3, wd=0.1, batch=32, epochs=15, schedule="onecycle"
+        ),
+        "adamw-b32-lr5e3-wd1-20": dict(
+            opt="adamw", lr=5e-3, wd=0.1, batch=32, epochs=20, schedule="onecycle"
+        ),
+        "adamw-b32-lr5e3-wd2-30": dict(
+            opt="adamw", lr=5e-3, wd=0.2, batch=32, epochs=30, schedule="onecycle"
+        ),
         "adamw-b32-wd1-30": dict(
             opt="adamw", lr=3e-3, wd=0.1, batch=32, epochs=30, schedule="onecycle"
         ),

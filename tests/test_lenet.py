@@ -136,7 +136,8 @@ def test_train_model_lenet_learns(tmp_path, mnist_dir, capsys):
     assert cli.main(argv) == 0
     stdout = capsys.readouterr().out
     assert "Training LeNet-5 on 2000 mnist images (1 epoch, cross-entropy" in stdout
-    assert "batch size 16, shuffled, init he, seed 0, numba, float32)" in stdout
+    batch = RECIPES["lenet"].batch_size
+    assert f"batch size {batch}, shuffled, init he, seed 0, numba, float32)" in stdout
     assert "trained 1 epochs in" in stdout
     accuracy = float(stdout.split("test accuracy: ")[-1].split()[0])
     assert accuracy > 0.85, stdout
