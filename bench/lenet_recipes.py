@@ -1,6 +1,7 @@
 """LeNet-5 training recipes on real MNIST, in fastcnn and in PyTorch with the same everything.
 
     python -m bench.lenet_recipes [--recipes NAME,...] [--torch] [--data DIR]
+    python -m bench.lenet_recipes --recipes preset,adamw-b32-lr5e3-wd1-20 --seeds 0,1,2
 
 Each run trains ``fastcnn.models.lenet`` (He init, seed 0, float32) on the 10,000 local training
 images, shuffled by ``np.random.default_rng(0)`` (one ``permutation`` per epoch, as
@@ -9,7 +10,11 @@ every epoch. The clocks (wall ``perf_counter`` and this process's CPU ``process_
 training epochs only: the evaluations between epochs are taken off them. ``--torch`` runs the same
 recipes in PyTorch (one thread, float32, ``bench.lenet.torch_model`` holding the same initial
 weights, the same batch order, ``torch.optim`` and its ``lr_scheduler`` with the same
-hyperparameters) after each fastcnn run. ``bench.time_to_accuracy --model lenet`` uses these runs.
+hyperparameters) after each fastcnn run. ``--seeds`` runs each recipe from each seed (initial
+weights and shuffling) instead and prints the last epoch's test accuracy, median and min: a recipe
+fixes its epochs beforehand, so the last epoch is what it delivers. ``preset`` is
+``fastcnn train --model lenet``'s recipe (``fastcnn.models.RECIPES["lenet"]``).
+``bench.time_to_accuracy --model lenet`` uses these runs.
 """
 
 from __future__ import annotations
