@@ -137,6 +137,7 @@ def lenet_main(args):
     from threadpoolctl import threadpool_limits
 
     from bench import lenet_recipes as lr
+    from bench.peers import vector_units
 
     dataset = lr.data(args.data)
     rows = {f"fastcnn per-sample ({LENET_PER_SAMPLE})": ("fastcnn", LENET_PER_SAMPLE)}
@@ -152,6 +153,9 @@ def lenet_main(args):
                 results[label].append(run(lr.RECIPES[name], dataset, target=args.target))
                 print(".", end="", flush=True)
     print()
+    # fastcnn's mini-batch GEMMs run OpenBLAS's kernels: pinned to Haswell (AVX2) on an AVX-512
+    # machine they take about twice as long, and every LeNet ratio below moves with them.
+    print(vector_units())
     print(
         f"LeNet-5, {len(dataset[0][0])} training images, {len(dataset[1][0])} test images, "
         f"float32, 1 thread, target {args.target:.1%}; medians of {args.rounds} interleaved rounds"
