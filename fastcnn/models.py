@@ -185,10 +185,11 @@ RECIPES = {
     # The fastest recipe to 98.0 % found (README, "Optimizers and schedules"; bench.lenet_recipes):
     # SGD with Nesterov momentum 0.9 and weight decay 5e-4, 4 epochs of OneCycleLR(0.01) per
     # step, mini-batches of 8, shuffled, float32. Its last epoch scores 98.01-98.35 % (median
-    # 98.18 %) over seeds 0-5 in ~3.2 CPU s. fastcnn's mini-batch epoch costs the same from B=8 to
-    # B=128 (~0.8 s), so the most steps an epoch win: 3 epochs end at 97.7-98.1 %, B=16 at its
-    # best rate (4 epochs at 0.03) at 97.9-98.3 %. The old preset's plain SGD (15 epochs at 0.05)
-    # took ~15 s to 98.06 %.
+    # 98.17 %) over seeds 0-5 in ~3.2 CPU s with OpenBLAS pinned to Haswell, 98.02-98.32 % in
+    # ~1.7 s on OpenBLAS's AVX-512 kernels. fastcnn's mini-batch epoch costs about the same from
+    # B=8 to B=128, so the most steps an epoch win: 3 epochs end at 97.7-98.1 %, B=16 at its best
+    # rate (4 epochs at 0.03) at 97.9-98.3 %. The old preset's plain SGD (15 epochs at 0.05) took
+    # ~15 s to 98.06 %.
     "lenet": Recipe(
         cross_entropy,
         d_cross_entropy,
