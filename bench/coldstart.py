@@ -3,9 +3,11 @@
 Each repeat makes a new ``NUMBA_CACHE_DIR``, then runs two fresh processes on it: the first
 compiles every kernel (cold), the second loads them from the cache (warm). Each process imports
 fastcnn, builds a preset (the seed's MNIST network, or ``--model lenet``) and trains it on one
-random sample for one epoch with the preset's loss.
+random sample for one epoch with the preset's loss, per sample with plain SGD; with ``--recipe``,
+one batch of the preset's recipe instead (its dtype, batch size, optimizer and schedule: what
+``fastcnn train --model NAME`` compiles first).
 
-    python -m bench.coldstart [--repeats 3] [--model notebook|lenet] [--json PATH]
+    python -m bench.coldstart [--repeats 3] [--model notebook|lenet] [--recipe] [--json PATH]
 """
 
 import argparse
@@ -37,8 +39,26 @@ rng = np.random.default_rng(0)
 x = rng.random((1, 1, 28, 28), dtype=np.float32)
 y = np.zeros((1, 10, 1), np.float32)
 y[0, 3, 0] = 1
+options = {}
+if RECIPE:
+    from fastcnn import optim
+    net = MODELS[MODEL](dtype=recipe.dtype)
+    n = recipe.batch_size
+    x, y = np.repeat(x, n, axis=0), np.repeat(y, n, axis=0)
+    decay = recipe.weight_decay or 0.0
+    options["batch_size"] = n
+    if recipe.optimizer == "momentum":
+        options["optimizer"] = optim.SGD(momentum=recipe.momentum, nesterov=recipe.nesterov,
+                                         weight_decay=decay)
+    elif recipe.optimizer in ("adam", "adamw"):
+        kind = optim.Adam if recipe.optimizer == "adam" else optim.AdamW
+        options["optimizer"] = kind() if recipe.weight_decay is None else kind(weight_decay=decay)
+    elif decay:
+        options["optimizer"] = optim.SGD(weight_decay=decay)
+    if recipe.schedule == "onecycle":
+        options["schedule"] = optim.OneCycleLR(recipe.rate, epochs=1, steps_per_epoch=1)
 t2 = time.perf_counter()
-net.train(x, y, recipe.loss, recipe.d_loss, 1, 0.01, verbose=False)
+net.train(x, y, recipe.loss, recipe.d_loss, 1, 0.01, verbose=False, **options)
 t3 = time.perf_counter()
 print(json.dumps({"import": t1 - t0, "build": t2 - t1, "first_step": t3 - t2, "in_process": t3 - t0,
                   "done_at": time.time()}))
@@ -48,12 +68,12 @@ PHASES = ("since_spawn", "in_process", "import", "build", "first_step", "cpu")
 TARGET_WARM_SECONDS = 1.5  # the issue's target for the warm second process; reported, not asserted
 
 
-def run_once(cache_dir, model="notebook"):
+def run_once(cache_dir, model="notebook", recipe=False):
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
     before = _children_cpu()
     spawned = time.time()
     proc = subprocess.run(
-        [sys.executable, "-c", f"MODEL = {model!r}\n" + CHILD],
+        [sys.executable, "-c", f"MODEL = {model!r}\nRECIPE = {recipe!r}\n" + CHILD],
         env=env,
         capture_output=True,
         text=True,
@@ -78,13 +98,13 @@ def _children_cpu():
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(repeats=3, model="notebook"):
+def measure(repeats=3, model="notebook", recipe=False):
     """Medians over ``repeats`` of each phase, for the cold and the warm process."""
     runs = {"cold": [], "warm": []}
     for _ in range(repeats):
         with tempfile.TemporaryDirectory(prefix="fastcnn-numba-cache-") as cache_dir:
-            runs["cold"].append(run_once(cache_dir, model))
-            runs["warm"].append(run_once(cache_dir, model))
+            runs["cold"].append(run_once(cache_dir, model, recipe))
+            runs["warm"].append(run_once(cache_dir, model, recipe))
     return {
         "repeats": repeats,
         **{
@@ -120,10 +140,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", choices=("notebook", "lenet"), default="notebook")
+    parser.add_argument(
+        "--recipe", action="store_true", help="the first batch of the preset's recipe instead"
+    )
     parser.add_argument("--json", help="also write the medians to this file")
     args = parser.parse_args(argv)
-    result = measure(args.repeats, args.model)
-    print(f"Cold start ({args.model}), medians of {result['repeats']} fresh process pair(s):")
+    result = measure(args.repeats, args.model, args.recipe)
+    what = f"{args.model}, its recipe" if args.recipe else args.model
+    print(f"Cold start ({what}), medians of {result['repeats']} fresh process pair(s):")
     for row in rows(result):
         print(
             f"  {row[0]}: "
