@@ -11,7 +11,6 @@ its networks compile and run exactly as before.
 """
 
 from ._jit import jit
-from .buffers import region
 from .conv import (
     _convolve2d_full_add,
     _correlate2d_valid_accumulate,
@@ -194,8 +193,9 @@ def _gradient_add(xp, d_output, d_filters, d_biases, wide):
 
 # --------------------------------------------------------------------------------------------------
 # hooks of the compiled loops: one layer record ``L`` and the flat buffers (see kernels/_loops.py).
-# A record's scratch: the fixed regions of scratch_sizes, then with padding, per sample of a batch,
-# the padded input xp, which the forward pass writes and the backward pass reads.
+# A record's scratch: the fixed regions of scratch_sizes, then with padding the padded input xp,
+# which the forward pass writes and the backward pass reads (the mini-batch hooks, in
+# conv_gemm.py, lay out the same scratch their own way).
 
 
 @jit
@@ -239,47 +239,47 @@ def _scratch(L, scratch):
 
 
 @jit
-def _padded(L, scratch, x, b):
-    """Sample ``b``'s padded input, a region of the scratch (the forward pass writes it); ``x``
+def _padded(L, scratch, x):
+    """The sample's padded input, a region of the scratch (the forward pass writes it); ``x``
     (depth, H, W) itself without padding."""
     xps, _, _, _, p = _shapes(L)
     if p == 0:
         return x
     first = _scratch(L, scratch)[4]
     size = xps[0] * xps[1] * xps[2]
-    return scratch[first + b * size : first + (b + 1) * size].reshape(xps)
+    return scratch[first : first + size].reshape(xps)
 
 
 @jit(inline=True)
-def _forward_input(L, params, scratch, x, b):
-    """The record's filters, biases and sample ``b``'s padded input (padded here), and its
+def _forward_input(L, params, scratch, x):
+    """The record's filters, biases and the sample's padded input (padded here), and its
     output's shape."""
     _, _, os_, _, p = _shapes(L)
     filters, biases = _parameters(L, params)
-    xp = _padded(L, scratch, x, b)
+    xp = _padded(L, scratch, x)
     if p > 0:
         pad2d(x, p, xp)
     return xp, filters, biases, os_
 
 
 @jit
-def _forward_one(L, params, scratch, x, y, b):
-    xp, filters, biases, os_ = _forward_input(L, params, scratch, x, b)
+def _forward_one(L, params, scratch, x, y):
+    xp, filters, biases, os_ = _forward_input(L, params, scratch, x)
     _forward(xp, filters, biases, _scratch(L, scratch)[3], y.reshape(os_))
 
 
 @jit
-def _forward5_one(L, params, scratch, x, y, b):
-    xp, filters, biases, os_ = _forward_input(L, params, scratch, x, b)
+def _forward5_one(L, params, scratch, x, y):
+    xp, filters, biases, os_ = _forward_input(L, params, scratch, x)
     _forward5(xp, filters, biases, _scratch(L, scratch)[3], y.reshape(os_))
 
 
 @jit
-def _gradient_one(L, gparams, scratch, x, g, b):
+def _gradient_one(L, gparams, scratch, x, g):
     _, _, os_, _, _ = _shapes(L)
     d_filters, d_biases = _parameters(L, gparams)
     wide = _scratch(L, scratch)[0]
-    _gradient_add(_padded(L, scratch, x, b), g.reshape(os_), d_filters, d_biases, wide)
+    _gradient_add(_padded(L, scratch, x), g.reshape(os_), d_filters, d_biases, wide)
 
 
 @jit
@@ -308,7 +308,7 @@ def _input_gradient5_one(L, params, scratch, g, d_x):
 @jit(inline=True)
 def forward(L, params, acts, scratch, partial):
     x = acts[L.x : L.x + L.in_size].reshape((L.dims[DEPTH], L.dims[HEIGHT], L.dims[WIDTH]))
-    _forward_one(L, params, scratch, x, acts[L.y : L.y + L.out_size], 0)
+    _forward_one(L, params, scratch, x, acts[L.y : L.y + L.out_size])
 
 
 @jit(inline=True)
@@ -316,7 +316,7 @@ def backward_first(L, params, gparams, acts, grads, scratch, rate, partial):
     """The parameters' gradient only: a first layer's input gradient is never read."""
     _zero_gradient(L, gparams)
     x = acts[L.x : L.x + L.in_size].reshape((L.dims[DEPTH], L.dims[HEIGHT], L.dims[WIDTH]))
-    _gradient_one(L, gparams, scratch, x, grads[L.y : L.y + L.out_size], 0)
+    _gradient_one(L, gparams, scratch, x, grads[L.y : L.y + L.out_size])
 
 
 @jit(inline=True)
@@ -334,7 +334,7 @@ def backward(L, params, gparams, acts, grads, scratch, rate, partial):
 @jit(inline=True)
 def forward5(L, params, acts, scratch, partial):
     x = acts[L.x : L.x + L.in_size].reshape((L.dims[DEPTH], L.dims[HEIGHT], L.dims[WIDTH]))
-    _forward5_one(L, params, scratch, x, acts[L.y : L.y + L.out_size], 0)
+    _forward5_one(L, params, scratch, x, acts[L.y : L.y + L.out_size])
 
 
 @jit(inline=True)
@@ -342,32 +342,3 @@ def backward5(L, params, gparams, acts, grads, scratch, rate, partial):
     g = grads[L.y : L.y + L.out_size]
     _input_gradient5_one(L, params, scratch, g, grads[L.x : L.x + L.in_size])
     backward_first(L, params, gparams, acts, grads, scratch, rate, partial)
-
-
-@jit(inline=True)
-def forward_batch(L, params, acts, scratch, capacity, n):
-    x = region(acts, L.x, L.in_size, capacity, n)
-    y = region(acts, L.y, L.out_size, capacity, n)
-    xs = (L.dims[DEPTH], L.dims[HEIGHT], L.dims[WIDTH])
-    for b in range(n):
-        _forward_one(L, params, scratch, x[b].reshape(xs), y[b], b)
-
-
-@jit(inline=True)
-def backward_first_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate):
-    """The batch's summed parameter gradients, sample after sample."""
-    _zero_gradient(L, gparams)
-    x = region(acts, L.x, L.in_size, capacity, n)
-    g = region(grads, L.y, L.out_size, capacity, n)
-    xs = (L.dims[DEPTH], L.dims[HEIGHT], L.dims[WIDTH])
-    for b in range(n):
-        _gradient_one(L, gparams, scratch, x[b].reshape(xs), g[b], b)
-
-
-@jit(inline=True)
-def backward_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate):
-    g = region(grads, L.y, L.out_size, capacity, n)
-    d_x = region(grads, L.x, L.in_size, capacity, n)
-    for b in range(n):
-        _input_gradient_one(L, params, scratch, g[b], d_x[b])
-    backward_first_batch(L, params, gparams, acts, grads, scratch, capacity, n, rate)

@@ -280,8 +280,9 @@ class Convolution(ComputeLayer):
         return sizes(*self.input_shape, self.filter_size, self.filter_count, self.padding)
 
     def _compiled_padded(self) -> Compiled:
-        """The "conv_padded" record: the scratch regions of ``scratch_sizes``, each sample's padded
-        input (written in the forward pass, read by the filter gradient) per sample."""
+        """The "conv_padded" (or "conv_padded5") record: the scratch regions of ``scratch_sizes``
+        and the per-sample loop's padded input (written in the forward pass, read by the filter
+        gradient)."""
         depth, height, width = self.input_shape
         dims = [0] * 7
         dims[k_padded.DEPTH], dims[k_padded.HEIGHT], dims[k_padded.WIDTH] = depth, height, width
@@ -299,9 +300,9 @@ class Convolution(ComputeLayer):
             dims=tuple(dims),
             params=self._PARAMETERS,
             # The batch hooks (kernels/conv_gemm.py) use the same scratch from its start (a batch
-            # program runs only them): see _gemm_scratch.
-            scratch=max(sum(fixed), self._gemm_scratch()),
-            scratch_per_sample=per_sample,
+            # program runs only them): see _gemm_scratch. Only the per-sample loop reads the
+            # padded input after the fixed regions, for its one sample.
+            scratch=max(sum(fixed) + per_sample, self._gemm_scratch()),
         )
 
     def _gemm_scratch(self) -> int:
@@ -403,22 +404,23 @@ registry.register_kind(
     backward_batch=k_conv.backward_batch,
     backward_first_batch=k_conv.backward_first_batch,
 )
+# Both padded kinds run mini-batches as matrix products on wide columns (kernels/conv_gemm.py).
+_GEMM_BATCH = dict(
+    forward_batch=k_gemm.forward_batch,
+    backward_batch=k_gemm.backward_batch,
+    backward_first_batch=k_gemm.backward_first_batch,
+)
 registry.register_kind(
     "conv_padded",
     forward=k_padded.forward,
     backward=k_padded.backward,
     backward_first=k_padded.backward_first,
-    # Mini-batches as matrix products (im2col and BLAS gemm).
-    forward_batch=k_gemm.forward_batch,
-    backward_batch=k_gemm.backward_batch,
-    backward_first_batch=k_gemm.backward_first_batch,
+    **_GEMM_BATCH,
 )
 registry.register_kind(
     "conv_padded5",
     forward=k_padded.forward5,
     backward=k_padded.backward5,
     backward_first=k_padded.backward_first,
-    forward_batch=k_gemm.forward_batch,
-    backward_batch=k_gemm.backward_batch,
-    backward_first_batch=k_gemm.backward_first_batch,
+    **_GEMM_BATCH,
 )
