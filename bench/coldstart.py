@@ -41,22 +41,14 @@ y = np.zeros((1, 10, 1), np.float32)
 y[0, 3, 0] = 1
 options = {}
 if RECIPE:
-    from fastcnn import optim
-    net = MODELS[MODEL](dtype=recipe.dtype)
-    n = recipe.batch_size
-    x, y = np.repeat(x, n, axis=0), np.repeat(y, n, axis=0)
-    decay = recipe.weight_decay or 0.0
-    options["batch_size"] = n
-    if recipe.optimizer == "momentum":
-        options["optimizer"] = optim.SGD(momentum=recipe.momentum, nesterov=recipe.nesterov,
-                                         weight_decay=decay)
-    elif recipe.optimizer in ("adam", "adamw"):
-        kind = optim.Adam if recipe.optimizer == "adam" else optim.AdamW
-        options["optimizer"] = kind() if recipe.weight_decay is None else kind(weight_decay=decay)
-    elif decay:
-        options["optimizer"] = optim.SGD(weight_decay=decay)
-    if recipe.schedule == "onecycle":
-        options["schedule"] = optim.OneCycleLR(recipe.rate, epochs=1, steps_per_epoch=1)
+    # The command line's own reading of the recipe (fastcnn train --model MODEL), for one step.
+    from fastcnn import cli
+    args = cli._parser().parse_args(["train", "--model", MODEL])
+    cli._apply_recipe(args)
+    optimizer, schedule, _ = cli._recipe(args, 1)
+    net = MODELS[MODEL](dtype=args.dtype)
+    x, y = np.repeat(x, args.batch_size, axis=0), np.repeat(y, args.batch_size, axis=0)
+    options = dict(batch_size=args.batch_size, optimizer=optimizer, schedule=schedule)
 t2 = time.perf_counter()
 net.train(x, y, recipe.loss, recipe.d_loss, 1, 0.01, verbose=False, **options)
 t3 = time.perf_counter()
